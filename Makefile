@@ -1,0 +1,103 @@
+# cachebust — PGXS build.
+#
+#   make && make install          build and install the extension
+#   make installcheck             pg_regress on a temporary, preloaded instance
+#   make unit                     GoogleTest suite of the pure core (src/core)
+#   make unit-sanitize            the same under AddressSanitizer + UBSan
+#   make fuzz FUZZ_SECONDS=N      bounded libFuzzer run of the template parser
+#   make prove                    TAP integration tests (real PostgreSQL + Redis)
+#
+# The whole suite, with its dependencies, is test/run_all.sh (see README.md).
+
+EXTENSION = cachebust
+MODULE_big = cachebust
+DATA = cachebust--0.1.0.sql
+PGFILEDESC = "cachebust - transactional Redis cache invalidation"
+
+# The pure C++ core: no PostgreSQL headers, unit-tested on its own.
+CORE_SRCS = \
+	src/core/target.cpp \
+	src/core/template.cpp \
+	src/core/pending_set.cpp \
+	src/core/batch_codec.cpp \
+	src/core/redis_url.cpp \
+	src/core/backoff.cpp \
+	src/core/coalescer.cpp \
+	src/core/latency_histogram.cpp \
+	src/core/redis_client.cpp \
+	src/core/deliverer.cpp
+
+# The PostgreSQL glue: GUCs, triggers, transaction hooks, shared memory, worker.
+PG_SRCS = \
+	src/pg/cachebust.cpp \
+	src/pg/guc.cpp \
+	src/pg/capture.cpp \
+	src/pg/trigger.cpp \
+	src/pg/sql_functions.cpp \
+	src/pg/queue.cpp \
+	src/pg/worker.cpp
+
+OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
+
+REGRESS = setup templates transactions functions watch errors privileges
+REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=./tmp_check
+
+PG_CPPFLAGS = -Isrc
+# -Wno-register: PostgreSQL headers still use `register`, removed in C++17.
+PG_CXXFLAGS = -std=c++17 -fPIC -Wall -Wextra -Wno-register -Wno-missing-field-initializers -fvisibility=hidden
+SHLIB_LINK = -lhiredis -lstdc++
+
+# LLVM bitcode is deliberately not built. PostgreSQL's JIT only uses it to
+# inline functions into compiled expressions; our entry points are trigger and
+# SQL functions reached through fmgr, so it would buy nothing, and PGXS's
+# clang rule for C++ does not get our -std=c++17 flags.
+override with_llvm = no
+
+EXTRA_CLEAN = build tmp_check test/tmp_check results regression.diffs regression.out log
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# ---- tests of the pure core (no server needed) -------------------------
+
+GTEST_LIBS = -lgtest -lgtest_main -lhiredis -pthread
+UNIT_SRCS = $(wildcard test/unit/*.cpp)
+UNIT_CXXFLAGS = -std=c++17 -Wall -Wextra -g -O1 -Isrc -Itest/unit
+
+build/unit/unit_tests: $(CORE_SRCS) $(UNIT_SRCS) $(wildcard src/core/*.hpp test/unit/*.hpp)
+	@mkdir -p $(dir $@)
+	$(CXX) $(UNIT_CXXFLAGS) -o $@ $(CORE_SRCS) $(UNIT_SRCS) $(GTEST_LIBS)
+
+build/unit-sanitize/unit_tests: $(CORE_SRCS) $(UNIT_SRCS) $(wildcard src/core/*.hpp test/unit/*.hpp)
+	@mkdir -p $(dir $@)
+	$(CXX) $(UNIT_CXXFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=all \
+		-fno-omit-frame-pointer -o $@ $(CORE_SRCS) $(UNIT_SRCS) $(GTEST_LIBS)
+
+unit: build/unit/unit_tests
+	$<
+
+unit-sanitize: build/unit-sanitize/unit_tests
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $<
+
+# ---- fuzzing ------------------------------------------------------------
+
+FUZZ_SECONDS ?= 20
+FUZZ_SRCS = src/core/target.cpp src/core/template.cpp
+
+build/fuzz/template_fuzz: test/fuzz/template_fuzz.cpp $(FUZZ_SRCS) src/core/template.hpp src/core/target.hpp
+	@mkdir -p $(dir $@)
+	clang++ -std=c++17 -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+		-o $@ test/fuzz/template_fuzz.cpp $(FUZZ_SRCS)
+
+fuzz: build/fuzz/template_fuzz
+	@mkdir -p build/fuzz/corpus
+	$< -max_total_time=$(FUZZ_SECONDS) -max_len=256 build/fuzz/corpus test/fuzz/seeds
+
+# ---- integration tests ----------------------------------------------------
+
+prove:
+	PATH="$(bindir):$$PATH" PG_REGRESS="$(top_builddir)/src/test/regress/pg_regress" \
+		prove -I $(pgxsdir)/src/test/perl -I test/t $(PROVE_FLAGS) test/t/*.pl
+
+.PHONY: unit unit-sanitize fuzz prove

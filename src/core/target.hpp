@@ -1,0 +1,61 @@
+/*
+ * target.hpp — what an invalidation is, from capture to delivery.
+ *
+ * A Target is one Redis-side effect: its kind, whether its key is a SCAN
+ * pattern (each match receives the kind's action), and the full key with
+ * key_prefix (and tag_prefix for tags) already applied. The backend builds
+ * Targets when a trigger fires; the worker executes them.
+ */
+#pragma once
+#include "core/cpp_only.hpp"
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace cachebust {
+
+enum class TargetKind : uint8_t {
+	Key = 0,  /* UNLINK key */
+	Tag = 1,  /* remove the members of set `key` and the set itself */
+	Bump = 2, /* INCR key */
+};
+
+/* Longest key (prefixes included) we accept; longer ones are a user error. */
+constexpr size_t kMaxKeyLength = 8192;
+
+struct Target {
+	TargetKind kind = TargetKind::Key;
+	/* key is a glob: apply the kind's action to every key SCAN MATCH finds */
+	bool glob = false;
+	/* close the coalescing window as soon as this target arrives */
+	bool immediate = false;
+	/* Tag only: bytes of key that are key_prefix + tag_prefix; a set member
+	 * starting with them is itself a tag set and is expanded. */
+	uint32_t tag_prefix_len = 0;
+	std::string key;
+
+	bool operator==(const Target &o) const
+	{
+		return kind == o.kind && glob == o.glob && key == o.key;
+	}
+};
+
+/* "key", "pattern", "tag", "tag_pattern", "bump" or "bump_pattern". */
+const char *target_kind_name(TargetKind kind, bool glob);
+
+/* Escapes *, ?, [, ] and \ so that SCAN MATCH treats them literally. */
+std::string glob_escape(std::string_view text);
+
+/* A user mistake in a template, a target or a key (never a bug of ours). */
+class TargetError : public std::runtime_error
+{
+  public:
+	using std::runtime_error::runtime_error;
+};
+
+/* Throws TargetError when key is empty or longer than kMaxKeyLength. */
+void check_key_length(const std::string &key);
+
+} // namespace cachebust
