@@ -30,6 +30,7 @@ CORE_SRCS = \
 # The PostgreSQL glue: GUCs, triggers, transaction hooks, shared memory, worker.
 PG_SRCS = \
 	src/pg/cachebust.cpp \
+	src/pg/guard.cpp \
 	src/pg/guc.cpp \
 	src/pg/capture.cpp \
 	src/pg/trigger.cpp \
@@ -42,9 +43,10 @@ OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 REGRESS = setup templates transactions functions watch errors privileges
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=./tmp_check
 
-PG_CPPFLAGS = -Isrc
+PG_CPPFLAGS = -Isrc -isystem $(includedir_server)
+# (-isystem: PostgreSQL headers are not -Wextra clean; the warnings are not ours.)
 # -Wno-register: PostgreSQL headers still use `register`, removed in C++17.
-PG_CXXFLAGS = -std=c++17 -fPIC -Wall -Wextra -Wno-register -Wno-missing-field-initializers -fvisibility=hidden
+PG_CXXFLAGS = -std=c++17 -fPIC -Wall -Wextra -Wno-register -Wno-missing-field-initializers
 SHLIB_LINK = -lhiredis -lstdc++
 
 # LLVM bitcode is deliberately not built. PostgreSQL's JIT only uses it to

@@ -1,10 +1,12 @@
 /*
- * cpp_only.hpp — include first in every file of the pure core.
+ * cpp_only.hpp — included LAST by every .cpp file of the pure core.
  *
- * The core (src/core) must build and be unit-tested without PostgreSQL. A
- * PostgreSQL header pulled in by accident would bring its macros (elog,
- * palloc, setjmp-based error handling) into code that relies on C++
- * exceptions and destructors, so we refuse to compile in that case.
+ * The core (src/core) must build and be unit-tested without PostgreSQL. If
+ * one of its headers pulled in a PostgreSQL header, that would bring macros
+ * (elog, palloc, setjmp-based error handling) into code that relies on C++
+ * exceptions and destructors; this include then refuses to compile. Core
+ * headers themselves are also included by the glue, after PostgreSQL's
+ * headers, so the check cannot live in them.
  */
 #pragma once
 

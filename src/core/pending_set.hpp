@@ -8,10 +8,9 @@
  * both operations touch only the tail.
  */
 #pragma once
-#include "core/cpp_only.hpp"
 
 #include <string>
-#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/target.hpp"
@@ -21,6 +20,10 @@ namespace cachebust {
 class PendingSet
 {
   public:
+	PendingSet();
+	PendingSet(const PendingSet &) = delete; /* the index points into this */
+	PendingSet &operator=(const PendingSet &) = delete;
+
 	struct Entry {
 		Target target;
 		int nest_level;
@@ -43,10 +46,22 @@ class PendingSet
 	const std::vector<Entry> &entries() const { return entries_; }
 
   private:
-	static std::string dedup_key(const Target &t);
+	/* Hash and equality of entries_ positions by their target, so the
+	 * index stores no second copy of the keys. */
+	struct PositionHash {
+		const PendingSet *set;
+		size_t operator()(size_t pos) const;
+	};
+	struct PositionEqual {
+		const PendingSet *set;
+		bool operator()(size_t a, size_t b) const;
+	};
 
 	std::vector<Entry> entries_;
-	std::unordered_map<std::string, size_t> index_; /* dedup_key → entries_ index */
+	std::unordered_set<size_t, PositionHash, PositionEqual> index_;
 };
+
+/* Hash of a target's identity (kind, glob, key), shared with the coalescer. */
+size_t target_hash(const Target &t);
 
 } // namespace cachebust

@@ -7,7 +7,6 @@
  * Targets when a trigger fires; the worker executes them.
  */
 #pragma once
-#include "core/cpp_only.hpp"
 
 #include <cstdint>
 #include <stdexcept>

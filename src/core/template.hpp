@@ -11,7 +11,6 @@
  * needs only the row's column values, looked up by slot.
  */
 #pragma once
-#include "core/cpp_only.hpp"
 
 #include <optional>
 #include <string>

@@ -1,0 +1,50 @@
+-- Manual invalidation functions, flush, wait_for_delivery, stats.
+BEGIN;
+SELECT cachebust.invalidate_key('a', 'b', 'a');
+SELECT cachebust.invalidate_tag('team:1');
+SELECT cachebust.invalidate_pattern('session:*');
+SELECT cachebust.bump('catalog:version');
+SELECT cachebust.invalidate_key(VARIADIC ARRAY['c', 'd']);
+SELECT * FROM cachebust.pending();
+ROLLBACK;
+
+-- Prefixes apply; in invalidate_pattern the prefix is escaped, the
+-- caller's wildcards are kept.
+BEGIN;
+SET LOCAL cachebust.key_prefix = 'p?';
+SELECT cachebust.invalidate_key('k');
+SELECT cachebust.invalidate_pattern('s:*');
+SELECT cachebust.invalidate_tag('t');
+SELECT * FROM cachebust.pending();
+ROLLBACK;
+
+-- Manual targets follow savepoints like trigger targets.
+BEGIN;
+SELECT cachebust.invalidate_key('keep');
+SAVEPOINT s;
+SELECT cachebust.invalidate_key('drop');
+ROLLBACK TO SAVEPOINT s;
+SELECT * FROM cachebust.pending();
+ROLLBACK;
+
+-- Bad input.
+SELECT cachebust.invalidate_key('');
+SELECT cachebust.invalidate_key(VARIADIC ARRAY['ok', NULL]);
+SELECT cachebust.invalidate_key(repeat('x', 9000));
+SELECT cachebust.invalidate_pattern('');
+SELECT cachebust.invalidate_key(VARIADIC '{}'::text[]);
+SELECT cachebust.invalidate_key(NULL);
+SELECT cachebust.wait_for_delivery(-1);
+
+-- A session that committed nothing has nothing to wait for.
+SELECT cachebust.wait_for_delivery(0);
+SELECT cachebust.flush();
+
+-- stats(): one row with every counter; reset_stats() zeroes counters.
+SELECT count(*) FROM cachebust.stats;
+SELECT queue_size, queue_bytes_used >= 0 AS used_ok, connected IS NOT NULL AS has_connected
+FROM cachebust.stats();
+SELECT cachebust.reset_stats();
+SELECT transactions_enqueued, targets_enqueued, targets_delivered, redis_commands, overflows,
+       fallbacks, stats_reset IS NOT NULL AS reset_time
+FROM cachebust.stats();

@@ -1,0 +1,128 @@
+/*
+ * batch_codec.cpp — encoding and decoding of ring-buffer batches.
+ */
+#include "core/batch_codec.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "core/cpp_only.hpp"
+
+namespace cachebust {
+
+static size_t
+pad8(size_t n)
+{
+	return (n + 7) & ~static_cast<size_t>(7);
+}
+
+std::string
+encode_batch(const PendingSet &pending)
+{
+	size_t total = sizeof(BatchHeader);
+	for (const auto &entry : pending.entries())
+		total += sizeof(TargetHeader) + pad8(entry.target.key.size());
+	if (total > UINT32_MAX)
+		throw TargetError("transaction buffered more than 4GB of invalidation targets");
+
+	std::string buf(total, '\0');
+	char *p = buf.data();
+
+	BatchHeader header{};
+	header.total_len = static_cast<uint32_t>(total);
+	header.target_count = static_cast<uint32_t>(pending.size());
+	header.flags = pending.any_immediate() ? kBatchImmediate : 0;
+	memcpy(p, &header, sizeof(header));
+	p += sizeof(header);
+
+	for (const auto &entry : pending.entries()) {
+		const Target &t = entry.target;
+		TargetHeader th{};
+		th.kind = static_cast<uint8_t>(t.kind);
+		th.flags = (t.glob ? kTargetGlob : 0) | (t.immediate ? kTargetImmediate : 0);
+		th.tag_prefix_len = t.tag_prefix_len;
+		th.key_len = static_cast<uint32_t>(t.key.size());
+		memcpy(p, &th, sizeof(th));
+		p += sizeof(th);
+		memcpy(p, t.key.data(), t.key.size());
+		p += pad8(t.key.size());
+	}
+	return buf;
+}
+
+void
+stamp_batch(char *batch, uint64_t seq, int64_t commit_time_us)
+{
+	BatchHeader *header = reinterpret_cast<BatchHeader *>(batch);
+	header->seq = seq;
+	header->commit_time_us = commit_time_us;
+}
+
+uint32_t
+batch_length(const char *data)
+{
+	BatchHeader header;
+	memcpy(&header, data, sizeof(header));
+	return header.total_len;
+}
+
+size_t
+decode_batch(const char *data, size_t available, DecodedBatch &out)
+{
+	if (available < sizeof(BatchHeader))
+		throw std::runtime_error("truncated batch header");
+	BatchHeader header;
+	memcpy(&header, data, sizeof(header));
+	if (header.total_len > available || header.total_len < sizeof(BatchHeader) ||
+		header.total_len % 8 != 0)
+		throw std::runtime_error("corrupt batch length");
+
+	out.seq = header.seq;
+	out.commit_time_us = header.commit_time_us;
+	out.immediate = (header.flags & kBatchImmediate) != 0;
+	out.targets.clear();
+	out.targets.reserve(header.target_count);
+
+	size_t off = sizeof(BatchHeader);
+	for (uint32_t i = 0; i < header.target_count; i++) {
+		if (off + sizeof(TargetHeader) > header.total_len)
+			throw std::runtime_error("corrupt batch: target header past the end");
+		TargetHeader th;
+		memcpy(&th, data + off, sizeof(th));
+		off += sizeof(th);
+		if (th.kind > static_cast<uint8_t>(TargetKind::Bump) ||
+			off + pad8(th.key_len) > header.total_len || th.tag_prefix_len > th.key_len)
+			throw std::runtime_error("corrupt batch: bad target");
+		Target t;
+		t.kind = static_cast<TargetKind>(th.kind);
+		t.glob = (th.flags & kTargetGlob) != 0;
+		t.immediate = (th.flags & kTargetImmediate) != 0;
+		t.tag_prefix_len = th.tag_prefix_len;
+		t.key.assign(data + off, th.key_len);
+		off += pad8(th.key_len);
+		out.targets.push_back(std::move(t));
+	}
+	if (off != header.total_len)
+		throw std::runtime_error("corrupt batch: length does not match its targets");
+	return header.total_len;
+}
+
+void
+ring_copy_in(char *ring, uint64_t capacity, uint64_t pos, const char *src, size_t len)
+{
+	size_t offset = pos % capacity;
+	size_t first = std::min<size_t>(len, capacity - offset);
+	memcpy(ring + offset, src, first);
+	memcpy(ring, src + first, len - first);
+}
+
+void
+ring_copy_out(const char *ring, uint64_t capacity, uint64_t pos, char *dst, size_t len)
+{
+	size_t offset = pos % capacity;
+	size_t first = std::min<size_t>(len, capacity - offset);
+	memcpy(dst, ring + offset, first);
+	memcpy(dst + first, ring, len - first);
+}
+
+} // namespace cachebust

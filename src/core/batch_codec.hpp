@@ -1,0 +1,84 @@
+/*
+ * batch_codec.hpp — how a committed transaction's targets are laid out in
+ * the shared-memory ring buffer.
+ *
+ * A backend encodes its pending set before commit (where failing is still
+ * allowed), then at commit only stamps the sequence number and commit time
+ * into the header and copies the bytes into the ring. The worker copies
+ * whole batches back out and decodes them. Everything is 8-byte aligned so
+ * the header can be read in place.
+ *
+ *   BatchHeader | TargetHeader key-bytes pad | TargetHeader key-bytes pad | ...
+ */
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/pending_set.hpp"
+#include "core/target.hpp"
+
+namespace cachebust {
+
+struct BatchHeader {
+	uint32_t total_len;	   /* bytes of the whole batch, multiple of 8 */
+	uint32_t target_count;
+	uint64_t seq;			   /* assigned at commit, under the queue lock */
+	int64_t commit_time_us;	   /* assigned at commit */
+	uint32_t flags;			   /* kBatchImmediate */
+	uint32_t reserved;
+};
+
+constexpr uint32_t kBatchImmediate = 1;
+
+struct TargetHeader {
+	uint8_t kind;
+	uint8_t flags; /* kTargetGlob | kTargetImmediate */
+	uint16_t reserved;
+	uint32_t tag_prefix_len;
+	uint32_t key_len;
+	uint32_t reserved2;
+};
+
+constexpr uint8_t kTargetGlob = 1;
+constexpr uint8_t kTargetImmediate = 2;
+
+static_assert(sizeof(BatchHeader) == 32, "BatchHeader layout is part of the ring format");
+static_assert(sizeof(TargetHeader) == 16, "TargetHeader layout is part of the ring format");
+
+/* Encodes the pending set as one batch (seq and commit time left zero). */
+std::string encode_batch(const PendingSet &pending);
+
+/* Fills in what is only known at commit; `batch` is an encoded batch. */
+void stamp_batch(char *batch, uint64_t seq, int64_t commit_time_us);
+
+/* A batch copied out of the ring. */
+struct DecodedBatch {
+	uint64_t seq = 0;
+	int64_t commit_time_us = 0;
+	bool immediate = false;
+	std::vector<Target> targets;
+};
+
+/*
+ * Decodes the batch starting at data[0]; returns its total length. Throws
+ * std::runtime_error when the bytes are not a well-formed batch (which would
+ * mean shared memory was corrupted).
+ */
+size_t decode_batch(const char *data, size_t available, DecodedBatch &out);
+
+/* Reads the total length of the batch at data (data must hold a header). */
+uint32_t batch_length(const char *data);
+
+/*
+ * Wrap-around copies between a flat buffer and a ring of `capacity` bytes,
+ * at the absolute byte position `pos` (positions only ever grow; the ring
+ * offset is pos % capacity). They never fail and never allocate, so they are
+ * safe inside the commit critical section.
+ */
+void ring_copy_in(char *ring, uint64_t capacity, uint64_t pos, const char *src, size_t len);
+void ring_copy_out(const char *ring, uint64_t capacity, uint64_t pos, char *dst, size_t len);
+
+} // namespace cachebust

@@ -1,0 +1,289 @@
+/*
+ * template.cpp — parsing trigger arguments and rendering targets.
+ */
+#include "core/template.hpp"
+
+#include "core/cpp_only.hpp"
+
+namespace cachebust {
+
+namespace {
+
+std::string
+quoted(std::string_view s)
+{
+	return "\"" + std::string(s) + "\"";
+}
+
+[[noreturn]] void
+malformed(std::string_view arg, const std::string &why)
+{
+	throw TargetError("malformed template " + quoted(arg) + ": " + why);
+}
+
+bool
+is_kind_word(std::string_view word)
+{
+	if (word.empty())
+		return false;
+	for (char c : word)
+		if (!((c >= 'a' && c <= 'z') || c == '_'))
+			return false;
+	return true;
+}
+
+bool
+is_ident_start(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+}
+
+bool
+is_ident_char(unsigned char c)
+{
+	return is_ident_start(c) || (c >= '0' && c <= '9') || c == '$';
+}
+
+/* The column slot for name, adding it to columns the first time. */
+size_t
+slot_for(std::vector<std::string> &columns, std::string name)
+{
+	for (size_t i = 0; i < columns.size(); i++)
+		if (columns[i] == name)
+			return i;
+	columns.push_back(std::move(name));
+	return columns.size() - 1;
+}
+
+/*
+ * Parses the body of `{...}` starting after the `{` at text[pos]; returns
+ * the column name and leaves pos after the closing `}`.
+ */
+std::string
+parse_column(std::string_view arg, std::string_view text, size_t &pos)
+{
+	std::string name;
+	if (pos < text.size() && text[pos] == '"') {
+		pos++;
+		for (;;) {
+			if (pos >= text.size())
+				malformed(arg, "unterminated quoted column name");
+			if (text[pos] == '"') {
+				if (pos + 1 < text.size() && text[pos + 1] == '"') {
+					name.push_back('"');
+					pos += 2;
+					continue;
+				}
+				pos++;
+				break;
+			}
+			name.push_back(text[pos++]);
+		}
+		if (name.empty())
+			malformed(arg, "empty column name");
+	} else {
+		size_t start = pos;
+		while (pos < text.size() && is_ident_char(static_cast<unsigned char>(text[pos]))) {
+			char c = text[pos++];
+			name.push_back((c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c);
+		}
+		if (pos >= text.size())
+			malformed(arg, "unterminated column reference");
+		if (name.empty())
+			malformed(arg, text[pos] == '}' ? "empty column reference {}"
+											: "invalid character in column reference");
+		if (!is_ident_start(static_cast<unsigned char>(text[start])))
+			malformed(arg, "column reference must start with a letter or underscore (quote other names: {\"1st\"})");
+	}
+	if (pos >= text.size())
+		malformed(arg, "unterminated column reference");
+	if (text[pos] != '}')
+		malformed(arg, "invalid character in column reference (quote the name: {\"My Column\"})");
+	pos++;
+	return name;
+}
+
+TargetTemplate
+parse_template(const std::string &arg, TargetKind kind, bool glob, std::string_view text,
+			   std::vector<std::string> &columns)
+{
+	TargetTemplate tpl;
+	tpl.kind = kind;
+	tpl.glob = glob;
+	tpl.source = arg;
+	if (text.empty())
+		throw TargetError("empty target " + quoted(arg));
+
+	std::string literal;
+	auto flush_literal = [&] {
+		if (!literal.empty()) {
+			tpl.segments.push_back(TargetTemplate::Segment{false, std::move(literal), 0});
+			literal.clear();
+		}
+	};
+	size_t pos = 0;
+	while (pos < text.size()) {
+		char c = text[pos];
+		if (c == '{') {
+			if (pos + 1 < text.size() && text[pos + 1] == '{') {
+				literal.push_back('{');
+				pos += 2;
+				continue;
+			}
+			pos++;
+			std::string name = parse_column(arg, text, pos);
+			flush_literal();
+			tpl.segments.push_back(TargetTemplate::Segment{true, {}, slot_for(columns, std::move(name))});
+		} else if (c == '}') {
+			if (pos + 1 < text.size() && text[pos + 1] == '}') {
+				literal.push_back('}');
+				pos += 2;
+				continue;
+			}
+			malformed(arg, "unmatched } (write }} for a literal brace)");
+		} else {
+			literal.push_back(c);
+			pos++;
+		}
+	}
+	flush_literal();
+	return tpl;
+}
+
+/* Appends the prefixes a kind lives under; escaped for glob targets. */
+void
+append_prefixes(std::string &out, TargetKind kind, bool glob, const KeyPrefixes &prefixes,
+				uint32_t &tag_prefix_len)
+{
+	std::string_view parts[2] = {prefixes.key_prefix,
+								 kind == TargetKind::Tag ? prefixes.tag_prefix : std::string_view()};
+	for (std::string_view part : parts)
+		out.append(glob ? glob_escape(part) : std::string(part));
+	/* The unescaped length is what a nested member starts with. */
+	tag_prefix_len = kind == TargetKind::Tag
+						 ? static_cast<uint32_t>(prefixes.key_prefix.size() + prefixes.tag_prefix.size())
+						 : 0;
+}
+
+} // namespace
+
+bool
+TargetTemplate::has_columns() const
+{
+	for (const Segment &s : segments)
+		if (s.is_column)
+			return true;
+	return false;
+}
+
+std::optional<Target>
+TargetTemplate::render(const KeyPrefixes &prefixes, const RowValues &values, bool immediate) const
+{
+	for (const Segment &s : segments)
+		if (s.is_column && !values.at(s.slot).has_value())
+			return std::nullopt;
+
+	Target t;
+	t.kind = kind;
+	t.glob = glob;
+	t.immediate = immediate;
+	t.key.reserve(prefixes.key_prefix.size() + prefixes.tag_prefix.size() + 32);
+	append_prefixes(t.key, kind, glob, prefixes, t.tag_prefix_len);
+	for (const Segment &s : segments) {
+		if (!s.is_column)
+			t.key.append(s.literal);
+		else if (glob)
+			t.key.append(glob_escape(*values[s.slot]));
+		else
+			t.key.append(*values[s.slot]);
+	}
+	check_key_length(t.key);
+	return t;
+}
+
+Target
+TargetTemplate::render_truncate(const KeyPrefixes &prefixes, bool immediate) const
+{
+	if (!has_columns())
+		return *render(prefixes, RowValues(), immediate);
+
+	Target t;
+	t.kind = kind;
+	t.glob = true;
+	t.immediate = immediate;
+	append_prefixes(t.key, kind, true, prefixes, t.tag_prefix_len);
+	for (const Segment &s : segments) {
+		if (s.is_column)
+			t.key.push_back('*');
+		else if (glob)
+			t.key.append(s.literal); /* a pattern's own wildcards stay */
+		else
+			t.key.append(glob_escape(s.literal));
+	}
+	check_key_length(t.key);
+	return t;
+}
+
+TriggerSpec
+TriggerSpec::parse(const std::vector<std::string> &args)
+{
+	TriggerSpec spec;
+	bool priority_seen = false;
+
+	for (const std::string &arg : args) {
+		std::string_view text(arg);
+		TargetKind kind = TargetKind::Key;
+		bool glob = false;
+
+		size_t eq = text.find('=');
+		if (eq != std::string_view::npos && is_kind_word(text.substr(0, eq))) {
+			std::string_view word = text.substr(0, eq);
+			std::string_view rest = text.substr(eq + 1);
+			if (word == "priority") {
+				if (priority_seen)
+					throw TargetError("priority given more than once");
+				if (rest != "immediate")
+					throw TargetError("unknown priority " + quoted(rest) + " in " + quoted(arg) +
+									  " (the only priority is immediate)");
+				priority_seen = true;
+				spec.immediate = true;
+				continue;
+			}
+			if (word == "key")
+				kind = TargetKind::Key;
+			else if (word == "tag")
+				kind = TargetKind::Tag;
+			else if (word == "pattern")
+				glob = true;
+			else if (word == "bump")
+				kind = TargetKind::Bump;
+			else
+				throw TargetError("unknown target kind " + quoted(word) + " in " + quoted(arg) +
+								  " (kinds: key, tag, pattern, bump; write key=" + arg +
+								  " for a key containing '=')");
+			text = rest;
+		}
+		spec.targets.push_back(parse_template(arg, kind, glob, text, spec.columns));
+	}
+	if (spec.targets.empty())
+		throw TargetError("no targets given (expected arguments like 'user:{id}' or 'tag=team:{team_id}')");
+	return spec;
+}
+
+Target
+make_target(TargetKind kind, bool glob, std::string_view text, const KeyPrefixes &prefixes,
+			bool immediate)
+{
+	if (text.empty())
+		throw TargetError("empty target");
+	Target t;
+	t.kind = kind;
+	t.glob = glob;
+	t.immediate = immediate;
+	append_prefixes(t.key, kind, glob, prefixes, t.tag_prefix_len);
+	t.key.append(text);
+	check_key_length(t.key);
+	return t;
+}
+
+} // namespace cachebust

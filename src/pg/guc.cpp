@@ -1,0 +1,142 @@
+/*
+ * guc.cpp — definitions and check hooks of the cachebust.* settings.
+ *
+ * Values are validated by check hooks so a bad postgresql.conf line is
+ * rejected at reload (the old value stays) rather than discovered by the
+ * worker later. Hooks run inside PostgreSQL, so they catch everything.
+ */
+#include "pg/guc.hpp"
+
+#include "core/redis_url.hpp"
+
+namespace cachebust::pg {
+
+char *guc_redis_url = nullptr;
+int guc_debounce_ms = 50;
+int guc_max_batch = 10000;
+int guc_queue_size_kb = 16 * 1024;
+int guc_max_pending = 1000000;
+char *guc_key_prefix = nullptr;
+char *guc_tag_prefix = nullptr;
+int guc_tag_depth = 3;
+char *guc_publish_channel = nullptr;
+bool guc_enabled = true;
+int guc_connect_timeout_ms = 1000;
+int guc_command_timeout_ms = 2000;
+int guc_retry_max_ms = 5000;
+int guc_fallback = FALLBACK_PREFIX;
+
+static const struct config_enum_entry fallback_options[] = {
+	{"prefix", FALLBACK_PREFIX, false},
+	{"generation", FALLBACK_GENERATION, false},
+	{"flushdb", FALLBACK_FLUSHDB, false},
+	{"none", FALLBACK_NONE, false},
+	{nullptr, 0, false},
+};
+
+/* The URL must parse; the message never repeats the password. */
+static bool
+check_redis_url(char **newval, void **, GucSource)
+{
+	static char detail[512];
+
+	try {
+		RedisUrl::parse(*newval ? *newval : "");
+		return true;
+	} catch (const std::exception &e) {
+		strlcpy(detail, e.what(), sizeof(detail));
+	} catch (...) {
+		strlcpy(detail, "unparseable URL", sizeof(detail));
+	}
+	GUC_check_errmsg("invalid value for parameter \"cachebust.redis_url\"");
+	GUC_check_errdetail("%s", detail);
+	GUC_check_errhint("Use redis://[user[:password]@]host[:port][/db] or unix:///path.sock[?db=N].");
+	return false;
+}
+
+static bool
+check_prefix(char **newval, void **, GucSource)
+{
+	if (*newval != nullptr && strlen(*newval) > static_cast<size_t>(kMaxPrefixLength)) {
+		GUC_check_errdetail("A prefix may be at most %d bytes long.", kMaxPrefixLength);
+		return false;
+	}
+	return true;
+}
+
+void
+define_gucs()
+{
+	DefineCustomStringVariable(
+		"cachebust.redis_url", "Redis server that receives the invalidations.",
+		"redis://[user[:password]@]host[:port][/db] or unix:///path.sock[?db=N].",
+		&guc_redis_url, "redis://127.0.0.1:6379/0", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+		check_redis_url, nullptr, nullptr);
+
+	DefineCustomIntVariable(
+		"cachebust.debounce_ms", "Coalescing window: how long the worker gathers targets before sending.",
+		"0 sends as soon as the queue is drained.", &guc_debounce_ms, 50, 0, 3600 * 1000,
+		PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+
+	DefineCustomIntVariable(
+		"cachebust.max_batch", "Distinct pending targets that close the coalescing window early.",
+		nullptr, &guc_max_batch, 10000, 1, INT_MAX, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+	DefineCustomIntVariable(
+		"cachebust.queue_size", "Size of the shared-memory queue between committing backends and the worker.",
+		nullptr, &guc_queue_size_kb, 16 * 1024, 64, 1024 * 1024, PGC_POSTMASTER, GUC_UNIT_KB,
+		nullptr, nullptr, nullptr);
+
+	DefineCustomIntVariable(
+		"cachebust.max_pending", "Distinct targets the worker holds while Redis is unreachable before falling back.",
+		nullptr, &guc_max_pending, 1000000, 1, INT_MAX, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+	DefineCustomStringVariable(
+		"cachebust.key_prefix", "Prefix prepended to every invalidated key.",
+		"The fallback removes every key under this prefix.", &guc_key_prefix, "", PGC_SUSET, 0,
+		check_prefix, nullptr, nullptr);
+
+	DefineCustomStringVariable(
+		"cachebust.tag_prefix", "Where tag sets live, under key_prefix.", nullptr, &guc_tag_prefix,
+		"tag:", PGC_SUSET, 0, check_prefix, nullptr, nullptr);
+
+	DefineCustomIntVariable(
+		"cachebust.tag_depth", "How deep nested tag sets are expanded.", nullptr, &guc_tag_depth, 3,
+		0, 100, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+	DefineCustomStringVariable(
+		"cachebust.publish_channel", "Redis channel that receives each delivered batch as JSON.",
+		"Empty disables publishing.", &guc_publish_channel, "", PGC_SIGHUP, 0, nullptr, nullptr,
+		nullptr);
+
+	DefineCustomBoolVariable(
+		"cachebust.enabled", "Whether cachebust triggers and functions record targets.",
+		"Turn off for bulk loads; nothing is recorded while off.", &guc_enabled, true, PGC_SUSET, 0,
+		nullptr, nullptr, nullptr);
+
+	DefineCustomIntVariable(
+		"cachebust.connect_timeout_ms", "Timeout for connecting to Redis.", nullptr,
+		&guc_connect_timeout_ms, 1000, 1, 600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
+		nullptr);
+
+	DefineCustomIntVariable(
+		"cachebust.command_timeout_ms", "Timeout for a Redis command round trip.", nullptr,
+		&guc_command_timeout_ms, 2000, 1, 600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
+		nullptr);
+
+	DefineCustomIntVariable(
+		"cachebust.retry_max_ms", "Cap of the exponential backoff between Redis retries.", nullptr,
+		&guc_retry_max_ms, 5000, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
+		nullptr);
+
+	DefineCustomEnumVariable(
+		"cachebust.fallback", "What to do when invalidations could not be delivered exactly.",
+		"prefix removes every key under key_prefix; generation increments <key_prefix>cachebust:generation; "
+		"flushdb empties the Redis database; none does nothing.",
+		&guc_fallback, FALLBACK_PREFIX, fallback_options, PGC_SIGHUP, 0, nullptr, nullptr,
+		nullptr);
+
+	MarkGUCPrefixReserved("cachebust");
+}
+
+} // namespace cachebust::pg

@@ -1,0 +1,308 @@
+/*
+ * sql_functions.cpp — the SQL-callable functions besides the trigger:
+ * manual invalidation, pending(), flush(), wait_for_delivery(), stats(),
+ * reset_stats(), and the helpers behind watch() and the watches view.
+ */
+#include <string>
+#include <vector>
+
+#include "pg/capture.hpp"
+#include "pg/guard.hpp"
+#include "pg/guc.hpp"
+#include "pg/queue.hpp"
+#include "pg/trigger.hpp"
+
+extern "C" {
+#include "access/relation.h"
+#include "catalog/pg_type_d.h"
+#include "utils/array.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+}
+
+namespace cachebust::pg {
+
+/* The non-null elements of a text[] as strings; NULL elements are an error. */
+static std::vector<std::string>
+text_array_elements(ArrayType *array, const char *what)
+{
+	Datum *elems = nullptr;
+	bool *nulls = nullptr;
+	int n = 0;
+
+	pg_call([&] { deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n); });
+
+	std::vector<std::string> out;
+	out.reserve(n);
+	for (int i = 0; i < n; i++) {
+		if (nulls[i])
+			throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED,
+							std::string(what) + ": array elements must not be NULL");
+		text *t = DatumGetTextPP(elems[i]);
+		out.emplace_back(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+	}
+	return out;
+}
+
+/* Buffers manual targets in the current transaction, like the trigger. */
+static Datum
+capture_manual(FunctionCallInfo fcinfo, TargetKind kind, bool glob, const char *fname)
+{
+	queue_require_preloaded(fname);
+	if (!guc_enabled)
+		PG_RETURN_VOID();
+
+	ArrayType *array = PG_GETARG_ARRAYTYPE_P(0);
+	return guarded([&]() -> Datum {
+		KeyPrefixes prefixes = current_prefixes();
+		for (const std::string &text : text_array_elements(array, fname)) {
+			try {
+				capture_add(make_target(kind, glob, text, prefixes, false));
+			} catch (const TargetError &e) {
+				throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, std::string(fname) + ": " + e.what());
+			}
+		}
+		PG_RETURN_VOID();
+	});
+}
+
+extern "C" {
+
+PG_FUNCTION_INFO_V1(cachebust_invalidate_key);
+PG_FUNCTION_INFO_V1(cachebust_invalidate_tag);
+PG_FUNCTION_INFO_V1(cachebust_invalidate_pattern);
+PG_FUNCTION_INFO_V1(cachebust_bump);
+PG_FUNCTION_INFO_V1(cachebust_pending);
+PG_FUNCTION_INFO_V1(cachebust_flush);
+PG_FUNCTION_INFO_V1(cachebust_wait_for_delivery);
+PG_FUNCTION_INFO_V1(cachebust_stats);
+PG_FUNCTION_INFO_V1(cachebust_reset_stats);
+PG_FUNCTION_INFO_V1(cachebust_trigger_targets);
+PG_FUNCTION_INFO_V1(cachebust_check_targets);
+
+PGDLLEXPORT Datum
+cachebust_invalidate_key(PG_FUNCTION_ARGS)
+{
+	return capture_manual(fcinfo, TargetKind::Key, false, "cachebust.invalidate_key()");
+}
+
+PGDLLEXPORT Datum
+cachebust_invalidate_tag(PG_FUNCTION_ARGS)
+{
+	return capture_manual(fcinfo, TargetKind::Tag, false, "cachebust.invalidate_tag()");
+}
+
+PGDLLEXPORT Datum
+cachebust_bump(PG_FUNCTION_ARGS)
+{
+	return capture_manual(fcinfo, TargetKind::Bump, false, "cachebust.bump()");
+}
+
+/* invalidate_pattern(text): one pattern, its wildcards are the caller's. */
+PGDLLEXPORT Datum
+cachebust_invalidate_pattern(PG_FUNCTION_ARGS)
+{
+	const char *fname = "cachebust.invalidate_pattern()";
+	queue_require_preloaded(fname);
+	if (!guc_enabled)
+		PG_RETURN_VOID();
+
+	text *pattern = PG_GETARG_TEXT_PP(0);
+	return guarded([&]() -> Datum {
+		std::string_view text(VARDATA_ANY(pattern), VARSIZE_ANY_EXHDR(pattern));
+		try {
+			capture_add(make_target(TargetKind::Key, true, text, current_prefixes(), false));
+		} catch (const TargetError &e) {
+			throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, std::string(fname) + ": " + e.what());
+		}
+		PG_RETURN_VOID();
+	});
+}
+
+/* pending(): the current transaction's buffered targets, prefix applied. */
+PGDLLEXPORT Datum
+cachebust_pending(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+	InitMaterializedSRF(fcinfo, 0);
+
+	for (const PendingSet::Entry &entry : capture_pending().entries()) {
+		const Target &t = entry.target;
+		Datum values[2];
+		bool nulls[2] = {false, false};
+		values[0] = CStringGetTextDatum(target_kind_name(t.kind, t.glob));
+		values[1] = PointerGetDatum(cstring_to_text_with_len(t.key.data(), static_cast<int>(t.key.size())));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return static_cast<Datum>(0);
+}
+
+PGDLLEXPORT Datum
+cachebust_flush(PG_FUNCTION_ARGS)
+{
+	queue_require_preloaded("cachebust.flush()");
+	queue_request_flush();
+	PG_RETURN_VOID();
+}
+
+PGDLLEXPORT Datum
+cachebust_wait_for_delivery(PG_FUNCTION_ARGS)
+{
+	int timeout_ms = PG_GETARG_INT32(0);
+
+	queue_require_preloaded("cachebust.wait_for_delivery()");
+	if (timeout_ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout_ms must not be negative")));
+	if (IsTransactionBlock() && !capture_pending().empty())
+		ereport(WARNING,
+				(errmsg("wait_for_delivery() does not wait for this transaction's own targets"),
+				 errdetail("They are sent only after COMMIT.")));
+	PG_RETURN_BOOL(queue_wait_for_delivery(capture_last_committed_seq(), timeout_ms));
+}
+
+static Datum
+timestamp_or_null(TimestampTz ts, bool *isnull)
+{
+	*isnull = (ts == 0);
+	return TimestampTzGetDatum(ts);
+}
+
+PGDLLEXPORT Datum
+cachebust_stats(PG_FUNCTION_ARGS)
+{
+	queue_require_preloaded("cachebust.stats()");
+	SharedQueue *q = shared_queue;
+
+	TupleDesc tupdesc;
+	if (get_call_result_type(fcinfo, nullptr, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	LWLockAcquire(q->lock, LW_SHARED);
+	uint64 transactions = q->transactions_enqueued;
+	uint64 targets = q->targets_enqueued;
+	uint64 overflows = q->overflows;
+	uint64 used = q->tail - q->head;
+	uint64 high_water = q->high_water;
+	uint64 capacity = q->capacity;
+	uint64 last_seq = q->last_seq;
+	TimestampTz stats_reset = q->stats_reset;
+	LWLockRelease(q->lock);
+
+	WorkerStats w;
+	SpinLockAcquire(&q->stats_mutex);
+	w = q->worker;
+	SpinLockRelease(&q->stats_mutex);
+
+	Datum values[25];
+	bool nulls[25] = {};
+	int i = 0;
+	values[i++] = Int64GetDatum(transactions);
+	values[i++] = Int64GetDatum(targets);
+	values[i++] = Int64GetDatum(w.targets_coalesced);
+	values[i++] = Int64GetDatum(w.targets_delivered);
+	values[i++] = Int64GetDatum(w.redis_commands);
+	values[i++] = Int64GetDatum(w.redis_errors);
+	values[i++] = Int64GetDatum(w.retries);
+	values[i++] = Int64GetDatum(w.reconnects);
+	values[i++] = Int64GetDatum(overflows);
+	values[i++] = Int64GetDatum(w.fallbacks);
+	values[i++] = Int64GetDatum(w.fallbacks_refused);
+	values[i++] = Int64GetDatum(used);
+	values[i++] = Int64GetDatum(capacity);
+	values[i++] = Int64GetDatum(high_water);
+	values[i++] = Int64GetDatum(w.pending_targets);
+	values[i++] = BoolGetDatum(w.connected);
+	values[i] = timestamp_or_null(w.last_delivery, &nulls[i]);
+	i++;
+	nulls[i] = (w.last_error[0] == '\0');
+	values[i++] = CStringGetTextDatum(w.last_error);
+	values[i] = timestamp_or_null(w.last_error_time, &nulls[i]);
+	i++;
+	bool no_latency = (w.latency.count() == 0);
+	values[i] = Float8GetDatum(w.latency.percentile(50) / 1000.0);
+	nulls[i++] = no_latency;
+	values[i] = Float8GetDatum(w.latency.percentile(99) / 1000.0);
+	nulls[i++] = no_latency;
+	values[i] = Float8GetDatum(w.latency.max() / 1000.0);
+	nulls[i++] = no_latency;
+	values[i++] = Int64GetDatum(last_seq);
+	values[i++] = Int64GetDatum(pg_atomic_read_u64(&q->delivered_seq));
+	values[i] = timestamp_or_null(stats_reset, &nulls[i]);
+	i++;
+	Assert(i == tupdesc->natts);
+
+	HeapTuple tuple = heap_form_tuple(tupdesc, values, nulls);
+	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
+}
+
+PGDLLEXPORT Datum
+cachebust_reset_stats(PG_FUNCTION_ARGS)
+{
+	queue_require_preloaded("cachebust.reset_stats()");
+	SharedQueue *q = shared_queue;
+
+	LWLockAcquire(q->lock, LW_EXCLUSIVE);
+	q->transactions_enqueued = 0;
+	q->targets_enqueued = 0;
+	q->overflows = 0;
+	q->high_water = q->tail - q->head;
+	q->stats_reset = GetCurrentTimestamp();
+	LWLockRelease(q->lock);
+
+	/* Gauges (pending, connected) and the last error stay. */
+	SpinLockAcquire(&q->stats_mutex);
+	WorkerStats &w = q->worker;
+	w.targets_coalesced = w.targets_delivered = w.redis_commands = w.redis_errors = 0;
+	w.retries = w.reconnects = w.fallbacks = w.fallbacks_refused = 0;
+	w.latency.reset();
+	SpinLockRelease(&q->stats_mutex);
+	PG_RETURN_VOID();
+}
+
+/* _trigger_targets(tgargs bytea): pg_trigger.tgargs split at its NUL bytes. */
+PGDLLEXPORT Datum
+cachebust_trigger_targets(PG_FUNCTION_ARGS)
+{
+	bytea *args = PG_GETARG_BYTEA_PP(0);
+	const char *p = VARDATA_ANY(args);
+	const char *end = p + VARSIZE_ANY_EXHDR(args);
+	ArrayBuildState *astate = nullptr;
+
+	while (p < end) {
+		size_t len = strnlen(p, end - p);
+		astate = accumArrayResult(astate, PointerGetDatum(cstring_to_text_with_len(p, static_cast<int>(len))),
+								  false, TEXTOID, CurrentMemoryContext);
+		p += len + 1;
+	}
+	if (astate == nullptr)
+		PG_RETURN_DATUM(PointerGetDatum(construct_empty_array(TEXTOID)));
+	PG_RETURN_DATUM(makeArrayResult(astate, CurrentMemoryContext));
+}
+
+/* _check_targets(tbl, args): what the trigger would say, before creating it. */
+PGDLLEXPORT Datum
+cachebust_check_targets(PG_FUNCTION_ARGS)
+{
+	Oid relid = PG_GETARG_OID(0);
+	ArrayType *array = PG_GETARG_ARRAYTYPE_P(1);
+	const char *trigger_name = text_to_cstring(PG_GETARG_TEXT_PP(2));
+
+	Relation rel = relation_open(relid, AccessShareLock);
+	TupleDesc tupdesc = CreateTupleDescCopy(RelationGetDescr(rel));
+	char *table_name = pstrdup(RelationGetRelationName(rel));
+	relation_close(rel, AccessShareLock);
+
+	return guarded([&]() -> Datum {
+		std::vector<AttrNumber> attnums;
+		compile_targets(text_array_elements(array, "cachebust.watch()"), tupdesc, trigger_name,
+						table_name, attnums);
+		PG_RETURN_VOID();
+	});
+}
+
+} // extern "C"
+
+} // namespace cachebust::pg

@@ -1,0 +1,228 @@
+/*
+ * trigger.cpp — cachebust.invalidate(), the row and TRUNCATE trigger.
+ *
+ * A trigger's arguments are parsed and its columns resolved once, then kept
+ * in a backend-local cache keyed by trigger OID, together with each
+ * column's output function. A relcache invalidation of the table (ALTER
+ * TABLE, CREATE OR REPLACE TRIGGER, DROP ...) marks its entries stale and
+ * they are rebuilt at the next firing, so a row costs no parsing and no
+ * catalog lookup.
+ */
+#include "pg/trigger.hpp"
+
+#include <optional>
+#include <unordered_map>
+
+#include "pg/capture.hpp"
+#include "pg/guard.hpp"
+#include "pg/guc.hpp"
+#include "pg/queue.hpp"
+
+extern "C" {
+#include "commands/trigger.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+}
+
+namespace cachebust::pg {
+
+namespace {
+
+struct CompiledTrigger {
+	bool valid = false;
+	Oid relid = InvalidOid;
+	TriggerSpec spec;
+	std::vector<AttrNumber> attnums; /* by spec column slot */
+	std::vector<FmgrInfo> output_fns; /* by spec column slot */
+};
+
+std::unordered_map<Oid, CompiledTrigger> compiled_triggers;
+
+/* Per-row scratch, reused to avoid an allocation per row. */
+RowValues row_values;
+
+} // namespace
+
+/* Relcache callback: only flags entries, never frees one that may be in use. */
+static void
+invalidate_compiled_triggers(Datum, Oid relid)
+{
+	for (auto &entry : compiled_triggers)
+		if (relid == InvalidOid || entry.second.relid == relid)
+			entry.second.valid = false;
+}
+
+void
+trigger_init()
+{
+	CacheRegisterRelcacheCallback(invalidate_compiled_triggers, 0);
+}
+
+TriggerSpec
+compile_targets(const std::vector<std::string> &args, TupleDesc tupdesc, const char *trigger_name,
+				const char *table_name, std::vector<AttrNumber> &attnums)
+{
+	TriggerSpec spec;
+	try {
+		spec = TriggerSpec::parse(args);
+	} catch (const TargetError &e) {
+		throw UserError(ERRCODE_INVALID_PARAMETER_VALUE,
+						std::string("cachebust trigger \"") + trigger_name + "\" on table \"" +
+							table_name + "\": " + e.what());
+	}
+
+	attnums.assign(spec.columns.size(), InvalidAttrNumber);
+	for (size_t slot = 0; slot < spec.columns.size(); slot++) {
+		const std::string &name = spec.columns[slot];
+		for (int i = 0; i < tupdesc->natts; i++) {
+			Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+			if (!att->attisdropped && name == NameStr(att->attname)) {
+				attnums[slot] = att->attnum;
+				break;
+			}
+		}
+		if (attnums[slot] == InvalidAttrNumber) {
+			/* Name the first template that uses the column. */
+			std::string tpl;
+			for (const TargetTemplate &t : spec.targets)
+				for (const auto &seg : t.segments)
+					if (seg.is_column && seg.slot == slot && tpl.empty())
+						tpl = t.source;
+			throw UserError(ERRCODE_UNDEFINED_COLUMN,
+							std::string("cachebust trigger \"") + trigger_name + "\" on table \"" +
+								table_name + "\": column \"" + name + "\" in target \"" + tpl +
+								"\" does not exist");
+		}
+	}
+	return spec;
+}
+
+/* Builds (or rebuilds) the cache entry for the firing trigger. */
+static CompiledTrigger &
+compiled_trigger_for(TriggerData *trigdata)
+{
+	Trigger *trigger = trigdata->tg_trigger;
+	Relation rel = trigdata->tg_relation;
+	CompiledTrigger &ct = compiled_triggers[trigger->tgoid];
+	if (ct.valid)
+		return ct;
+
+	std::vector<std::string> args(trigger->tgargs, trigger->tgargs + trigger->tgnargs);
+	TupleDesc tupdesc = RelationGetDescr(rel);
+	ct.spec = compile_targets(args, tupdesc, trigger->tgname, RelationGetRelationName(rel), ct.attnums);
+	ct.relid = RelationGetRelid(rel);
+	ct.output_fns.assign(ct.attnums.size(), FmgrInfo{});
+	for (size_t slot = 0; slot < ct.attnums.size(); slot++) {
+		Oid typid = TupleDescAttr(tupdesc, ct.attnums[slot] - 1)->atttypid;
+		FmgrInfo *fn = &ct.output_fns[slot];
+		pg_call([&] {
+			Oid output_fn;
+			bool is_varlena;
+			getTypeOutputInfo(typid, &output_fn, &is_varlena);
+			fmgr_info_cxt(output_fn, fn, TopMemoryContext);
+		});
+	}
+	ct.valid = true;
+	return ct;
+}
+
+/* Renders every target of the trigger for one row version. */
+static void
+capture_row(CompiledTrigger &ct, TupleTableSlot *slot, const KeyPrefixes &prefixes)
+{
+	size_t ncols = ct.attnums.size();
+	row_values.assign(ncols, std::nullopt);
+
+	/* Only PostgreSQL calls in here, and no C++ object is created. */
+	pg_call([&] {
+		for (size_t i = 0; i < ncols; i++) {
+			bool isnull;
+			Datum value = slot_getattr(slot, ct.attnums[i], &isnull);
+			if (!isnull)
+				row_values[i] = std::string_view(OutputFunctionCall(&ct.output_fns[i], value));
+		}
+	});
+
+	for (const TargetTemplate &tpl : ct.spec.targets) {
+		std::optional<Target> target = tpl.render(prefixes, row_values, ct.spec.immediate);
+		if (target)
+			capture_add(std::move(*target));
+	}
+}
+
+static void
+capture_truncate(CompiledTrigger &ct, const KeyPrefixes &prefixes)
+{
+	for (const TargetTemplate &tpl : ct.spec.targets)
+		capture_add(tpl.render_truncate(prefixes, ct.spec.immediate));
+}
+
+/* Attaches trigger context to a user error raised while rendering. */
+static void
+render_or_explain(TriggerData *trigdata, CompiledTrigger &ct, const KeyPrefixes &prefixes)
+{
+	TriggerEvent event = trigdata->tg_event;
+	try {
+		if (TRIGGER_FIRED_BY_TRUNCATE(event)) {
+			capture_truncate(ct, prefixes);
+		} else if (TRIGGER_FIRED_BY_INSERT(event)) {
+			capture_row(ct, trigdata->tg_trigslot, prefixes);
+		} else if (TRIGGER_FIRED_BY_DELETE(event)) {
+			capture_row(ct, trigdata->tg_trigslot, prefixes);
+		} else {
+			/* UPDATE: the old key and the new key both go stale. */
+			capture_row(ct, trigdata->tg_trigslot, prefixes);
+			capture_row(ct, trigdata->tg_newslot, prefixes);
+		}
+	} catch (const TargetError &e) {
+		throw UserError(ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+						std::string("cachebust trigger \"") + trigdata->tg_trigger->tgname +
+							"\" on table \"" + RelationGetRelationName(trigdata->tg_relation) +
+							"\": " + e.what());
+	}
+}
+
+static void
+check_trigger_context(FunctionCallInfo fcinfo)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("cachebust.invalidate() must be called as a trigger")));
+
+	TriggerData *trigdata = reinterpret_cast<TriggerData *>(fcinfo->context);
+	TriggerEvent event = trigdata->tg_event;
+	bool row_level = TRIGGER_FIRED_FOR_ROW(event);
+	bool ok = TRIGGER_FIRED_BY_TRUNCATE(event) ? !row_level && TRIGGER_FIRED_AFTER(event)
+											   : row_level && TRIGGER_FIRED_AFTER(event);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("cachebust trigger \"%s\" on table \"%s\" must be AFTER ... FOR EACH ROW, or AFTER TRUNCATE ... FOR EACH STATEMENT",
+						trigdata->tg_trigger->tgname, RelationGetRelationName(trigdata->tg_relation)),
+				 errhint("Use cachebust.watch() to create the triggers.")));
+}
+
+extern "C" {
+
+PG_FUNCTION_INFO_V1(cachebust_invalidate);
+
+PGDLLEXPORT Datum
+cachebust_invalidate(PG_FUNCTION_ARGS)
+{
+	check_trigger_context(fcinfo);
+	queue_require_preloaded("cachebust.invalidate()");
+	if (!guc_enabled)
+		return PointerGetDatum(nullptr);
+
+	TriggerData *trigdata = reinterpret_cast<TriggerData *>(fcinfo->context);
+	return guarded([&]() -> Datum {
+		CompiledTrigger &ct = compiled_trigger_for(trigdata);
+		render_or_explain(trigdata, ct, current_prefixes());
+		return PointerGetDatum(nullptr);
+	});
+}
+
+} // extern "C"
+
+} // namespace cachebust::pg

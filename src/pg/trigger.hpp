@@ -1,0 +1,28 @@
+/*
+ * trigger.hpp — compiling trigger arguments against a table.
+ */
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "pg/postgres.hpp"
+
+#include "core/template.hpp"
+#include "utils/rel.h"
+
+namespace cachebust::pg {
+
+/*
+ * Parses `args` and resolves their columns in `tupdesc`; throws UserError
+ * naming the trigger, the table and the template. attnums receives one
+ * attribute number per spec column slot.
+ */
+TriggerSpec compile_targets(const std::vector<std::string> &args, TupleDesc tupdesc,
+							const char *trigger_name, const char *table_name,
+							std::vector<AttrNumber> &attnums);
+
+/* Registers the relcache callback that keeps compiled triggers fresh. */
+void trigger_init();
+
+} // namespace cachebust::pg

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what building and testing cachebust needs on Debian 12 (as root).
+set -euo pipefail
+packages=(
+	build-essential clang llvm
+	postgresql-15 postgresql-server-dev-15 postgresql-contrib
+	libhiredis-dev redis-server redis-tools
+	libgtest-dev libipc-run-perl
+)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The packaged services are never used: every test starts its own servers.

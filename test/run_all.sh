@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs the whole cachebust test suite on a Debian 12 machine:
+#   unit tests of the core (plain, then under ASan+UBSan), a bounded fuzz run
+#   of the template parser, pg_regress on a temporary preloaded instance, and
+#   the TAP integration tests against real PostgreSQL and Redis servers.
+# Run as root (it installs packages and the extension) or with sudo rights.
+# PostgreSQL refuses to run as root, so server tests run as `postgres` on a
+# copy of the tree that user owns.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+src=$(pwd)
+
+if [ "$(id -u)" -ne 0 ]; then
+	exec sudo -E "$0" "$@"
+fi
+
+bash test/install_deps.sh
+
+jobs=$(nproc)
+export FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+
+echo "== build and install"
+make -s -j"$jobs"
+make -s install
+
+echo "== unit tests"
+make -s unit
+echo "== unit tests under AddressSanitizer and UBSan"
+make -s unit-sanitize
+echo "== fuzzing the template parser for ${FUZZ_SECONDS}s"
+make -s fuzz
+
+# A copy the unprivileged user can write (results, tmp_check, logs).
+work=$(mktemp -d /tmp/cachebust-test.XXXXXX)
+cp -a "$src/." "$work/"
+chown -R postgres:postgres "$work"
+as_postgres() { runuser -u postgres -- env PATH="$PATH" "$@"; }
+
+status=0
+echo "== pg_regress"
+if ! (cd "$work" && as_postgres make -s installcheck); then
+	cat "$work/regression.diffs" 2>/dev/null || true
+	status=1
+fi
+echo "== TAP integration tests"
+if ! (cd "$work" && as_postgres make -s prove PROVE_FLAGS="${PROVE_FLAGS:-}"); then
+	for f in "$work"/tmp_check/log/*.log; do
+		[ -f "$f" ] && { echo "---- $f"; tail -n 60 "$f"; }
+	done
+	status=1
+fi
+
+[ "$status" -eq 0 ] && rm -rf "$work" || echo "test tree kept in $work"
+exit $status

@@ -1,0 +1,126 @@
+# Failures: Redis outages, overflow, crashes and shutdowns leave nothing stale.
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::Bin;
+use CachebustTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+my $redis = start_redis();
+my $node = cachebust_node('failures', $redis, qq{
+cachebust.key_prefix = 'app:'
+cachebust.queue_size = 64kB
+cachebust.command_timeout_ms = 300
+cachebust.connect_timeout_ms = 300
+});
+$node->safe_psql('postgres', q{
+CREATE TABLE items (id int PRIMARY KEY, v text);
+SELECT cachebust.watch('items', keys => ARRAY['item:{id}']);
+INSERT INTO items SELECT g, 'v' FROM generate_series(1, 2000) g;
+SELECT cachebust.wait_for_delivery(5000);
+});
+
+sub stat_value
+{
+	my ($column) = @_;
+	return $node->safe_psql('postgres', "SELECT $column FROM cachebust.stats()");
+}
+
+sub fill
+{
+	my ($from, $to) = @_;
+	$redis->cmd('SET', "app:item:$_", 1) for $from .. $to;
+}
+
+sub count_existing
+{
+	my ($from, $to) = @_;
+	my $n = 0;
+	$n += $redis->exists_key("app:item:$_") for $from .. $to;
+	return $n;
+}
+
+# ---- Redis down: writers are unaffected, everything delivered when it is back
+fill(1, 50);
+$redis->cmd('SET', 'outside:prefix', 1);
+$redis->stop('KILL');
+my $t0 = time;
+$node->safe_psql('postgres', "UPDATE items SET v = 'down' WHERE id = $_") for 1 .. 50;
+my $down_elapsed = time - $t0;
+is($node->safe_psql('postgres', 'SELECT cachebust.wait_for_delivery(300)'), 'f', 'not delivered while Redis is down');
+ok(wait_until(sub { stat_value('connected') eq 'f' }, 5), 'stats show the worker disconnected');
+like(stat_value('last_error'), qr/\S/, 'and the last error');
+cmp_ok(stat_value('pending_targets'), '==', 50, 'the worker holds the 50 pending targets');
+$redis->start;
+fill(1, 50);   # the restarted Redis has no data (no persistence); refill stale copies
+is($node->safe_psql('postgres', 'SELECT cachebust.wait_for_delivery(10000)'), 't', 'delivered after Redis came back');
+is(count_existing(1, 50), 0, 'all 50 keys written during the outage are invalidated');
+cmp_ok(stat_value('retries') + 0, '>', 0, 'retries were counted');
+note(sprintf('50 commits while Redis was down took %.0f ms', $down_elapsed * 1000));
+
+# ---- CLIENT PAUSE longer than the command timeout
+fill(60, 70);
+$redis->cmd('CLIENT', 'PAUSE', '1500', 'ALL');
+$node->safe_psql('postgres', "UPDATE items SET v = 'paused' WHERE id BETWEEN 60 AND 70");
+is($node->safe_psql('postgres', 'SELECT cachebust.wait_for_delivery(10000)'), 't', 'delivered after CLIENT PAUSE');
+is(count_existing(60, 70), 0, 'keys invalidated after the pause');
+
+# ---- a transaction larger than the queue: overflow -> fallback, prefix only
+fill(100, 120);
+$redis->cmd('SET', 'outside:prefix', 1);
+$node->safe_psql('postgres', q{SELECT cachebust.invalidate_key(VARIADIC array_agg(repeat('x', 100) || g)) FROM generate_series(1, 2000) g});
+is($node->safe_psql('postgres', 'SELECT cachebust.wait_for_delivery(10000)'), 't', 'overflowed transaction covered by the fallback');
+cmp_ok(stat_value('overflows'), '>=', 1, 'overflow counted');
+cmp_ok(stat_value('fallbacks'), '>=', 1, 'fallback counted');
+is(count_existing(100, 120), 0, 'fallback removed the prefixed keys');
+is($redis->exists_key('outside:prefix'), 1, 'fallback left keys outside key_prefix alone');
+
+# ---- clean fast shutdown with a long window: pending delivered before exit
+$node->safe_psql('postgres', q{ALTER SYSTEM SET cachebust.debounce_ms = 60000; SELECT pg_reload_conf();});
+usleep(300_000);
+fill(200, 210);
+$node->safe_psql('postgres', "UPDATE items SET v = 'bye' WHERE id BETWEEN 200 AND 210");
+$node->stop('fast');
+is(count_existing(200, 210), 0, 'fast shutdown delivered the pending targets');
+$redis->cmd('SET', 'app:survivor', 1);
+$node->start;
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET cachebust.debounce_ms; SELECT pg_reload_conf();});
+usleep(500_000);
+is(stat_value('fallbacks'), '0', 'no fallback after a clean restart');
+is($redis->exists_key('app:survivor'), 1, 'cache kept after a clean restart');
+
+# ---- kill -9 of the worker: crash restart, fallback once Redis is reachable
+my $worker_pid = $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'cachebust worker'});
+ok($worker_pid =~ /^\d+$/, 'worker is running');
+kill 'KILL', $worker_pid;
+ok(wait_until(sub {
+	my $pid = eval { $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'cachebust worker'}) } // '';
+	return $pid =~ /^\d+$/ && $pid != $worker_pid;
+}, 30), 'worker restarted');
+ok(wait_until(sub { $redis->exists_key('app:survivor') == 0 }, 15), 'fallback ran after the worker was killed');
+is($redis->exists_key('outside:prefix'), 1, 'still nothing outside the prefix touched');
+
+# ---- kill -9 of a backend: crash restart, fallback
+$redis->cmd('SET', 'app:survivor2', 1);
+my $bg = $node->background_psql('postgres');
+my $backend_pid = $bg->query_safe('SELECT pg_backend_pid()');
+kill 'KILL', $backend_pid;
+ok(wait_until(sub { $redis->exists_key('app:survivor2') == 0 }, 30), 'fallback ran after a backend crash restart');
+ok(wait_until(sub { (eval { $node->safe_psql('postgres', 'SELECT 1') } // '') eq '1' }, 30), 'server accepts connections again');
+
+# ---- writers keep committing while the worker is gone
+$node->safe_psql('postgres', "UPDATE items SET v = 'after' WHERE id = 1");
+fill(1, 1);
+$node->safe_psql('postgres', "UPDATE items SET v = 'after2' WHERE id = 1");
+is($node->safe_psql('postgres', 'SELECT cachebust.wait_for_delivery(10000)'), 't', 'delivery works after the crash restart');
+is(count_existing(1, 1), 0, 'and invalidates');
+
+my $log = slurp_file($node->logfile);
+unlike($log, qr/PANIC/, 'no PANIC in the server log');
+
+$node->stop;
+$redis->stop;
+done_testing();

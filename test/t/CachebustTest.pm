@@ -1,0 +1,191 @@
+# CachebustTest — shared pieces of the TAP integration tests: a Redis server
+# of the test's own on a free loopback port, a tiny binary-safe RESP client,
+# and a PostgreSQL node with cachebust preloaded and pointed at that Redis.
+package CachebustTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use IO::Socket::INET;
+use POSIX ':sys_wait_h';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+our @EXPORT = qw(start_redis cachebust_node wait_until);
+
+# ---- Redis -------------------------------------------------------------
+
+# Starts redis-server on a free 127.0.0.1 port; extra args are passed on.
+sub start_redis
+{
+	my (@extra) = @_;
+	my $self = bless {}, 'CachebustTest::Redis';
+	$self->{port} = PostgreSQL::Test::Cluster::get_free_port();
+	$self->{dir} = PostgreSQL::Test::Utils::tempdir('redis');
+	$self->{extra} = [@extra];
+	$self->start;
+	return $self;
+}
+
+# Polls $code until it returns true or $timeout seconds pass.
+sub wait_until
+{
+	my ($code, $timeout) = @_;
+	$timeout //= 10;
+	my $deadline = time + $timeout;
+	while (time < $deadline)
+	{
+		return 1 if $code->();
+		usleep(20_000);
+	}
+	return $code->() ? 1 : 0;
+}
+
+# A node with cachebust preloaded, delivering to $redis.
+sub cachebust_node
+{
+	my ($name, $redis, $extra_conf) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	my $url = $redis ? $redis->url : 'redis://127.0.0.1:9/0';
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'cachebust'
+cachebust.redis_url = '$url'
+cachebust.debounce_ms = 20
+cachebust.retry_max_ms = 200
+max_prepared_transactions = 2
+});
+	$node->append_conf('postgresql.conf', $extra_conf) if $extra_conf;
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION cachebust');
+	return $node;
+}
+
+package CachebustTest::Redis;
+
+use strict;
+use warnings;
+
+use IO::Socket::INET;
+use POSIX ':sys_wait_h';
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+sub url
+{
+	my ($self, $db) = @_;
+	return "redis://127.0.0.1:$self->{port}/" . ($db // 0);
+}
+
+sub start
+{
+	my ($self) = @_;
+	my $log = "$self->{dir}/redis.log";
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open(STDOUT, '>>', $log) or die;
+		open(STDERR, '>&', \*STDOUT) or die;
+		exec('redis-server', '--port', $self->{port}, '--bind', '127.0.0.1',
+			'--save', '', '--appendonly', 'no', '--dir', $self->{dir},
+			'--daemonize', 'no', @{ $self->{extra} })
+		  or die "exec redis-server: $!";
+	}
+	$self->{pid} = $pid;
+	my $up = CachebustTest::wait_until(sub {
+		my $reply = eval { $self->reconnect; $self->cmd('PING') };
+		return defined $reply && $reply eq 'PONG';
+	}, 10);
+	die "redis-server did not start on port $self->{port}" unless $up;
+}
+
+# Stops the server: 'TERM' (default) or 'KILL' for a crash.
+sub stop
+{
+	my ($self, $signal) = @_;
+	return unless $self->{pid};
+	kill($signal // 'TERM', $self->{pid});
+	waitpid($self->{pid}, 0);
+	delete $self->{pid};
+	delete $self->{sock};
+}
+
+sub reconnect
+{
+	my ($self) = @_;
+	$self->{sock} = IO::Socket::INET->new(
+		PeerAddr => '127.0.0.1',
+		PeerPort => $self->{port},
+		Proto => 'tcp',
+		Timeout => 2) or die "connect to redis: $!";
+	binmode($self->{sock});
+}
+
+# Sends one command (argv, binary-safe) and returns the decoded reply:
+# a scalar, undef for nil, an array ref, or dies with the error reply.
+sub cmd
+{
+	my ($self, @argv) = @_;
+	$self->reconnect unless $self->{sock};
+	my $req = '*' . scalar(@argv) . "\r\n";
+	$req .= '$' . length($_) . "\r\n$_\r\n" for @argv;
+	print { $self->{sock} } $req or die "write to redis: $!";
+	return $self->read_reply;
+}
+
+# Reads one reply (also used for pub/sub messages).
+sub read_reply
+{
+	my ($self) = @_;
+	my $sock = $self->{sock};
+	my $line = <$sock>;
+	die "redis closed the connection" unless defined $line;
+	$line =~ s/\r\n$//;
+	my ($type, $rest) = (substr($line, 0, 1), substr($line, 1));
+	return $rest if $type eq '+';
+	die "redis error: $rest\n" if $type eq '-';
+	return $rest + 0 if $type eq ':';
+	if ($type eq '$')
+	{
+		return undef if $rest < 0;
+		my $buf = '';
+		while (length($buf) < $rest + 2)
+		{
+			my $n = read($sock, $buf, $rest + 2 - length($buf), length($buf));
+			die "short read from redis" unless $n;
+		}
+		return substr($buf, 0, $rest);
+	}
+	if ($type eq '*')
+	{
+		return undef if $rest < 0;
+		return [ map { $self->read_reply } 1 .. $rest ];
+	}
+	die "unexpected redis reply: $line";
+}
+
+sub exists_key
+{
+	my ($self, $key) = @_;
+	return $self->cmd('EXISTS', $key);
+}
+
+# Calls of one command, from INFO commandstats (0 when never called).
+sub command_calls
+{
+	my ($self, $command) = @_;
+	my $info = $self->cmd('INFO', 'commandstats');
+	return $info =~ /^cmdstat_\Q$command\E:calls=(\d+)/m ? $1 : 0;
+}
+
+sub DESTROY
+{
+	my ($self) = @_;
+	$self->stop if $self->{pid};
+}
+
+1;

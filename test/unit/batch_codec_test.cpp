@@ -1,0 +1,83 @@
+/* Unit tests: ring-buffer batch encoding, decoding and wrap-around copies. */
+#include "core/batch_codec.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace cachebust;
+
+static Target
+make(TargetKind kind, bool glob, std::string key, bool immediate = false, uint32_t tpl = 0)
+{
+	Target t;
+	t.kind = kind;
+	t.glob = glob;
+	t.immediate = immediate;
+	t.tag_prefix_len = tpl;
+	t.key = std::move(key);
+	return t;
+}
+
+TEST(BatchCodec, RoundTripKeepsEveryField)
+{
+	PendingSet pending;
+	pending.add(make(TargetKind::Key, false, "user:1"), 1);
+	pending.add(make(TargetKind::Tag, false, "app:tag:team:7", true, 8), 1);
+	pending.add(make(TargetKind::Bump, true, std::string("odd\0key\r\n\"", 10)), 1);
+	pending.add(make(TargetKind::Key, true, "search:*"), 1);
+
+	std::string bytes = encode_batch(pending);
+	EXPECT_EQ(bytes.size() % 8, 0u);
+	stamp_batch(bytes.data(), 42, 1234567);
+
+	DecodedBatch batch;
+	EXPECT_EQ(decode_batch(bytes.data(), bytes.size(), batch), bytes.size());
+	EXPECT_EQ(batch.seq, 42u);
+	EXPECT_EQ(batch.commit_time_us, 1234567);
+	EXPECT_TRUE(batch.immediate);
+	ASSERT_EQ(batch.targets.size(), 4u);
+	EXPECT_EQ(batch.targets[0].key, "user:1");
+	EXPECT_EQ(batch.targets[1].kind, TargetKind::Tag);
+	EXPECT_EQ(batch.targets[1].tag_prefix_len, 8u);
+	EXPECT_TRUE(batch.targets[1].immediate);
+	EXPECT_EQ(batch.targets[2].key, std::string("odd\0key\r\n\"", 10));
+	EXPECT_TRUE(batch.targets[2].glob);
+	EXPECT_EQ(batch.targets[2].kind, TargetKind::Bump);
+	EXPECT_TRUE(batch.targets[3].glob);
+	EXPECT_FALSE(batch.targets[3].immediate);
+}
+
+TEST(BatchCodec, NotImmediateUnlessATargetIs)
+{
+	PendingSet pending;
+	pending.add(make(TargetKind::Key, false, "k"), 1);
+	std::string bytes = encode_batch(pending);
+	DecodedBatch batch;
+	decode_batch(bytes.data(), bytes.size(), batch);
+	EXPECT_FALSE(batch.immediate);
+	EXPECT_EQ(batch_length(bytes.data()), bytes.size());
+}
+
+TEST(BatchCodec, CorruptionIsDetected)
+{
+	PendingSet pending;
+	pending.add(make(TargetKind::Key, false, "user:1"), 1);
+	std::string bytes = encode_batch(pending);
+	DecodedBatch batch;
+	EXPECT_THROW(decode_batch(bytes.data(), bytes.size() - 8, batch), std::runtime_error);
+	EXPECT_THROW(decode_batch(bytes.data(), 16, batch), std::runtime_error);
+	std::string bad = bytes;
+	bad[sizeof(BatchHeader)] = 9; /* unknown kind */
+	EXPECT_THROW(decode_batch(bad.data(), bad.size(), batch), std::runtime_error);
+}
+
+TEST(Ring, CopiesWrapAroundTheEnd)
+{
+	char ring[16] = {};
+	const char src[] = "ABCDEFGHIJ";
+	ring_copy_in(ring, sizeof(ring), 100, src, 10); /* offset 4: fits */
+	ring_copy_in(ring, sizeof(ring), 12, src, 10);	/* offset 12: wraps after 4 */
+	char out[10];
+	ring_copy_out(ring, sizeof(ring), 28, out, 10);
+	EXPECT_EQ(std::string(out, 10), "ABCDEFGHIJ");
+	EXPECT_EQ(std::string(ring, 6), "EFGHIJ");
+}

@@ -1,0 +1,103 @@
+/* Unit tests: deduplication and the debounce window (DESIGN.md promise 2). */
+#include "core/coalescer.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace cachebust;
+
+static Target
+key(std::string k, bool immediate = false)
+{
+	Target t;
+	t.key = std::move(k);
+	t.immediate = immediate;
+	return t;
+}
+
+static const WindowPolicy policy{50000, 3};
+
+TEST(Coalescer, EmptySetNeverCloses)
+{
+	Coalescer c;
+	EXPECT_FALSE(c.window_closed(1000000000, policy));
+	EXPECT_EQ(c.time_to_close_us(0, policy), -1);
+}
+
+TEST(Coalescer, WindowOpensAtFirstArrivalAndClosesAfterDebounce)
+{
+	Coalescer c;
+	c.add_transaction({key("a")}, 90, 100);
+	c.add_transaction({key("b")}, 95, 40000); /* does not move the window */
+	EXPECT_FALSE(c.window_closed(50099, policy));
+	EXPECT_EQ(c.time_to_close_us(50000, policy), 100);
+	EXPECT_TRUE(c.window_closed(50100, policy));
+	EXPECT_EQ(c.time_to_close_us(50100, policy), 0);
+}
+
+TEST(Coalescer, SameTargetIsSentOnce)
+{
+	Coalescer c;
+	for (int i = 0; i < 500; i++)
+		c.add_transaction({key("user:1"), key("team:2")}, i, i);
+	EXPECT_EQ(c.size(), 2u);
+	Coalescer::Batch b = c.take();
+	EXPECT_EQ(b.targets.size(), 2u);
+	EXPECT_EQ(b.coalesced, 998u);
+	EXPECT_EQ(b.commit_times_us.size(), 500u);
+	EXPECT_TRUE(c.empty());
+}
+
+TEST(Coalescer, KindAndGlobAreDistinctTargets)
+{
+	Coalescer c;
+	Target tag = key("x");
+	tag.kind = TargetKind::Tag;
+	Target pattern = key("x");
+	pattern.glob = true;
+	c.add_transaction({key("x"), tag, pattern}, 0, 0);
+	EXPECT_EQ(c.size(), 3u);
+}
+
+TEST(Coalescer, ClosesEarlyAtMaxBatch)
+{
+	Coalescer c;
+	c.add_transaction({key("a"), key("b")}, 0, 0);
+	EXPECT_FALSE(c.window_closed(1, policy));
+	c.add_transaction({key("c")}, 0, 1);
+	EXPECT_TRUE(c.window_closed(1, policy));
+}
+
+TEST(Coalescer, ClosesEarlyOnImmediateAndFlush)
+{
+	Coalescer c;
+	c.add_transaction({key("a", true)}, 0, 0);
+	EXPECT_TRUE(c.window_closed(0, policy));
+	c.take();
+	c.add_transaction({key("a")}, 0, 0);
+	EXPECT_FALSE(c.window_closed(0, policy));
+	c.request_flush();
+	EXPECT_TRUE(c.window_closed(0, policy));
+	c.take();
+	c.add_transaction({key("a")}, 0, 0);
+	EXPECT_FALSE(c.window_closed(0, policy)) << "take() must reset the flags";
+}
+
+TEST(Coalescer, RestoreMergesAFailedBatchWithNewArrivals)
+{
+	Coalescer c;
+	c.add_transaction({key("a"), key("b")}, 10, 10);
+	Coalescer::Batch failed = c.take();
+	c.add_transaction({key("b"), key("c")}, 20, 20);
+	c.restore(std::move(failed), 10);
+	EXPECT_EQ(c.size(), 3u);
+	EXPECT_EQ(c.coalesced(), 0u);
+	Coalescer::Batch b = c.take();
+	EXPECT_EQ(b.commit_times_us.size(), 2u);
+}
+
+TEST(Coalescer, ZeroDebounceClosesAtOnce)
+{
+	Coalescer c;
+	c.add_transaction({key("a")}, 0, 5);
+	EXPECT_TRUE(c.window_closed(5, WindowPolicy{0, 10000}));
+}
