@@ -98,8 +98,9 @@ fuzz: build/fuzz/template_fuzz
 
 # ---- integration tests ----------------------------------------------------
 
+PROVE_TESTS ?= test/t/*.pl
 prove:
 	PATH="$(bindir):$$PATH" PG_REGRESS="$(top_builddir)/src/test/regress/pg_regress" \
-		prove -I $(pgxsdir)/src/test/perl -I test/t $(PROVE_FLAGS) test/t/*.pl
+		prove -I $(pgxsdir)/src/test/perl -I test/t $(PROVE_FLAGS) $(PROVE_TESTS)
 
 .PHONY: unit unit-sanitize fuzz prove

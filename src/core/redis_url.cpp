@@ -142,6 +142,61 @@ RedisUrl::parse(std::string_view text)
 	return url;
 }
 
+namespace {
+
+/* Where the password of the URL starting at text[start] lies, if it has one. */
+bool
+find_password(std::string_view text, size_t start, size_t &pw_begin, size_t &pw_end)
+{
+	size_t authority = start + 8; /* after redis:// */
+	size_t end = authority;
+	while (end < text.size() && text[end] != '/' && text[end] != ' ' && text[end] != '\'' &&
+		   text[end] != '"' && text[end] != '\n' && text[end] != '\t')
+		end++;
+	size_t at = text.rfind('@', end == 0 ? 0 : end - 1);
+	if (at == std::string_view::npos || at < authority || at >= end)
+		return false;
+	size_t colon = text.find(':', authority);
+	if (colon == std::string_view::npos || colon > at)
+		return false;
+	pw_begin = colon + 1;
+	pw_end = at;
+	return true;
+}
+
+} // namespace
+
+bool
+has_redis_password(std::string_view text)
+{
+	for (size_t pos = text.find("redis://"); pos != std::string_view::npos;
+		 pos = text.find("redis://", pos + 8)) {
+		size_t b, e;
+		if (find_password(text, pos, b, e))
+			return true;
+	}
+	return false;
+}
+
+std::string
+redact_redis_passwords(std::string_view text)
+{
+	std::string out;
+	size_t copied = 0;
+	for (size_t pos = text.find("redis://"); pos != std::string_view::npos;
+		 pos = text.find("redis://", pos + 8)) {
+		size_t b, e;
+		if (!find_password(text, pos, b, e))
+			continue;
+		out.append(text.substr(copied, b - copied));
+		out.append("***");
+		copied = e;
+		pos = e > pos + 8 ? e - 8 : pos;
+	}
+	out.append(text.substr(copied));
+	return out;
+}
+
 std::string
 RedisUrl::redacted() const
 {

@@ -39,4 +39,13 @@ struct RedisUrl {
 	std::string redacted() const;
 };
 
+/*
+ * Replaces the password of every redis://user:password@ URL in free text
+ * (a log line, a statement) with ***. Text without one is returned as is.
+ */
+std::string redact_redis_passwords(std::string_view text);
+
+/* Whether text holds a redis:// URL with a password. */
+bool has_redis_password(std::string_view text);
+
 } // namespace cachebust

@@ -26,6 +26,7 @@ _PG_init(void)
 	using namespace cachebust::pg;
 
 	define_gucs();
+	install_log_redaction();
 	capture_init();
 	trigger_init();
 

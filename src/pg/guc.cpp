@@ -9,6 +9,10 @@
 
 #include "core/redis_url.hpp"
 
+extern "C" {
+#include "tcop/tcopprot.h"
+}
+
 namespace cachebust::pg {
 
 char *guc_redis_url = nullptr;
@@ -82,10 +86,12 @@ define_gucs()
 		"cachebust.max_batch", "Distinct pending targets that close the coalescing window early.",
 		nullptr, &guc_max_batch, 10000, 1, INT_MAX, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
-	DefineCustomIntVariable(
-		"cachebust.queue_size", "Size of the shared-memory queue between committing backends and the worker.",
-		nullptr, &guc_queue_size_kb, 16 * 1024, 64, 1024 * 1024, PGC_POSTMASTER, GUC_UNIT_KB,
-		nullptr, nullptr, nullptr);
+	/* A postmaster setting can only be created while preloading. */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable(
+			"cachebust.queue_size", "Size of the shared-memory queue between committing backends and the worker.",
+			nullptr, &guc_queue_size_kb, 16 * 1024, 64, 1024 * 1024, PGC_POSTMASTER, GUC_UNIT_KB,
+			nullptr, nullptr, nullptr);
 
 	DefineCustomIntVariable(
 		"cachebust.max_pending", "Distinct targets the worker holds while Redis is unreachable before falling back.",
@@ -137,6 +143,51 @@ define_gucs()
 		nullptr);
 
 	MarkGUCPrefixReserved("cachebust");
+}
+
+/*
+ * Log redaction. PostgreSQL itself logs a changed setting's new value on
+ * reload ("parameter ... changed to ...") and, with log_statement, the
+ * ALTER SYSTEM that set it; for cachebust.redis_url that would put the Redis
+ * password in the server log. This hook rewrites such messages before they
+ * are emitted and keeps the offending statement out of STATEMENT: lines.
+ */
+static emit_log_hook_type prev_emit_log_hook = nullptr;
+
+/* The redacted copy of a message, in the current (error) memory context. */
+static char *
+redacted_copy(const char *message) noexcept
+{
+	try {
+		std::string redacted = redact_redis_passwords(message);
+		return pstrdup(redacted.c_str());
+	} catch (...) {
+		return pstrdup("[message withheld by cachebust: it contained a Redis password]");
+	}
+}
+
+static void
+redact_redis_passwords_in_log(ErrorData *edata)
+{
+	if (edata->message != nullptr && strstr(edata->message, "redis://") != nullptr &&
+		has_redis_password(edata->message))
+		edata->message = redacted_copy(edata->message);
+	if (edata->detail != nullptr && strstr(edata->detail, "redis://") != nullptr &&
+		has_redis_password(edata->detail))
+		edata->detail = redacted_copy(edata->detail);
+	if (debug_query_string != nullptr && strstr(debug_query_string, "redis://") != nullptr &&
+		has_redis_password(debug_query_string))
+		edata->hide_stmt = true;
+
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
+void
+install_log_redaction()
+{
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = redact_redis_passwords_in_log;
 }
 
 } // namespace cachebust::pg

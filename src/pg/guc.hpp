@@ -32,6 +32,9 @@ extern int guc_fallback;
 /* Defines every cachebust.* setting; called once from _PG_init. */
 void define_gucs();
 
+/* Keeps Redis passwords out of the server log (see guc.cpp). */
+void install_log_redaction();
+
 /* Longest key_prefix / tag_prefix accepted, in bytes. */
 constexpr int kMaxPrefixLength = 1024;
 

@@ -318,6 +318,7 @@ Worker::send(int64 now)
 	bool have_batch = false;
 	Coalescer::Batch batch;
 	DeliveryCounters counters;
+	bool was_connected = client_.connected();
 
 	try {
 		ensure_connected();
@@ -337,7 +338,7 @@ Worker::send(int64 now)
 		if (retry_at_us_ != 0)
 			delta_.retries++;
 		retry_at_us_ = now + static_cast<int64>(backoff_.next_delay_ms()) * 1000;
-		note_error(client_.connected() ? "delivery" : "connection", e.what());
+		note_error(was_connected ? "delivery" : "connection", e.what());
 		return;
 	}
 
@@ -493,7 +494,8 @@ worker_register()
 	BackgroundWorker worker;
 
 	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	/* It connects to no database, but as a backend it shows in pg_stat_activity. */
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	/* A standby commits nothing, so there is nothing to deliver there. */
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = kRestartSeconds;
@@ -521,6 +523,7 @@ cachebust_worker_main(Datum)
 
 	if (shared_queue == nullptr)
 		ereport(FATAL, (errmsg("cachebust worker started without its shared memory")));
+	BackgroundWorkerInitializeConnection(nullptr, nullptr, 0);
 
 	LWLockAcquire(shared_queue->lock, LW_EXCLUSIVE);
 	shared_queue->worker_latch = MyLatch;

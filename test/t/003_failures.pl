@@ -15,6 +15,7 @@ cachebust.key_prefix = 'app:'
 cachebust.queue_size = 64kB
 cachebust.command_timeout_ms = 300
 cachebust.connect_timeout_ms = 300
+restart_after_crash = on
 });
 $node->safe_psql('postgres', q{
 CREATE TABLE items (id int PRIMARY KEY, v text);
@@ -50,13 +51,13 @@ $redis->stop('KILL');
 my $t0 = time;
 $node->safe_psql('postgres', "UPDATE items SET v = 'down' WHERE id = $_") for 1 .. 50;
 my $down_elapsed = time - $t0;
-is($node->safe_psql('postgres', 'SELECT cachebust.wait_for_delivery(300)'), 'f', 'not delivered while Redis is down');
+ok(!wait_all_delivered($node, 0.5), 'not delivered while Redis is down');
 ok(wait_until(sub { stat_value('connected') eq 'f' }, 5), 'stats show the worker disconnected');
 like(stat_value('last_error'), qr/\S/, 'and the last error');
 cmp_ok(stat_value('pending_targets'), '==', 50, 'the worker holds the 50 pending targets');
 $redis->start;
 fill(1, 50);   # the restarted Redis has no data (no persistence); refill stale copies
-is($node->safe_psql('postgres', 'SELECT cachebust.wait_for_delivery(10000)'), 't', 'delivered after Redis came back');
+ok(wait_all_delivered($node, 10), 'delivered after Redis came back');
 is(count_existing(1, 50), 0, 'all 50 keys written during the outage are invalidated');
 cmp_ok(stat_value('retries') + 0, '>', 0, 'retries were counted');
 note(sprintf('50 commits while Redis was down took %.0f ms', $down_elapsed * 1000));
@@ -64,15 +65,15 @@ note(sprintf('50 commits while Redis was down took %.0f ms', $down_elapsed * 100
 # ---- CLIENT PAUSE longer than the command timeout
 fill(60, 70);
 $redis->cmd('CLIENT', 'PAUSE', '1500', 'ALL');
-$node->safe_psql('postgres', "UPDATE items SET v = 'paused' WHERE id BETWEEN 60 AND 70");
-is($node->safe_psql('postgres', 'SELECT cachebust.wait_for_delivery(10000)'), 't', 'delivered after CLIENT PAUSE');
+is($node->safe_psql('postgres', "UPDATE items SET v = 'paused' WHERE id BETWEEN 60 AND 70;
+  SELECT cachebust.wait_for_delivery(10000)"), 't', 'delivered after CLIENT PAUSE');
 is(count_existing(60, 70), 0, 'keys invalidated after the pause');
 
 # ---- a transaction larger than the queue: overflow -> fallback, prefix only
 fill(100, 120);
 $redis->cmd('SET', 'outside:prefix', 1);
-$node->safe_psql('postgres', q{SELECT cachebust.invalidate_key(VARIADIC array_agg(repeat('x', 100) || g)) FROM generate_series(1, 2000) g});
-is($node->safe_psql('postgres', 'SELECT cachebust.wait_for_delivery(10000)'), 't', 'overflowed transaction covered by the fallback');
+is($node->safe_psql('postgres', q{SELECT cachebust.invalidate_key(VARIADIC array_agg(repeat('x', 100) || g)) FROM generate_series(1, 2000) g \g /dev/null
+  SELECT cachebust.wait_for_delivery(10000)}), 't', 'overflowed transaction covered by the fallback');
 cmp_ok(stat_value('overflows'), '>=', 1, 'overflow counted');
 cmp_ok(stat_value('fallbacks'), '>=', 1, 'fallback counted');
 is(count_existing(100, 120), 0, 'fallback removed the prefixed keys');
@@ -114,8 +115,8 @@ ok(wait_until(sub { (eval { $node->safe_psql('postgres', 'SELECT 1') } // '') eq
 # ---- writers keep committing while the worker is gone
 $node->safe_psql('postgres', "UPDATE items SET v = 'after' WHERE id = 1");
 fill(1, 1);
-$node->safe_psql('postgres', "UPDATE items SET v = 'after2' WHERE id = 1");
-is($node->safe_psql('postgres', 'SELECT cachebust.wait_for_delivery(10000)'), 't', 'delivery works after the crash restart');
+is($node->safe_psql('postgres', "UPDATE items SET v = 'after2' WHERE id = 1; SELECT cachebust.wait_for_delivery(10000)"),
+	't', 'delivery works after the crash restart');
 is(count_existing(1, 1), 0, 'and invalidates');
 
 my $log = slurp_file($node->logfile);

@@ -14,7 +14,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-our @EXPORT = qw(start_redis cachebust_node wait_until);
+our @EXPORT = qw(start_redis cachebust_node wait_until wait_all_delivered);
 
 # ---- Redis -------------------------------------------------------------
 
@@ -42,6 +42,18 @@ sub wait_until
 		usleep(20_000);
 	}
 	return $code->() ? 1 : 0;
+}
+
+# Waits until the worker has acknowledged every committed batch of the
+# cluster (any session); true on success.
+sub wait_all_delivered
+{
+	my ($node, $timeout) = @_;
+	return wait_until(sub {
+		my $done = eval { $node->safe_psql('postgres',
+			'SELECT delivered_seq >= enqueued_seq FROM cachebust.stats()') } // '';
+		return $done eq 't';
+	}, $timeout // 10);
 }
 
 # A node with cachebust preloaded, delivering to $redis.
