@@ -59,7 +59,7 @@ TEST(LatencyHistogram, HugeValuesClampToLastBucket)
 	EXPECT_EQ(h.max(), UINT64_MAX / 2);
 	EXPECT_GT(h.percentile(100), 0u);
 	EXPECT_LE(h.percentile(100), h.max());
-	EXPECT_EQ(h.percentile(1), 0u);
+	EXPECT_LE(h.percentile(1), 1u) << "the 0 µs sample is in the first bucket";
 }
 
 TEST(LatencyHistogram, MergeAndReset)

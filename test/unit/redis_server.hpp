@@ -1,0 +1,101 @@
+/*
+ * redis_server.hpp — a redis-server of the test's own, on a free loopback
+ * port, for the core tests that talk to Redis. A missing redis-server is a
+ * failure, not a skip.
+ */
+#pragma once
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/redis_client.hpp"
+
+namespace cachebust::test {
+
+/* A port nothing listens on right now (the kernel's choice). */
+inline int
+free_port()
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	sockaddr_in addr{};
+	addr.sin_family = AF_INET;
+	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	addr.sin_port = 0;
+	socklen_t len = sizeof(addr);
+	if (fd < 0 || bind(fd, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0 ||
+		getsockname(fd, reinterpret_cast<sockaddr *>(&addr), &len) != 0)
+		throw std::runtime_error("cannot find a free port");
+	close(fd);
+	return ntohs(addr.sin_port);
+}
+
+class RedisServer
+{
+  public:
+	explicit RedisServer(std::vector<std::string> extra = {}) : port_(free_port())
+	{
+		std::vector<std::string> args = {"redis-server", "--port", std::to_string(port_),
+										 "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+										 "--daemonize", "no", "--loglevel", "warning"};
+		args.insert(args.end(), extra.begin(), extra.end());
+		pid_ = fork();
+		if (pid_ == 0) {
+			std::vector<char *> argv;
+			for (std::string &a : args)
+				argv.push_back(a.data());
+			argv.push_back(nullptr);
+			execvp("redis-server", argv.data());
+			_exit(127);
+		}
+		for (int i = 0; i < 200; i++) {
+			int status;
+			if (waitpid(pid_, &status, WNOHANG) == pid_)
+				throw std::runtime_error("redis-server exited at start (is it installed?)");
+			try {
+				RedisClient c;
+				c.connect(url(), RedisTimeouts{200, 200});
+				return;
+			} catch (const RedisError &e) {
+				/* A server that wants a password is up too. */
+				if (std::string(e.what()).find("NOAUTH") != std::string::npos)
+					return;
+				std::this_thread::sleep_for(std::chrono::milliseconds(25));
+			}
+		}
+		stop();
+		throw std::runtime_error("redis-server did not start");
+	}
+
+	~RedisServer() { stop(); }
+
+	void stop()
+	{
+		if (pid_ > 0) {
+			kill(pid_, SIGKILL);
+			waitpid(pid_, nullptr, 0);
+			pid_ = -1;
+		}
+	}
+
+	int port() const { return port_; }
+
+	RedisUrl url(int db = 0) const
+	{
+		return RedisUrl::parse("redis://127.0.0.1:" + std::to_string(port_) + "/" + std::to_string(db));
+	}
+
+  private:
+	int port_;
+	pid_t pid_ = -1;
+};
+
+} // namespace cachebust::test
