@@ -69,7 +69,7 @@ redis SET demo:team:1 '{"name":"core"}' >/dev/null
 redis SET demo:team-page:1 '<html>team 1</html>' >/dev/null
 redis SADD demo:tag:team:1 demo:team-page:1 >/dev/null
 redis SET unrelated:key 'not ours' >/dev/null
-echo "keys now: $(redis --no-raw KEYS '*' | sort | tr '\n' ' ')"
+echo "keys now: $(redis --raw KEYS '*' | sort | paste -sd' ')"
 
 say "3. A transaction that rolls back invalidates nothing"
 psql -e -c "BEGIN; UPDATE users SET name = 'ADA' WHERE id = 1; SELECT * FROM cachebust.pending(); ROLLBACK;"
@@ -79,12 +79,14 @@ echo "demo:user:1 exists: $(redis EXISTS demo:user:1)"
 say "4. A committed UPDATE: the row's key and its team's tag go, nothing else"
 psql -e -c "UPDATE users SET name = 'Ada Lovelace' WHERE id = 1;" \
 	-c "SELECT cachebust.wait_for_delivery(5000) AS delivered;"
-echo "keys now: $(redis --no-raw KEYS '*' | sort | tr '\n' ' ')"
+echo "keys now: $(redis --raw KEYS '*' | sort | paste -sd' ')"
 
 say "5. A burst of 500 commits to one row is coalesced into a handful of Redis commands"
 redis CONFIG RESETSTAT >/dev/null
-for i in $(seq 1 500); do echo "UPDATE users SET name = 'n$i' WHERE id = 2;"; done | psql
-psql -c "SELECT cachebust.wait_for_delivery(5000) AS delivered;"
+{
+	for i in $(seq 1 500); do echo "UPDATE users SET name = 'n$i' WHERE id = 2;"; done
+	echo "SELECT cachebust.wait_for_delivery(5000) AS delivered;"
+} | psql
 echo "UNLINK commands Redis received: $(redis INFO commandstats | grep -o 'cmdstat_unlink:calls=[0-9]*' | cut -d= -f2)"
 
 say "6. The worker's statistics"
