@@ -47,6 +47,9 @@ PG_CPPFLAGS = -Isrc -isystem $(includedir_server)
 # (-isystem: PostgreSQL headers are not -Wextra clean; the warnings are not ours.)
 # -Wno-register: PostgreSQL headers still use `register`, removed in C++17.
 PG_CXXFLAGS = -std=c++17 -fPIC -Wall -Wextra -Wno-register -Wno-missing-field-initializers
+# Header dependencies: a changed struct in a header must rebuild every object
+# that includes it (shared-memory layouts are read by several files).
+PG_CXXFLAGS += -MMD -MP
 SHLIB_LINK = -lhiredis -lstdc++
 
 # LLVM bitcode is deliberately not built. PostgreSQL's JIT only uses it to
@@ -60,6 +63,9 @@ EXTRA_CLEAN = build tmp_check test/tmp_check results regression.diffs regression
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+-include $(OBJS:.o=.d)
+EXTRA_CLEAN += $(OBJS:.o=.d)
 
 # ---- tests of the pure core (no server needed) -------------------------
 

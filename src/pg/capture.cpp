@@ -25,6 +25,7 @@ static PendingSet pending;
 /* The pending set encoded at PRE_COMMIT, and how many targets it held. */
 static std::string encoded_batch;
 static size_t encoded_targets = 0;
+static bool encoded_immediate = false;
 
 static uint64 last_committed_seq = 0;
 
@@ -58,6 +59,7 @@ reset_transaction_state() noexcept
 {
 	pending.clear();
 	encoded_targets = 0;
+	encoded_immediate = false;
 	if (encoded_batch.capacity() > 64 * 1024)
 		std::string().swap(encoded_batch);
 	else
@@ -73,6 +75,7 @@ encode_before_commit()
 	try {
 		encoded_batch = encode_batch(pending);
 		encoded_targets = pending.size();
+		encoded_immediate = pending.any_immediate();
 	} catch (...) {
 		failed = true;
 	}
@@ -91,7 +94,8 @@ enqueue_at_commit() noexcept
 	if (encoded_targets == pending.size() && !encoded_batch.empty())
 		last_committed_seq = queue_enqueue_committed(encoded_batch.data(),
 													 static_cast<uint32>(encoded_batch.size()),
-													 static_cast<uint32>(encoded_targets));
+													 static_cast<uint32>(encoded_targets),
+													 encoded_immediate);
 	else
 		/* Targets added after PRE_COMMIT cannot be encoded safely now. */
 		last_committed_seq = queue_enqueue_overflow();

@@ -84,8 +84,17 @@ wake_worker(Latch *latch)
 		SetLatch(latch);
 }
 
+/* Whether a commit must wake a worker that waits for its window deadline. */
+static bool
+worth_waking(const SharedQueue *q, bool immediate)
+{
+	return !q->worker_waits_for_deadline || immediate || q->overflow_pending ||
+		   q->tail - q->head > q->capacity / 2 ||
+		   q->undrained_targets >= static_cast<uint64>(guc_max_batch);
+}
+
 uint64
-queue_enqueue_committed(char *batch, uint32 len, uint32 target_count)
+queue_enqueue_committed(char *batch, uint32 len, uint32 target_count, bool immediate)
 {
 	SharedQueue *q = shared_queue;
 	TimestampTz now = GetCurrentTimestamp();
@@ -102,12 +111,13 @@ queue_enqueue_committed(char *batch, uint32 len, uint32 target_count)
 			q->high_water = used;
 		q->transactions_enqueued++;
 		q->targets_enqueued += target_count;
+		q->undrained_targets += target_count;
 	} else {
 		/* The worker will run the fallback, which covers this batch. */
 		q->overflow_pending = true;
 		q->overflows++;
 	}
-	Latch *latch = q->worker_latch;
+	Latch *latch = worth_waking(q, immediate) ? q->worker_latch : nullptr;
 	LWLockRelease(q->lock);
 
 	wake_worker(latch);

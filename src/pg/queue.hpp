@@ -49,6 +49,16 @@ struct SharedQueue {
 	uint64 last_seq;   /* sequence number of the newest committed batch */
 	uint64 high_water; /* largest tail - head seen */
 	bool overflow_pending;
+
+	/*
+	 * Set by the worker when it sleeps inside an open window (or a retry
+	 * backoff) and will drain at the deadline anyway: commits then skip
+	 * waking it unless they carry an immediate target or the undrained part
+	 * of the queue grows past half the capacity or max_batch targets. This
+	 * turns one wake-up per commit into one per window.
+	 */
+	bool worker_waits_for_deadline;
+	uint64 undrained_targets;
 	pg_atomic_uint64 delivered_seq; /* every batch <= this is acknowledged */
 	pg_atomic_uint32 flush_requested;
 
@@ -76,7 +86,7 @@ void queue_require_preloaded(const char *what);
  * Enqueues an encoded batch at commit; returns its sequence number. Never
  * ERRORs: a batch that does not fit sets the overflow flag instead.
  */
-uint64 queue_enqueue_committed(char *batch, uint32 len, uint32 target_count);
+uint64 queue_enqueue_committed(char *batch, uint32 len, uint32 target_count, bool immediate);
 
 /* Marks a committed transaction as lost (fallback required); returns its seq. */
 uint64 queue_enqueue_overflow(void);

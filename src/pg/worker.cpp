@@ -91,6 +91,7 @@ class Worker
 	void note_error(const char *what, const std::string &message);
 	void publish_stats();
 	long sleep_ms(int64 now) const;
+	bool prepare_to_sleep(int64 now);
 	bool deliver_before_exit();
 	void shut_down();
 
@@ -189,6 +190,8 @@ Worker::drain()
 	uint64 last_seq = q->last_seq;
 	bool overflow = q->overflow_pending;
 	q->overflow_pending = false;
+	q->worker_waits_for_deadline = false;
+	q->undrained_targets = 0;
 	LWLockRelease(q->lock);
 
 	if (overflow) {
@@ -356,6 +359,8 @@ Worker::send(int64 now)
 	retry_at_us_ = 0;
 	backoff_.reset();
 	logged_failure_ = false;
+	/* Publish first, so a session that sees its batch delivered sees its counters too. */
+	publish_stats();
 	mark_delivered(upto);
 }
 
@@ -399,6 +404,28 @@ Worker::sleep_ms(int64 now) const
 		sleep = Min(sleep, coalescer_.time_to_close_us(now, policy_));
 	/* Round up so we do not wake a hair before the deadline and spin. */
 	return static_cast<long>(Max((sleep + 999) / 1000, 0));
+}
+
+/*
+ * Tells committing backends whether they need to wake us: not while we sleep
+ * towards a window (or retry) deadline at which we drain anyway. Returns
+ * false, meaning "do not sleep", when batches arrived since the last drain.
+ */
+bool
+Worker::prepare_to_sleep(int64 now)
+{
+	bool deadline_ahead = retry_at_us_ != 0 ||
+						  (!coalescer_.empty() && !coalescer_.window_closed(now, policy_));
+	if (!deadline_ahead)
+		return true;
+
+	SharedQueue *q = shared_queue;
+	LWLockAcquire(q->lock, LW_EXCLUSIVE);
+	bool arrived = q->tail != q->head || q->overflow_pending;
+	if (!arrived)
+		q->worker_waits_for_deadline = true;
+	LWLockRelease(q->lock);
+	return !arrived;
 }
 
 /* Clean shutdown: deliver what is pending, within kShutdownDeliveryUs. */
@@ -471,8 +498,11 @@ Worker::run()
 			send(now);
 		publish_stats();
 
+		now = now_us();
+		if (!prepare_to_sleep(now))
+			continue;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 sleep_ms(now_us()), PG_WAIT_EXTENSION);
+						 sleep_ms(now), PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }
