@@ -28,6 +28,7 @@ bool guc_enabled = true;
 int guc_connect_timeout_ms = 1000;
 int guc_command_timeout_ms = 2000;
 int guc_retry_max_ms = 5000;
+int guc_redelete_ms = 0;
 int guc_fallback = FALLBACK_PREFIX;
 
 static const struct config_enum_entry fallback_options[] = {
@@ -134,6 +135,12 @@ define_gucs()
 		"cachebust.retry_max_ms", "Cap of the exponential backoff between Redis retries.", nullptr,
 		&guc_retry_max_ms, 5000, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
 		nullptr);
+
+	DefineCustomIntVariable(
+		"cachebust.redelete_ms", "Delay of a second invalidation of every delivered batch (0 = off).",
+		"Closes the race in which a reader that read the old row before the commit "
+		"writes it back into the cache after the first invalidation.",
+		&guc_redelete_ms, 0, 0, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 
 	DefineCustomEnumVariable(
 		"cachebust.fallback", "What to do when invalidations could not be delivered exactly.",

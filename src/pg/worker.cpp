@@ -20,7 +20,9 @@
 #include "pg/worker.hpp"
 
 #include <cstdio>
+#include <deque>
 #include <string>
+#include <vector>
 
 #include "core/backoff.hpp"
 #include "core/batch_codec.hpp"
@@ -85,6 +87,8 @@ class Worker
 	void drain();
 	bool should_send(int64 now) const;
 	void send(int64 now);
+	void schedule_redelete(const std::vector<Target> &targets, int64 now);
+	void send_due_redeletes(int64 now);
 	void ensure_connected();
 	void run_fallback();
 	void mark_delivered(uint64 seq);
@@ -115,6 +119,15 @@ class Worker
 	std::string drain_buffer_;
 	DecodedBatch decoded_;
 	WorkerStats delta_{};
+
+	/* Delivered batches waiting for their second invalidation (redelete_ms). */
+	struct Redelete {
+		int64 due_us;
+		std::vector<Target> targets;
+	};
+	std::deque<Redelete> redeletes_;
+	size_t redelete_targets_ = 0; /* total over redeletes_, bounded by max_pending */
+	bool logged_redelete_skip_ = false;
 };
 
 static void
@@ -353,6 +366,7 @@ Worker::send(int64 now)
 		for (int64 commit_time : batch.commit_times_us)
 			delta_.latency.record(static_cast<uint64_t>(Max(acked - commit_time, 0)));
 		delta_.last_delivery = acked;
+		schedule_redelete(batch.targets, acked);
 	}
 	if (retry_at_us_ != 0)
 		ereport(LOG, (errmsg("cachebust worker: delivery resumed")));
@@ -362,6 +376,65 @@ Worker::send(int64 now)
 	/* Publish first, so a session that sees its batch delivered sees its counters too. */
 	publish_stats();
 	mark_delivered(upto);
+}
+
+/*
+ * The stale-fill race: a reader that fetched the old row just before the
+ * commit can write it into the cache just after our invalidation. Sending
+ * the batch once more redelete_ms later removes such a refill. Bumps are not
+ * repeated: readers of a bumped generation never see the old entries again.
+ */
+void
+Worker::schedule_redelete(const std::vector<Target> &targets, int64 now)
+{
+	if (guc_redelete_ms <= 0)
+		return;
+	std::vector<Target> repeat;
+	for (const Target &t : targets)
+		if (t.kind != TargetKind::Bump)
+			repeat.push_back(t);
+	if (repeat.empty())
+		return;
+	if (redelete_targets_ + repeat.size() > static_cast<size_t>(guc_max_pending)) {
+		/* Memory stays bounded; the first invalidation was delivered. */
+		ereport(logged_redelete_skip_ ? DEBUG1 : WARNING,
+				(errmsg("cachebust worker skipped the delayed re-invalidation of %zu targets", repeat.size()),
+				 errdetail("More than cachebust.max_pending (%d) targets are already waiting for it.",
+						   guc_max_pending)));
+		logged_redelete_skip_ = true;
+		return;
+	}
+	redelete_targets_ += repeat.size();
+	redeletes_.push_back(Redelete{now + static_cast<int64>(guc_redelete_ms) * 1000, std::move(repeat)});
+}
+
+/* Sends the re-invalidations that are due; on failure they wait for the next retry. */
+void
+Worker::send_due_redeletes(int64 now)
+{
+	if (guc_redelete_ms <= 0 && !redeletes_.empty()) {
+		redeletes_.clear(); /* switched off on reload */
+		redelete_targets_ = 0;
+	}
+	DeliveryOptions quiet = delivery_;
+	quiet.publish_channel.clear(); /* subscribers heard about this batch already */
+
+	while (!redeletes_.empty() && redeletes_.front().due_us <= now && retry_at_us_ == 0) {
+		DeliveryCounters counters;
+		try {
+			ensure_connected();
+			deliverer_.deliver(redeletes_.front().targets, quiet, counters);
+		} catch (const std::exception &e) {
+			delta_.redis_commands += counters.commands;
+			retry_at_us_ = now + static_cast<int64>(backoff_.next_delay_ms()) * 1000;
+			note_error("re-invalidation", e.what());
+			return;
+		}
+		delta_.redis_commands += counters.commands;
+		redelete_targets_ -= redeletes_.front().targets.size();
+		redeletes_.pop_front();
+		logged_redelete_skip_ = false;
+	}
 }
 
 /* Adds this turn's counter increments to shared memory; sets the gauges. */
@@ -400,8 +473,12 @@ Worker::sleep_ms(int64 now) const
 	int64 sleep = kMaxSleepUs;
 	if (retry_at_us_ != 0)
 		sleep = Min(sleep, retry_at_us_ - now);
-	else if (!coalescer_.empty())
-		sleep = Min(sleep, coalescer_.time_to_close_us(now, policy_));
+	else {
+		if (!coalescer_.empty())
+			sleep = Min(sleep, coalescer_.time_to_close_us(now, policy_));
+		if (!redeletes_.empty())
+			sleep = Min(sleep, redeletes_.front().due_us - now);
+	}
 	/* Round up so we do not wake a hair before the deadline and spin. */
 	return static_cast<long>(Max((sleep + 999) / 1000, 0));
 }
@@ -414,6 +491,7 @@ Worker::sleep_ms(int64 now) const
 bool
 Worker::prepare_to_sleep(int64 now)
 {
+	/* (Not for redeletes: a first arrival must still open its window promptly.) */
 	bool deadline_ahead = retry_at_us_ != 0 ||
 						  (!coalescer_.empty() && !coalescer_.window_closed(now, policy_));
 	if (!deadline_ahead)
@@ -464,6 +542,9 @@ Worker::shut_down()
 				(errmsg("cachebust worker shutting down with %zu undelivered targets", coalescer_.size()),
 				 errdetail("The fallback will run when the worker starts again.")));
 	}
+	if (!redeletes_.empty())
+		ereport(LOG, (errmsg("cachebust worker: %zu delayed re-invalidations were not due yet and are not sent",
+							 redeletes_.size())));
 	publish_stats();
 	client_.disconnect();
 }
@@ -496,6 +577,7 @@ Worker::run()
 		int64 now = now_us();
 		if (should_send(now))
 			send(now);
+		send_due_redeletes(now);
 		publish_stats();
 
 		now = now_us();

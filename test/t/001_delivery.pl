@@ -139,6 +139,25 @@ for my $i (1 .. 10)
 cmp_ok($worst * 1000, '<', 100 + 400, sprintf('commit-to-gone at most %.0f ms with debounce_ms = 100', $worst * 1000));
 cmp_ok($worst * 1000, '>=', 90, 'and not before the window closed');
 
+# ---- redelete_ms: a stale refill just after delivery is removed once more
+$node->safe_psql('postgres', q{ALTER SYSTEM SET cachebust.debounce_ms = 0; ALTER SYSTEM SET cachebust.redelete_ms = 2000; SELECT pg_reload_conf();});
+usleep(300_000);
+$redis->cmd('SET', 'user:8', 'cached');
+is(commit_and_wait(q{UPDATE users SET name = 'r1' WHERE id = 8}), 't', 'delivered with redelete_ms = 2000');
+is($redis->exists_key('user:8'), 0, 'first invalidation removed the key');
+# A reader that read the old row before the commit writes it back now.
+$redis->cmd('SET', 'user:8', 'stale refill');
+usleep(200_000);
+is($redis->exists_key('user:8'), 1, 'the refill survives until the second invalidation is due');
+ok(wait_until(sub { !$redis->exists_key('user:8') }, 5), 'the delayed second invalidation removed the refill');
+
+$node->safe_psql('postgres', q{ALTER SYSTEM SET cachebust.redelete_ms = 0; SELECT pg_reload_conf();});
+usleep(300_000);
+is(commit_and_wait(q{UPDATE users SET name = 'r2' WHERE id = 8}), 't', 'delivered with redelete_ms = 0');
+$redis->cmd('SET', 'user:8', 'stale refill');
+usleep(2_500_000);
+is($redis->exists_key('user:8'), 1, 'without redelete_ms a refill stays');
+
 # ---- stats
 my $stats = $node->safe_psql('postgres', q{
 SELECT targets_delivered > 0, redis_commands > 0, connected, last_delivery IS NOT NULL,
