@@ -656,7 +656,13 @@ cachebust_worker_main(Datum)
 	}
 	if (failed)
 		ereport(FATAL, (errmsg("cachebust worker failed: %s", message)));
-	proc_exit(0);
+	/*
+	 * Exit code 0 would unregister the worker for good, so that a
+	 * pg_terminate_backend() stopped all delivery until the next server
+	 * start. With 1 the postmaster starts us again after bgw_restart_time
+	 * unless it is shutting down.
+	 */
+	proc_exit(1);
 }
 
 } // extern "C"

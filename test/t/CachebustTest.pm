@@ -26,6 +26,11 @@ sub start_redis
 	$self->{port} = PostgreSQL::Test::Cluster::get_free_port();
 	$self->{dir} = PostgreSQL::Test::Utils::tempdir('redis');
 	$self->{extra} = [@extra];
+	# The test's own client authenticates like any other.
+	for my $i (0 .. $#extra - 1)
+	{
+		$self->{password} = $extra[ $i + 1 ] if $extra[$i] eq '--requirepass';
+	}
 	$self->start;
 	return $self;
 }
@@ -135,6 +140,7 @@ sub reconnect
 		Proto => 'tcp',
 		Timeout => 2) or die "connect to redis: $!";
 	binmode($self->{sock});
+	$self->cmd('AUTH', $self->{password}) if defined $self->{password};
 }
 
 # Sends one command (argv, binary-safe) and returns the decoded reply:
