@@ -36,6 +36,7 @@ PG_SRCS = \
 	src/pg/trigger.cpp \
 	src/pg/sql_functions.cpp \
 	src/pg/queue.cpp \
+	src/pg/prefix_registry.cpp \
 	src/pg/worker.cpp
 
 OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)

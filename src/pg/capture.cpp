@@ -16,6 +16,7 @@
 #include "core/batch_codec.hpp"
 #include "pg/guard.hpp"
 #include "pg/guc.hpp"
+#include "pg/prefix_registry.hpp"
 #include "pg/queue.hpp"
 
 namespace cachebust::pg {
@@ -28,6 +29,9 @@ static size_t encoded_targets = 0;
 static bool encoded_immediate = false;
 
 static uint64 last_committed_seq = 0;
+
+/* The key prefixes this transaction's targets were built with (almost always one). */
+static std::vector<std::string> prefixes_used;
 
 void
 capture_add(Target &&target)
@@ -44,7 +48,15 @@ capture_pending()
 KeyPrefixes
 current_prefixes()
 {
-	return KeyPrefixes{guc_key_prefix ? guc_key_prefix : "", guc_tag_prefix ? guc_tag_prefix : ""};
+	KeyPrefixes prefixes{guc_key_prefix ? guc_key_prefix : "", guc_tag_prefix ? guc_tag_prefix : ""};
+	if (prefixes_used.empty() || prefixes_used.back() != prefixes.key_prefix) {
+		bool seen = false;
+		for (const std::string &p : prefixes_used)
+			seen = seen || p == prefixes.key_prefix;
+		if (!seen)
+			prefixes_used.emplace_back(prefixes.key_prefix);
+	}
+	return prefixes;
 }
 
 uint64
@@ -58,6 +70,7 @@ static void
 reset_transaction_state() noexcept
 {
 	pending.clear();
+	prefixes_used.clear();
 	encoded_targets = 0;
 	encoded_immediate = false;
 	if (encoded_batch.capacity() > 64 * 1024)
@@ -106,8 +119,12 @@ xact_callback(XactEvent event, void *)
 {
 	switch (event) {
 	case XACT_EVENT_PRE_COMMIT:
-		if (!pending.empty())
+		if (!pending.empty()) {
+			/* The fallback after a crash must know every prefix in use. */
+			for (const std::string &prefix : prefixes_used)
+				prefix_registry_note(prefix.c_str());
 			encode_before_commit();
+		}
 		break;
 	case XACT_EVENT_COMMIT:
 		if (!pending.empty())

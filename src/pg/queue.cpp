@@ -9,6 +9,7 @@
 
 #include "core/batch_codec.hpp"
 #include "pg/guc.hpp"
+#include "pg/prefix_registry.hpp"
 
 namespace cachebust::pg {
 
@@ -28,8 +29,9 @@ queue_shmem_request()
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(queue_shmem_size());
-	RequestNamedLWLockTranche("cachebust", 1);
+	RequestAddinShmemSpace(add_size(queue_shmem_size(), prefix_registry_shmem_size()));
+	/* [0]: the queue, [1]: the prefix registry */
+	RequestNamedLWLockTranche("cachebust", 2);
 }
 
 /* Runs in the postmaster at start and again after every crash restart. */
@@ -54,6 +56,7 @@ queue_shmem_startup()
 		SpinLockInit(&q->stats_mutex);
 		q->stats_reset = GetCurrentTimestamp();
 	}
+	prefix_registry_shmem_init(&(GetNamedLWLockTranche("cachebust"))[1].lock);
 	LWLockRelease(AddinShmemInitLock);
 	shared_queue = q;
 }

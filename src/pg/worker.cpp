@@ -32,6 +32,7 @@
 #include "core/redis_url.hpp"
 #include "pg/guc.hpp"
 #include "pg/postgres.hpp"
+#include "pg/prefix_registry.hpp"
 #include "pg/queue.hpp"
 
 extern "C" {
@@ -270,38 +271,73 @@ Worker::ensure_connected()
 	logged_failure_ = false;
 }
 
+/*
+ * The prefixes the fallback must cover: every key_prefix that committed
+ * invalidations (per-database and per-role prefixes included, remembered
+ * across crashes), or the worker's own when none has been recorded yet.
+ */
+static std::vector<std::string>
+fallback_prefixes(bool &incomplete)
+{
+	RegisteredPrefixes registered = prefix_registry_snapshot();
+	incomplete = registered.overflowed;
+	if (registered.prefixes.empty())
+		registered.prefixes.emplace_back(guc_key_prefix ? guc_key_prefix : "");
+	return registered.prefixes;
+}
+
 void
 Worker::run_fallback()
 {
-	std::string prefix = guc_key_prefix ? guc_key_prefix : "";
 	DeliveryCounters counters;
 
-	switch (guc_fallback) {
-	case FALLBACK_PREFIX:
-		if (prefix.empty()) {
-			ereport(WARNING,
-					(errmsg("cachebust fallback refused: cachebust.key_prefix is empty"),
-					 errdetail("Removing every key of the Redis database is never done implicitly."),
-					 errhint("Set cachebust.key_prefix, or choose cachebust.fallback = flushdb explicitly.")));
-			delta_.fallbacks_refused++;
-			return;
-		}
-		deliverer_.fallback_prefix(prefix, delivery_, counters);
-		break;
-	case FALLBACK_GENERATION:
-		deliverer_.fallback_generation(prefix, counters);
-		break;
-	case FALLBACK_FLUSHDB:
-		deliverer_.fallback_flushdb(counters);
-		break;
-	case FALLBACK_NONE:
+	if (guc_fallback == FALLBACK_NONE) {
 		ereport(WARNING, (errmsg("cachebust fallback skipped: cachebust.fallback = none")));
 		delta_.fallbacks_refused++;
 		return;
 	}
+	if (guc_fallback == FALLBACK_FLUSHDB) {
+		deliverer_.fallback_flushdb(counters);
+		delta_.redis_commands += counters.commands;
+		delta_.fallbacks++;
+		ereport(LOG, (errmsg("cachebust fallback (flushdb) done")));
+		return;
+	}
+
+	bool incomplete = false;
+	bool refused = false;
+	bool covered = false;
+	for (const std::string &prefix : fallback_prefixes(incomplete)) {
+		if (guc_fallback == FALLBACK_GENERATION) {
+			deliverer_.fallback_generation(prefix, counters);
+			covered = true;
+			continue;
+		}
+		if (prefix.empty()) {
+			ereport(WARNING,
+					(errmsg("cachebust fallback refused for keys without a prefix"),
+					 errdetail("Invalidations were committed with an empty cachebust.key_prefix; removing every key of the Redis database is never done implicitly."),
+					 errhint("Set cachebust.key_prefix, or choose cachebust.fallback = flushdb explicitly.")));
+			refused = true;
+			continue;
+		}
+		deliverer_.fallback_prefix(prefix, delivery_, counters);
+		covered = true;
+	}
+	if (incomplete) {
+		ereport(WARNING,
+				(errmsg("cachebust fallback may be incomplete: more than %d key prefixes are in use",
+						kMaxRegisteredPrefixes)));
+		refused = true;
+	}
 	delta_.redis_commands += counters.commands;
-	delta_.fallbacks++;
-	ereport(LOG, (errmsg("cachebust fallback (%s) done", prefix.empty() ? "no prefix" : "prefix")));
+	if (covered)
+		delta_.fallbacks++;
+	if (refused)
+		delta_.fallbacks_refused++;
+	if (covered)
+		ereport(LOG, (errmsg("cachebust fallback (%s) done",
+							 guc_fallback == FALLBACK_GENERATION ? "generation" : "prefix")));
 }
 
 void

@@ -93,6 +93,13 @@ usleep(500_000);
 is(stat_value('fallbacks'), '0', 'no fallback after a clean restart');
 is($redis->exists_key('app:survivor'), 1, 'cache kept after a clean restart');
 
+# ---- a database with its own key_prefix: recorded for the fallback
+$node->safe_psql('postgres', q{CREATE DATABASE tenant2; ALTER DATABASE tenant2 SET cachebust.key_prefix = 't2:'});
+is($node->safe_psql('tenant2', q{CREATE EXTENSION cachebust; CREATE TABLE t (id int);
+  SELECT cachebust.watch('t', keys => ARRAY['t:{id}']) \g /dev/null
+  INSERT INTO t VALUES (1); SELECT cachebust.wait_for_delivery(5000)}), 't', 'a commit under a per-database prefix');
+$redis->cmd('SET', 't2:survivor', 1);
+
 # ---- kill -9 of the worker: crash restart, fallback once Redis is reachable
 my $worker_pid = $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'cachebust worker'});
 ok($worker_pid =~ /^\d+$/, 'worker is running');
@@ -102,6 +109,8 @@ ok(wait_until(sub {
 	return $pid =~ /^\d+$/ && $pid != $worker_pid;
 }, 30), 'worker restarted');
 ok(wait_until(sub { $redis->exists_key('app:survivor') == 0 }, 15), 'fallback ran after the worker was killed');
+ok(wait_until(sub { $redis->exists_key('t2:survivor') == 0 }, 15),
+	'the fallback also covered the per-database prefix (remembered across the crash restart)');
 is($redis->exists_key('outside:prefix'), 1, 'still nothing outside the prefix touched');
 
 # ---- kill -9 of a backend: crash restart, fallback

@@ -1,0 +1,188 @@
+/*
+ * prefix_registry.cpp — shared-memory list of key prefixes in use, backed
+ * by PGDATA/pg_cachebust.prefixes (one hex-encoded prefix per line, so any
+ * byte is allowed; a line "*" records that the list overflowed).
+ *
+ * Registration is rare: each backend remembers the last prefix it found
+ * registered, so the common commit path compares one string and takes no lock.
+ */
+#include "pg/prefix_registry.hpp"
+
+#include "pg/guc.hpp"
+
+extern "C" {
+#include "storage/fd.h"
+}
+
+namespace cachebust::pg {
+
+static const char *const kRegistryFile = "pg_cachebust.prefixes";
+
+struct PrefixRegistry {
+	LWLock *lock;
+	int count;
+	bool overflowed;
+	uint16 lengths[kMaxRegisteredPrefixes];
+	char prefixes[kMaxRegisteredPrefixes][kMaxPrefixLength];
+};
+
+static PrefixRegistry *registry = nullptr;
+
+/* This backend's last prefix known to be registered (valid while last_known_valid). */
+static char last_known[kMaxPrefixLength + 1];
+static bool last_known_valid = false;
+
+Size
+prefix_registry_shmem_size()
+{
+	return sizeof(PrefixRegistry);
+}
+
+static int
+find_prefix(const char *prefix, size_t len)
+{
+	for (int i = 0; i < registry->count; i++)
+		if (registry->lengths[i] == len && memcmp(registry->prefixes[i], prefix, len) == 0)
+			return i;
+	return -1;
+}
+
+static void
+add_prefix(const char *prefix, size_t len)
+{
+	if (registry->count >= kMaxRegisteredPrefixes) {
+		registry->overflowed = true;
+		return;
+	}
+	memcpy(registry->prefixes[registry->count], prefix, len);
+	registry->lengths[registry->count] = static_cast<uint16>(len);
+	registry->count++;
+}
+
+static int
+hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Loads the file into an empty registry; a damaged line counts as overflow. */
+static void
+load_registry_file()
+{
+	FILE *f = AllocateFile(kRegistryFile, "r");
+	if (f == nullptr)
+		return; /* nothing registered yet */
+
+	char line[2 * kMaxPrefixLength + 2];
+	char prefix[kMaxPrefixLength];
+	while (fgets(line, sizeof(line), f) != nullptr) {
+		size_t n = strcspn(line, "\n");
+		if (n == 1 && line[0] == '*') {
+			registry->overflowed = true;
+			continue;
+		}
+		bool ok = n % 2 == 0 && n / 2 <= sizeof(prefix);
+		for (size_t i = 0; ok && i < n; i += 2) {
+			int hi = hex_value(line[i]), lo = hex_value(line[i + 1]);
+			ok = hi >= 0 && lo >= 0;
+			prefix[i / 2] = static_cast<char>(hi * 16 + lo);
+		}
+		if (!ok) {
+			registry->overflowed = true;
+			continue;
+		}
+		if (find_prefix(prefix, n / 2) < 0)
+			add_prefix(prefix, n / 2);
+	}
+	FreeFile(f);
+}
+
+void
+prefix_registry_shmem_init(LWLock *lock)
+{
+	bool found;
+	registry = static_cast<PrefixRegistry *>(
+		ShmemInitStruct("cachebust prefixes", prefix_registry_shmem_size(), &found));
+	if (!found) {
+		memset(registry, 0, sizeof(*registry));
+		registry->lock = lock;
+		load_registry_file();
+	}
+}
+
+/* Appends one line to the file and syncs it; ERROR on failure (we are before commit). */
+static void
+append_registry_line(const char *prefix, size_t len, bool overflow_marker)
+{
+	char line[2 * kMaxPrefixLength + 2];
+	size_t n = 0;
+	static const char digits[] = "0123456789abcdef";
+
+	if (overflow_marker)
+		line[n++] = '*';
+	else
+		for (size_t i = 0; i < len; i++) {
+			unsigned char c = static_cast<unsigned char>(prefix[i]);
+			line[n++] = digits[c >> 4];
+			line[n++] = digits[c & 15];
+		}
+	line[n++] = '\n';
+
+	FILE *f = AllocateFile(kRegistryFile, "a");
+	if (f == nullptr)
+		ereport(ERROR, (errcode_for_file_access(),
+						errmsg("could not open cachebust file \"%s\": %m", kRegistryFile)));
+	bool ok = fwrite(line, 1, n, f) == n && fflush(f) == 0 && pg_fsync(fileno(f)) == 0;
+	if (FreeFile(f) != 0)
+		ok = false;
+	if (!ok)
+		ereport(ERROR, (errcode_for_file_access(),
+						errmsg("could not write cachebust file \"%s\": %m", kRegistryFile)));
+}
+
+void
+prefix_registry_note(const char *prefix)
+{
+	size_t len = strlen(prefix);
+	if (registry == nullptr)
+		return;
+	if (last_known_valid && strcmp(last_known, prefix) == 0)
+		return;
+
+	LWLockAcquire(registry->lock, LW_EXCLUSIVE);
+	if (find_prefix(prefix, len) < 0) {
+		bool overflow = registry->count >= kMaxRegisteredPrefixes;
+		if (!overflow || !registry->overflowed)
+			append_registry_line(prefix, len, overflow);
+		if (overflow && !registry->overflowed)
+			ereport(WARNING,
+					(errmsg("more than %d distinct cachebust.key_prefix values are in use", kMaxRegisteredPrefixes),
+					 errdetail("After a crash the prefix fallback cannot cover the key prefix \"%s\".", prefix)));
+		add_prefix(prefix, len);
+	}
+	LWLockRelease(registry->lock);
+
+	/* (On overflow this also stops the warning repeating in this backend.) */
+	memcpy(last_known, prefix, len + 1);
+	last_known_valid = true;
+}
+
+RegisteredPrefixes
+prefix_registry_snapshot()
+{
+	RegisteredPrefixes out{{}, false};
+	if (registry == nullptr)
+		return out;
+	LWLockAcquire(registry->lock, LW_SHARED);
+	for (int i = 0; i < registry->count; i++)
+		out.prefixes.emplace_back(registry->prefixes[i], registry->lengths[i]);
+	out.overflowed = registry->overflowed;
+	LWLockRelease(registry->lock);
+	return out;
+}
+
+} // namespace cachebust::pg
