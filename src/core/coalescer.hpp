@@ -12,7 +12,6 @@
 
 #include <cstdint>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include "core/target.hpp"
@@ -28,7 +27,7 @@ class Coalescer
 {
   public:
 	Coalescer();
-	Coalescer(const Coalescer &) = delete; /* the index points into this */
+	Coalescer(const Coalescer &) = delete;
 	Coalescer &operator=(const Coalescer &) = delete;
 
 	struct Batch {
@@ -41,8 +40,7 @@ class Coalescer
 
 	/* A drained transaction committed at commit_time_us; now_us opens the
 	 * window if the set was empty. */
-	void add_transaction(const std::vector<Target> &targets, int64_t commit_time_us,
-						 int64_t now_us);
+	void add_transaction(std::vector<Target> targets, int64_t commit_time_us, int64_t now_us);
 
 	/* flush(): close the window at the next check. */
 	void request_flush() { flush_requested_ = true; }
@@ -70,21 +68,20 @@ class Coalescer
 	uint64_t coalesced() const { return coalesced_; }
 
   private:
-	/* Positions in targets_, hashed and compared by target, so the index
-	 * keeps no second copy of a million keys. */
-	struct PositionHash {
-		const Coalescer *self;
-		size_t operator()(size_t pos) const;
-	};
-	struct PositionEqual {
-		const Coalescer *self;
-		bool operator()(size_t a, size_t b) const;
-	};
-
-	void insert(const Target &t);
+	void insert(Target &&t);
+	/* Makes room for `count` targets at a load factor of at most 1/2. */
+	void reserve_index(size_t count);
 
 	std::vector<Target> targets_;
-	std::unordered_set<size_t, PositionHash, PositionEqual> index_;
+	/*
+	 * The deduplication index: open addressing with linear probing over
+	 * positions in targets_ (slot value = position + 1, 0 = empty), with each
+	 * target's hash kept beside it so probes and rehashes rarely touch the
+	 * keys. A node-based set cost one allocation per target, which dominated
+	 * the worker's time on large batches.
+	 */
+	std::vector<uint32_t> slots_;
+	std::vector<uint32_t> hashes_;
 	std::vector<int64_t> commit_times_us_;
 	int64_t opened_at_us_ = 0;
 	bool immediate_ = false;

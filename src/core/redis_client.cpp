@@ -143,16 +143,28 @@ RedisClient::pipeline(const std::vector<Command> &commands)
 
 	std::vector<const char *> argv;
 	std::vector<size_t> argvlen;
+	size_t unsent = 0;
 	for (const Command &cmd : commands) {
 		argv.clear();
 		argvlen.clear();
 		for (const std::string &arg : cmd) {
 			argv.push_back(arg.data());
 			argvlen.push_back(arg.size());
+			unsent += arg.size();
 		}
 		if (redisAppendCommandArgv(context_.get(), static_cast<int>(argv.size()), argv.data(),
 								   argvlen.data()) != REDIS_OK)
 			fail("cannot send to");
+		/*
+		 * hiredis shifts its whole output buffer down after every partial
+		 * write, so a pipeline of megabytes would be quadratic: write out
+		 * as we go. Replies are a few bytes per command and wait in the
+		 * socket until we read them below.
+		 */
+		if (unsent >= kFlushBytes) {
+			flush_output();
+			unsent = 0;
+		}
 	}
 
 	std::vector<Reply> replies;
@@ -165,6 +177,15 @@ RedisClient::pipeline(const std::vector<Command> &commands)
 		replies.push_back(convert(reply.get()));
 	}
 	return replies;
+}
+
+void
+RedisClient::flush_output()
+{
+	int done = 0;
+	while (!done)
+		if (redisBufferWrite(context_.get(), &done) != REDIS_OK)
+			fail("cannot send to");
 }
 
 Reply

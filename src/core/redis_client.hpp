@@ -73,6 +73,10 @@ class RedisClient
 	std::unique_ptr<redisContext, ContextDeleter> context_;
 	std::string endpoint_; /* redacted URL, for messages */
 
+	/* Output beyond this is written before more commands are appended. */
+	static constexpr size_t kFlushBytes = 256 * 1024;
+
+	void flush_output();
 	[[noreturn]] void fail(const std::string &what);
 };
 

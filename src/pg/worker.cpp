@@ -230,7 +230,7 @@ Worker::drain()
 		size_t offset = 0;
 		while (offset < len) {
 			offset += decode_batch(drain_buffer_.data() + offset, len - offset, decoded_);
-			coalescer_.add_transaction(decoded_.targets, decoded_.commit_time_us, now);
+			coalescer_.add_transaction(std::move(decoded_.targets), decoded_.commit_time_us, now);
 		}
 		if (was_empty && !coalescer_.empty())
 			window_opened_us_ = now;

@@ -1,6 +1,8 @@
 /* Unit tests: deduplication and the debounce window (DESIGN.md promise 2). */
 #include "core/coalescer.hpp"
 
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 using namespace cachebust;
@@ -100,4 +102,30 @@ TEST(Coalescer, ZeroDebounceClosesAtOnce)
 	Coalescer c;
 	c.add_transaction({key("a")}, 0, 5);
 	EXPECT_TRUE(c.window_closed(5, WindowPolicy{0, 10000}));
+}
+
+/* Many transactions, small and large, overlapping: the index keeps exactly
+ * one copy of each target across growth, take() and reuse. */
+TEST(Coalescer, DeduplicatesAcrossIndexGrowthAndReuse)
+{
+	Coalescer c;
+	for (int round = 0; round < 2; round++) {
+		std::vector<Target> big;
+		for (int i = 0; i < 50000; i++)
+			big.push_back(key("k:" + std::to_string(i)));
+		c.add_transaction(big, 1, 1);
+		for (int i = 0; i < 60000; i += 2)
+			c.add_transaction({key("k:" + std::to_string(i))}, 2, 2);
+		EXPECT_EQ(c.size(), 55000u);
+		EXPECT_EQ(c.coalesced(), 25000u);
+
+		Coalescer::Batch batch = c.take();
+		EXPECT_EQ(batch.targets.size(), 55000u);
+		EXPECT_EQ(batch.coalesced, 25000u);
+		EXPECT_TRUE(c.empty());
+		std::sort(batch.targets.begin(), batch.targets.end(),
+				  [](const Target &a, const Target &b) { return a.key < b.key; });
+		EXPECT_TRUE(std::adjacent_find(batch.targets.begin(), batch.targets.end()) ==
+					batch.targets.end());
+	}
 }
