@@ -6,6 +6,7 @@
 #   make unit-sanitize            the same under AddressSanitizer + UBSan
 #   make fuzz FUZZ_SECONDS=N      bounded libFuzzer run of the template parser
 #   make prove                    TAP integration tests (real PostgreSQL + Redis)
+#   make bench                    benchmarks against the alternatives (bench/run.sh)
 #
 # The whole suite, with its dependencies, is test/run_all.sh (see README.md).
 
@@ -110,4 +111,9 @@ prove:
 	PATH="$(bindir):$$PATH" PG_REGRESS="$(top_builddir)/src/test/regress/pg_regress" \
 		prove -I $(pgxsdir)/src/test/perl -I test/t $(PROVE_FLAGS) $(PROVE_TESTS)
 
-.PHONY: unit unit-sanitize fuzz prove
+# ---- benchmarks (installs its own dependencies; results in bench/results/) ----
+
+bench:
+	bash bench/run.sh
+
+.PHONY: unit unit-sanitize fuzz prove bench

@@ -60,7 +60,7 @@ cleanup() {
 	as_pg "$pgbin/pg_ctl" -D "$work/pgdata" -m fast stop >/dev/null 2>&1 || true
 	redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
 	[ -f "$work/memcached.pid" ] && kill "$(cat "$work/memcached.pid")" 2>/dev/null || true
-	cp "$work"/*.log "$out/" 2>/dev/null || true
+	mkdir -p "$out/logs" && cp "$work"/*.log "$out/logs/" 2>/dev/null || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
