@@ -42,14 +42,7 @@ pgbin=$(pg_config --bindir)
 work=$(mktemp -d /tmp/cachebust-bench.XXXXXX)
 chmod 755 "$work"
 chown postgres:postgres "$work"
-as_pg() { runuser -u postgres -- "$@"; }
-free_port() {
-	local port
-	while :; do
-		port=$((20000 + RANDOM % 20000))
-		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
-	done
-}
+. "$root/demo/local_servers.sh"
 redis_port=$(free_port)
 memcached_port=$(free_port)
 pg_port=$(free_port)

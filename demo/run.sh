@@ -15,15 +15,7 @@ make -s install >/dev/null
 pgbin=$(pg_config --bindir)
 work=$(mktemp -d /tmp/cachebust-demo.XXXXXX)
 chown postgres:postgres "$work"
-as_pg() { runuser -u postgres -- "$@"; }
-
-free_port() {
-	local port
-	while :; do
-		port=$((20000 + RANDOM % 20000))
-		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
-	done
-}
+. demo/local_servers.sh
 redis_port=$(free_port)
 pg_port=$(free_port)
 
