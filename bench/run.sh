@@ -6,6 +6,8 @@
 # Configurations, each a copy of one 100k-row table with its own trigger:
 #   baseline   no trigger
 #   cachebust  cachebust.watch(keys => 'row:{id}')
+#   empty_c    an empty C AFTER ROW trigger (bench/empty_trigger): the floor,
+#              PostgreSQL's own per-row cost of any AFTER ROW trigger
 #   empty      an empty PL/pgSQL AFTER ROW trigger
 #   notify     PL/pgSQL pg_notify(key) + a LISTEN consumer that UNLINKs
 #   pgmemcache memcache_delete(key) inside the transaction (memcached)
@@ -16,7 +18,7 @@
 #
 # Knobs (environment): BENCH_SECONDS (5), BENCH_RUNS (3), BENCH_CLIENTS
 # ("1 2 8"), BENCH_WORKLOADS ("W1 W2 W3 W4"), BENCH_SYNC ("on off"),
-# BENCH_CONFIGS (all of the above), DELIVERY_KEYS (1000000).
+# BENCH_CONFIGS (all of the above), DELIVERY_KEYS (1000000), BENCH_PROBES (200).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -26,9 +28,12 @@ runs=${BENCH_RUNS:-3}
 clients_list=${BENCH_CLIENTS:-"1 2 8"}
 workloads=${BENCH_WORKLOADS:-"W1 W2 W3 W4"}
 sync_modes=${BENCH_SYNC:-"on off"}
-configs=${BENCH_CONFIGS:-"baseline cachebust empty notify pgmemcache pgq outbox"}
+configs=${BENCH_CONFIGS:-"baseline cachebust empty_c empty notify pgmemcache pgq outbox"}
 delivery_keys=${DELIVERY_KEYS:-1000000}
 rows=100000
+# Rows only the staleness probe updates (ids above every workload's range).
+probe_first=1000001
+probes=${BENCH_PROBES:-200}
 
 if [ "$(id -u)" -ne 0 ]; then exec sudo -E "$0" "$@"; fi
 bash test/install_deps.sh >/dev/null
@@ -42,25 +47,30 @@ pgbin=$(pg_config --bindir)
 work=$(mktemp -d /tmp/cachebust-bench.XXXXXX)
 chmod 755 "$work"
 chown postgres:postgres "$work"
+mkdir "$work/empty_trigger"
+cp "$root/bench/empty_trigger/Makefile" "$root/bench/empty_trigger/empty_trigger.c" "$work/empty_trigger/"
+make -s -C "$work/empty_trigger" >/dev/null
 . "$root/demo/local_servers.sh"
 redis_port=$(free_port)
 memcached_port=$(free_port)
 pg_port=$(free_port)
 consumer_pids=()
+memcached_pid=""
 cleanup() {
 	for pid in "${consumer_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	[ -f "$work/pgqd.pid" ] && kill "$(cat "$work/pgqd.pid")" 2>/dev/null || true
 	as_pg "$pgbin/pg_ctl" -D "$work/pgdata" -m fast stop >/dev/null 2>&1 || true
 	redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
-	[ -f "$work/memcached.pid" ] && kill "$(cat "$work/memcached.pid")" 2>/dev/null || true
+	[ -n "$memcached_pid" ] && kill "$memcached_pid" 2>/dev/null || true
 	mkdir -p "$out/logs" && cp "$work"/*.log "$out/logs/" 2>/dev/null || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
 
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --enable-debug-command local \
 	--daemonize yes --logfile "$work/redis.log" >/dev/null
-memcached -d -u nobody -l 127.0.0.1 -p "$memcached_port" -U 0 -P "$work/memcached.pid"
+memcached -u nobody -l 127.0.0.1 -p "$memcached_port" -U 0 &
+memcached_pid=$!
 as_pg "$pgbin/initdb" -D "$work/pgdata" -A trust -U postgres >/dev/null
 cat >>"$work/pgdata/postgresql.conf" <<CONF
 listen_addresses = ''
@@ -90,6 +100,7 @@ SELECT pgq.create_queue('bench');
 CREATE TABLE outbox_events (key text NOT NULL);
 
 CREATE FUNCTION bench_empty() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN RETURN NULL; END \$\$;
+CREATE FUNCTION bench_empty_c() RETURNS trigger LANGUAGE c AS '$work/empty_trigger/empty_trigger.so';
 CREATE FUNCTION bench_notify() RETURNS trigger LANGUAGE plpgsql AS \$\$
 BEGIN PERFORM pg_notify('bench_invalidate', 'bench:row:' || NEW.id); RETURN NULL; END \$\$;
 CREATE FUNCTION bench_memcache() RETURNS trigger LANGUAGE plpgsql AS \$\$
@@ -99,6 +110,7 @@ BEGIN INSERT INTO outbox_events VALUES ('bench:row:' || NEW.id); RETURN NULL; EN
 
 CREATE TABLE bench_baseline (id int PRIMARY KEY, payload text) WITH (fillfactor = 80);
 INSERT INTO bench_baseline SELECT g, md5(g::text) FROM generate_series(1, $rows) g;
+INSERT INTO bench_baseline SELECT g, md5(g::text) FROM generate_series($probe_first, $probe_first + $probes - 1) g;
 SQL
 for c in $configs; do
 	[ "$c" = baseline ] && continue
@@ -108,7 +120,7 @@ done
 for c in $configs; do
 	case $c in
 	cachebust) psql -c "SELECT cachebust.watch('bench_cachebust', keys => ARRAY['row:{id}'])" >/dev/null ;;
-	empty | notify | outbox)
+	empty | empty_c | notify | outbox)
 		psql -c "CREATE TRIGGER t AFTER UPDATE ON bench_$c FOR EACH ROW EXECUTE FUNCTION bench_$c()" ;;
 	pgmemcache) psql -c "CREATE TRIGGER t AFTER UPDATE ON bench_pgmemcache FOR EACH ROW EXECUTE FUNCTION bench_memcache()" ;;
 	pgq) psql -c "CREATE TRIGGER t AFTER UPDATE ON bench_pgq FOR EACH ROW EXECUTE FUNCTION pgq.logutriga('bench')" ;;
@@ -210,43 +222,91 @@ done
 psql -c "ALTER SYSTEM RESET synchronous_commit" -c "SELECT pg_reload_conf()" >/dev/null
 
 # ---- 2. delivery throughput and worker CPU ------------------------------------
+# Rounds alternate cachebust and redis-benchmark on the same Redis; medians.
+# "absent": the keys do not exist, the same work as redis-benchmark's UNLINK
+# of random keys. "present": DEBUG POPULATE created every key first, so Redis
+# really frees them; afterwards only bench:k:0 (not ours) may remain.
 echo "== delivery of $delivery_keys distinct keys"
 worker_pid=$(psql -Atc "SELECT pid FROM pg_stat_activity WHERE backend_type = 'cachebust worker'")
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-redis FLUSHALL >/dev/null
-psql -c "SELECT cachebust.reset_stats()" >/dev/null
-ticks0=$(cpu_ticks "$worker_pid")
-start=$(date +%s.%N)
-psql -At <<SQL | grep -q t
+burst() { # -> keys/s from the commit to Redis acknowledging the last key (the worker's own measure)
+	psql -c "SELECT cachebust.reset_stats()" >/dev/null
+	psql -At <<SQL | grep -q t
 SELECT cachebust.invalidate_key(VARIADIC array_agg('k:' || g)) FROM generate_series(1, $delivery_keys) g \g /dev/null
 SELECT cachebust.flush() \g /dev/null
 SELECT cachebust.wait_for_delivery(600000);
 SQL
-end=$(date +%s.%N)
-ticks1=$(cpu_ticks "$worker_pid")
-hz=$(getconf CLK_TCK)
-end_to_end=$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.2f", e - s }')
-# From the commit to Redis acknowledging the last key (the worker's own measure).
-delivery_ms=$(psql -Atc "SELECT latency_max_ms FROM cachebust.stats")
-delivery_rate=$(awk -v ms="$delivery_ms" -v n="$delivery_keys" 'BEGIN { printf "%.0f", n / (ms / 1000) }')
-worker_cpu=$(awk -v a="$ticks0" -v b="$ticks1" -v hz="$hz" -v n="$delivery_keys" 'BEGIN { printf "%.2f", (b - a) / hz / (n / 1e6) }')
-redis_bench=$(redis-benchmark -p "$redis_port" -n "$delivery_keys" -r "$delivery_keys" -P 512 -c 1 -q \
-	UNLINK 'k:__rand_int__' 2>/dev/null | tr '\r' '\n' | awk '/requests per second/ { for (i = 2; i <= NF; i++) if ($i == "requests") r = $(i - 1) } END { printf "%.0f", r }')
+	psql -Atc "SELECT latency_max_ms FROM cachebust.stats" |
+		awk -v n="$delivery_keys" '{ printf "%.0f\n", n / ($1 / 1000) }'
+}
+rate_absent="" rate_present="" rate_bench="" cpu_ticks_used=0 left_over=0
+for r in $(seq 1 "$runs"); do
+	redis FLUSHALL >/dev/null
+	ticks0=$(cpu_ticks "$worker_pid")
+	rate_absent+="$(burst) "
+	redis DEBUG POPULATE "$delivery_keys" bench:k >/dev/null
+	rate_present+="$(burst) "
+	ticks1=$(cpu_ticks "$worker_pid")
+	cpu_ticks_used=$((cpu_ticks_used + ticks1 - ticks0))
+	left_over=$((left_over + $(redis DBSIZE) - 1))
+	redis FLUSHALL >/dev/null
+	rate_bench+="$(redis-benchmark -p "$redis_port" -n "$delivery_keys" -r "$delivery_keys" -P 512 -c 1 -q \
+		UNLINK 'bench:k:__rand_int__' 2>/dev/null | tr '\r' '\n' |
+		awk '/requests per second/ { for (i = 2; i <= NF; i++) if ($i == "requests") r = $(i - 1) } END { printf "%.0f", r }') "
+done
+read -r delivery_rate delivery_lo delivery_hi < <(echo $rate_absent | tr ' ' '\n' | stats)
+read -r present_rate present_lo present_hi < <(echo $rate_present | tr ' ' '\n' | stats)
+read -r redis_bench bench_lo bench_hi < <(echo $rate_bench | tr ' ' '\n' | stats)
+worker_cpu=$(awk -v t="$cpu_ticks_used" -v hz="$(getconf CLK_TCK)" -v n="$((2 * runs * delivery_keys))" \
+	'BEGIN { printf "%.2f", t / hz / (n / 1e6) }')
+[ "$left_over" -eq 0 ] || echo "warning: $left_over populated keys were still in Redis after delivery" >&2
 
-# ---- 3. staleness: commit-to-acknowledged latency ----------------------------
+# ---- 3. staleness: commit to key gone -----------------------------------------
+# bench/staleness_probe.py caches a probe row's key, commits an UPDATE of the
+# row and waits for Redis to report the key deleted: the same measure for
+# cachebust and for the consumers of the alternatives. Idle: probes alone,
+# 20 ms apart, for at most 8 s. Loaded: the same while pgbench runs W1
+# (2 clients, synchronous_commit = on) on the same table. For cachebust the worker's own
+# commit-to-acknowledgement histogram (every commit of the run) is shown too.
+probe() { # config -> "p50 p99 max timeouts"
+	/usr/bin/python3 "$root/bench/staleness_probe.py" "$dsn" "$redis_port" "bench_$1" "$probe_first" "$probes" 0.02 8
+}
+probe_loaded() { # config
+	secs=10 pgbench_run W1 "$1" 2 >/dev/null &
+	local load=$!
+	sleep 1
+	probe "$1"
+	wait "$load"
+}
+fmt_probe() { awk '{ printf "%s / %s / %s", $1, $2, $3; if ($4 > 0) printf " (%d timeouts)", $4 }'; }
+worker_latency() { psql -Atc "SELECT concat_ws(' / ', latency_p50_ms, latency_p99_ms, latency_max_ms) FROM cachebust.stats"; }
 staleness=""
-for debounce in 0 10 50; do
-	psql -c "ALTER SYSTEM SET cachebust.debounce_ms = $debounce" -c "SELECT pg_reload_conf()" >/dev/null
-	sleep 0.5
-	psql -c "SELECT cachebust.reset_stats()" >/dev/null
-	for i in $(seq 1 100); do echo "UPDATE bench_cachebust SET payload = 'idle' WHERE id = $i; SELECT pg_sleep(0.02);"; done | psql >/dev/null
-	wait_drained cachebust
-	idle=$(psql -Atc "SELECT concat_ws(' / ', latency_p50_ms, latency_p99_ms, latency_max_ms) FROM cachebust.stats")
-	psql -c "SELECT cachebust.reset_stats()" >/dev/null
-	secs=10 pgbench_run W1 cachebust 2 >/dev/null
-	wait_drained cachebust
-	loaded=$(psql -Atc "SELECT concat_ws(' / ', latency_p50_ms, latency_p99_ms, latency_max_ms) FROM cachebust.stats")
-	staleness+="| $debounce | $idle | $loaded |"$'\n'
+stale_cfgs=""
+for c in cachebust notify pgq outbox; do echo "$configs" | grep -qw "$c" && stale_cfgs+="$c "; done
+for c in $stale_cfgs; do
+	debounces="-"
+	[ "$c" = cachebust ] && debounces="0 10 50"
+	for debounce in $debounces; do
+		label=$c
+		if [ "$c" = cachebust ]; then
+			label="cachebust, debounce_ms = $debounce"
+			psql -c "ALTER SYSTEM SET cachebust.debounce_ms = $debounce" -c "SELECT pg_reload_conf()" >/dev/null
+			sleep 0.5
+		fi
+		wait_drained "$c"
+		[ "$c" = cachebust ] && psql -c "SELECT cachebust.reset_stats()" >/dev/null
+		idle=$(probe "$c" | fmt_probe)
+		idle_worker=""
+		[ "$c" = cachebust ] && idle_worker=$(worker_latency)
+		wait_drained "$c"
+		[ "$c" = cachebust ] && psql -c "SELECT cachebust.reset_stats()" >/dev/null
+		loaded=$(probe_loaded "$c" | fmt_probe)
+		wait_drained "$c"
+		loaded_worker=""
+		[ "$c" = cachebust ] && loaded_worker=$(worker_latency)
+		echo "staleness $label: idle $idle, loaded $loaded"
+		staleness+="| $label | $idle | $loaded | ${idle_worker:-–} | ${loaded_worker:-–} |"$'\n'
+	done
 done
 psql -c "ALTER SYSTEM RESET cachebust.debounce_ms" -c "SELECT pg_reload_conf()" >/dev/null
 
@@ -297,17 +357,24 @@ cpu=$(lscpu | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2; exit }')
 		echo
 	done
 	echo
-	echo "## Delivery"
+	echo "## Delivery of $delivery_keys distinct keys committed in one transaction"
 	echo
-	echo "- $delivery_keys distinct keys committed in one transaction: all removed ${delivery_ms} ms after the commit = **$delivery_rate keys/s** (${end_to_end} s including building them in SQL)"
-	echo "- redis-benchmark, pipelined UNLINK (-P 512) on the same Redis: **$redis_bench keys/s**"
-	echo "- ratio: $(awk -v a="$delivery_rate" -v b="$redis_bench" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')"
-	echo "- worker CPU: **$worker_cpu s per million targets**"
+	echo "$runs rounds, median (min–max) keys/s from the commit to Redis acknowledging the last key:"
 	echo
-	echo "## Staleness: commit to Redis acknowledgement, ms (p50 / p99 / max)"
+	echo "- cachebust, keys absent (same work as redis-benchmark): **$delivery_rate** ($delivery_lo–$delivery_hi)"
+	echo "- cachebust, keys present (created by DEBUG POPULATE, all removed: $left_over left over): **$present_rate** ($present_lo–$present_hi)"
+	echo "- redis-benchmark, pipelined single-key UNLINK (-P 512) on the same Redis: **$redis_bench** ($bench_lo–$bench_hi)"
+	echo "- ratio cachebust ÷ redis-benchmark (absent keys, medians): $(awk -v a="$delivery_rate" -v b="$redis_bench" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')"
+	echo "- worker CPU: **$worker_cpu s per million targets** (over all $((2 * runs)) cachebust rounds)"
 	echo
-	echo "| debounce_ms | idle (100 commits, 20 ms apart) | under W1 load (2 clients) |"
-	echo "|---:|---|---|"
+	echo "## Staleness: commit to key gone, ms (p50 / p99 / max)"
+	echo
+	echo "Probe (bench/staleness_probe.py): up to $probes commits of a cached row, 20 ms apart, for at most 8 s; from COMMIT returning to Redis's keyspace"
+	echo "notification of the delete. Under load: while pgbench runs W1 with 2 clients (synchronous_commit = on) on the same table."
+	echo "Worker: cachebust's own commit-to-acknowledgement histogram over every commit of the same period."
+	echo
+	echo "| config | probe, idle | probe, under W1 load | worker, idle | worker, under W1 load |"
+	echo "|---|---|---|---|---|"
 	printf '%s' "$staleness"
 } >"$out/results.md"
 
