@@ -18,7 +18,14 @@
 #
 # Knobs (environment): BENCH_SECONDS (5), BENCH_RUNS (3), BENCH_CLIENTS
 # ("1 2 8"), BENCH_WORKLOADS ("W1 W2 W3 W4"), BENCH_SYNC ("on off"),
-# BENCH_CONFIGS (all of the above), DELIVERY_KEYS (1000000), BENCH_PROBES (200).
+# BENCH_CONFIGS (all of the above), DELIVERY_KEYS (1000000), BENCH_PROBES (200),
+# BENCH_NO_HALT (0): 1 keeps every CPU out of its idle state during the
+# write-path runs with one SCHED_IDLE spinner per CPU. Any runnable process
+# preempts them at once (SCHED_IDLE weighs 3 against a normal 1024), so they
+# take next to no CPU time from the benchmark; what they remove is the
+# wake-up latency of a halted (virtual) CPU, which otherwise dominates a
+# 1-client ping-pong between pgbench and its backend and favours the
+# configurations whose consumers happen to keep a CPU busy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -34,6 +41,7 @@ rows=100000
 # Rows only the staleness probe updates (ids above every workload's range).
 probe_first=1000001
 probes=${BENCH_PROBES:-200}
+no_halt=${BENCH_NO_HALT:-0}
 
 if [ "$(id -u)" -ne 0 ]; then exec sudo -E "$0" "$@"; fi
 bash test/install_deps.sh >/dev/null
@@ -56,7 +64,13 @@ memcached_port=$(free_port)
 pg_port=$(free_port)
 consumer_pids=()
 memcached_pid=""
+spinner_pids=()
+stop_spinners() {
+	for pid in "${spinner_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	spinner_pids=()
+}
 cleanup() {
+	stop_spinners
 	for pid in "${consumer_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	[ -f "$work/pgqd.pid" ] && kill "$(cat "$work/pgqd.pid")" 2>/dev/null || true
 	as_pg "$pgbin/pg_ctl" -D "$work/pgdata" -m fast stop >/dev/null 2>&1 || true
@@ -188,6 +202,12 @@ wait_drained() { # config
 }
 
 # ---- 1. write-path cost ----------------------------------------------------
+if [ "$no_halt" = 1 ]; then
+	for _ in $(seq 1 "$(nproc)"); do
+		chrt --idle 0 bash -c 'while :; do :; done' &
+		spinner_pids+=("$!")
+	done
+fi
 csv="$out/write_path.csv"
 echo "sync,workload,clients,config,tps_median,tps_min,tps_max,ratio,redis_cmds_per_row" >"$csv"
 for sync in $sync_modes; do
@@ -220,6 +240,7 @@ for sync in $sync_modes; do
 	done
 done
 psql -c "ALTER SYSTEM RESET synchronous_commit" -c "SELECT pg_reload_conf()" >/dev/null
+stop_spinners
 
 # ---- 2. delivery throughput and worker CPU ------------------------------------
 # Rounds alternate cachebust and redis-benchmark on the same Redis; medians.
@@ -317,6 +338,7 @@ cpu=$(lscpu | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2; exit }')
 	echo
 	echo "Machine: $(nproc) vCPU ($cpu), $(free -g | awk '/Mem:/ { print $2 }') GiB RAM; PostgreSQL $("$pgbin/postgres" -V | awk '{ print $3 }'), Redis $(redis-server -v | grep -o 'v=[0-9.]*' | cut -d= -f2)."
 	echo "pgbench -M prepared, ${secs}s per run, $runs runs, median (min–max) TPS; ratio = median ÷ baseline median of the same run."
+	[ "$no_halt" = 1 ] && echo "CPUs kept out of their idle state during the write-path runs (BENCH_NO_HALT=1, SCHED_IDLE spinners)."
 	echo "Reproduce: \`make bench\` (knobs in bench/run.sh)."
 	echo
 	echo "## Write path"
