@@ -20,12 +20,14 @@
 # ("1 2 8"), BENCH_WORKLOADS ("W1 W2 W3 W4"), BENCH_SYNC ("on off"),
 # BENCH_CONFIGS (all of the above), DELIVERY_KEYS (1000000), BENCH_PROBES (200),
 # BENCH_NO_HALT (0): 1 keeps every CPU out of its idle state during the
-# write-path runs with one SCHED_IDLE spinner per CPU. Any runnable process
-# preempts them at once (SCHED_IDLE weighs 3 against a normal 1024), so they
-# take next to no CPU time from the benchmark; what they remove is the
-# wake-up latency of a halted (virtual) CPU, which otherwise dominates a
-# 1-client ping-pong between pgbench and its backend and favours the
-# configurations whose consumers happen to keep a CPU busy.
+# synchronous_commit = off write-path runs with one SCHED_IDLE spinner per
+# CPU. Any runnable process preempts them at once (SCHED_IDLE weighs 3
+# against a normal 1024), so they take next to no CPU time from the
+# benchmark; what they remove is the wake-up latency of a halted (virtual)
+# CPU, which otherwise dominates a 1-client ping-pong between pgbench and its
+# backend and favours the configurations whose consumers happen to keep a
+# CPU busy. Not with synchronous_commit = on: on a VM, vCPUs that never halt
+# starve the host's I/O thread, and commit TPS fell from ~4000 to ~400.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -65,6 +67,12 @@ pg_port=$(free_port)
 consumer_pids=()
 memcached_pid=""
 spinner_pids=()
+start_spinners() {
+	for _ in $(seq 1 "$(nproc)"); do
+		chrt --idle 0 bash -c 'while :; do :; done' &
+		spinner_pids+=("$!")
+	done
+}
 stop_spinners() {
 	for pid in "${spinner_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	spinner_pids=()
@@ -202,16 +210,12 @@ wait_drained() { # config
 }
 
 # ---- 1. write-path cost ----------------------------------------------------
-if [ "$no_halt" = 1 ]; then
-	for _ in $(seq 1 "$(nproc)"); do
-		chrt --idle 0 bash -c 'while :; do :; done' &
-		spinner_pids+=("$!")
-	done
-fi
 csv="$out/write_path.csv"
 echo "sync,workload,clients,config,tps_median,tps_min,tps_max,ratio,redis_cmds_per_row" >"$csv"
 for sync in $sync_modes; do
 	psql -c "ALTER SYSTEM SET synchronous_commit = $sync" -c "SELECT pg_reload_conf()" >/dev/null
+	stop_spinners
+	[ "$no_halt" = 1 ] && [ "$sync" = off ] && start_spinners
 	for w in $workloads; do
 		for n in $clients_list; do
 			declare -A tps=() cmds=() changed=()
@@ -338,7 +342,7 @@ cpu=$(lscpu | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2; exit }')
 	echo
 	echo "Machine: $(nproc) vCPU ($cpu), $(free -g | awk '/Mem:/ { print $2 }') GiB RAM; PostgreSQL $("$pgbin/postgres" -V | awk '{ print $3 }'), Redis $(redis-server -v | grep -o 'v=[0-9.]*' | cut -d= -f2)."
 	echo "pgbench -M prepared, ${secs}s per run, $runs runs, median (min–max) TPS; ratio = median ÷ baseline median of the same run."
-	[ "$no_halt" = 1 ] && echo "CPUs kept out of their idle state during the write-path runs (BENCH_NO_HALT=1, SCHED_IDLE spinners)."
+	[ "$no_halt" = 1 ] && echo "CPUs kept out of their idle state during the synchronous_commit = off runs (BENCH_NO_HALT=1, SCHED_IDLE spinners)."
 	echo "Reproduce: \`make bench\` (knobs in bench/run.sh)."
 	echo
 	echo "## Write path"
