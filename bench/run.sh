@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cachebust benchmark harness (`make bench`): cachebust against what users run
 # today, on this machine, in one run. Writes bench/results/<timestamp>/:
-# results.md (tables), write_path.csv and PNG plots.
+# results.md (tables), write_path.csv and PNG plots (bench/plot.sh).
 #
 # Configurations, each a copy of one 100k-row table with its own trigger:
 #   baseline   no trigger
@@ -18,16 +18,7 @@
 #
 # Knobs (environment): BENCH_SECONDS (5), BENCH_RUNS (3), BENCH_CLIENTS
 # ("1 2 8"), BENCH_WORKLOADS ("W1 W2 W3 W4"), BENCH_SYNC ("on off"),
-# BENCH_CONFIGS (all of the above), DELIVERY_KEYS (1000000), BENCH_PROBES (200),
-# BENCH_NO_HALT (0): 1 keeps every CPU out of its idle state during the
-# synchronous_commit = off write-path runs with one SCHED_IDLE spinner per
-# CPU. Any runnable process preempts them at once (SCHED_IDLE weighs 3
-# against a normal 1024), so they take next to no CPU time from the
-# benchmark; what they remove is the wake-up latency of a halted (virtual)
-# CPU, which otherwise dominates a 1-client ping-pong between pgbench and its
-# backend and favours the configurations whose consumers happen to keep a
-# CPU busy. Not with synchronous_commit = on: on a VM, vCPUs that never halt
-# starve the host's I/O thread, and commit TPS fell from ~4000 to ~400.
+# BENCH_CONFIGS (all of the above), DELIVERY_KEYS (1000000), BENCH_PROBES (200).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -43,7 +34,6 @@ rows=100000
 # Rows only the staleness probe updates (ids above every workload's range).
 probe_first=1000001
 probes=${BENCH_PROBES:-200}
-no_halt=${BENCH_NO_HALT:-0}
 
 if [ "$(id -u)" -ne 0 ]; then exec sudo -E "$0" "$@"; fi
 bash test/install_deps.sh >/dev/null
@@ -66,19 +56,7 @@ memcached_port=$(free_port)
 pg_port=$(free_port)
 consumer_pids=()
 memcached_pid=""
-spinner_pids=()
-start_spinners() {
-	for _ in $(seq 1 "$(nproc)"); do
-		chrt --idle 0 bash -c 'while :; do :; done' &
-		spinner_pids+=("$!")
-	done
-}
-stop_spinners() {
-	for pid in "${spinner_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-	spinner_pids=()
-}
 cleanup() {
-	stop_spinners
 	for pid in "${consumer_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	[ -f "$work/pgqd.pid" ] && kill "$(cat "$work/pgqd.pid")" 2>/dev/null || true
 	as_pg "$pgbin/pg_ctl" -D "$work/pgdata" -m fast stop >/dev/null 2>&1 || true
@@ -214,8 +192,6 @@ csv="$out/write_path.csv"
 echo "sync,workload,clients,config,tps_median,tps_min,tps_max,ratio,redis_cmds_per_row" >"$csv"
 for sync in $sync_modes; do
 	psql -c "ALTER SYSTEM SET synchronous_commit = $sync" -c "SELECT pg_reload_conf()" >/dev/null
-	stop_spinners
-	[ "$no_halt" = 1 ] && [ "$sync" = off ] && start_spinners
 	for w in $workloads; do
 		for n in $clients_list; do
 			declare -A tps=() cmds=() changed=()
@@ -244,7 +220,6 @@ for sync in $sync_modes; do
 	done
 done
 psql -c "ALTER SYSTEM RESET synchronous_commit" -c "SELECT pg_reload_conf()" >/dev/null
-stop_spinners
 
 # ---- 2. delivery throughput and worker CPU ------------------------------------
 # Rounds alternate cachebust and redis-benchmark on the same Redis; medians.
@@ -342,7 +317,6 @@ cpu=$(lscpu | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2; exit }')
 	echo
 	echo "Machine: $(nproc) vCPU ($cpu), $(free -g | awk '/Mem:/ { print $2 }') GiB RAM; PostgreSQL $("$pgbin/postgres" -V | awk '{ print $3 }'), Redis $(redis-server -v | grep -o 'v=[0-9.]*' | cut -d= -f2)."
 	echo "pgbench -M prepared, ${secs}s per run, $runs runs, median (min–max) TPS; ratio = median ÷ baseline median of the same run."
-	[ "$no_halt" = 1 ] && echo "CPUs kept out of their idle state during the synchronous_commit = off runs (BENCH_NO_HALT=1, SCHED_IDLE spinners)."
 	echo "Reproduce: \`make bench\` (knobs in bench/run.sh)."
 	echo
 	echo "## Write path"
@@ -405,31 +379,6 @@ cpu=$(lscpu | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2; exit }')
 } >"$out/results.md"
 
 # ---- plots -------------------------------------------------------------------------
-for sync in $sync_modes; do
-	for w in $workloads; do
-		data="$work/plot-$sync-$w.dat"
-		for c in $configs; do
-			printf '%s' "$c" >>"$data"
-			for n in $clients_list; do
-				awk -F, -v s="$sync" -v w="$w" -v n="$n" -v c="$c" '$1 == s && $2 == w && $3 == n && $4 == c { printf " %s", $8 }' "$csv" >>"$data"
-			done
-			echo >>"$data"
-		done
-		cols=$(echo $clients_list | wc -w)
-		gnuplot <<GP
-set terminal pngcairo size 900,450
-set output "$out/$w-sync-$sync.png"
-set title "$w, synchronous_commit = $sync: TPS / baseline TPS (same run)"
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.8 border -1
-set yrange [0:1.2]
-set ytics 0.1
-set grid ytics
-set key top right
-plot for [i=2:$((cols + 1))] "$data" using i:xtic(1) title sprintf("%s client(s)", word("$clients_list", i - 1))
-GP
-	done
-done
+bash "$root/bench/plot.sh" "$out"
 echo "== results in $out"
 cat "$out/results.md"
