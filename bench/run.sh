@@ -225,7 +225,8 @@ psql -c "ALTER SYSTEM RESET synchronous_commit" -c "SELECT pg_reload_conf()" >/d
 # Rounds alternate cachebust and redis-benchmark on the same Redis; medians.
 # "absent": the keys do not exist, the same work as redis-benchmark's UNLINK
 # of random keys. "present": DEBUG POPULATE created every key first, so Redis
-# really frees them; afterwards only bench:k:0 (not ours) may remain.
+# really frees them; afterwards only bench:k:0 (POPULATE counts from 0, our
+# keys from 1) may remain.
 echo "== delivery of $delivery_keys distinct keys"
 worker_pid=$(psql -Atc "SELECT pid FROM pg_stat_activity WHERE backend_type = 'cachebust worker'")
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
@@ -248,7 +249,7 @@ for r in $(seq 1 "$runs"); do
 	rate_present+="$(burst) "
 	ticks1=$(cpu_ticks "$worker_pid")
 	cpu_ticks_used=$((cpu_ticks_used + ticks1 - ticks0))
-	left_over=$((left_over + $(redis DBSIZE) - 1))
+	left_over=$((left_over + $(redis DBSIZE) - $(redis EXISTS bench:k:0)))
 	redis FLUSHALL >/dev/null
 	rate_bench+="$(redis-benchmark -p "$redis_port" -n "$delivery_keys" -r "$delivery_keys" -P 512 -c 1 -q \
 		UNLINK 'bench:k:__rand_int__' 2>/dev/null | tr '\r' '\n' |
