@@ -12,7 +12,7 @@
 
 EXTENSION = cachebust
 MODULE_big = cachebust
-DATA = cachebust--0.1.0.sql
+DATA = cachebust--0.1.0.sql cachebust--0.2.0.sql cachebust--0.1.0--0.2.0.sql
 PGFILEDESC = "cachebust - transactional Redis cache invalidation"
 
 # The pure C++ core: no PostgreSQL headers, unit-tested on its own.
@@ -20,13 +20,26 @@ CORE_SRCS = \
 	src/core/target.cpp \
 	src/core/template.cpp \
 	src/core/pending_set.cpp \
+	src/core/target_set.cpp \
 	src/core/batch_codec.cpp \
-	src/core/redis_url.cpp \
 	src/core/backoff.cpp \
 	src/core/coalescer.cpp \
 	src/core/latency_histogram.cpp \
-	src/core/redis_client.cpp \
-	src/core/deliverer.cpp
+	src/core/glob.cpp \
+	src/core/key_slot.cpp \
+	src/core/redis/url.cpp \
+	src/core/redis/resp.cpp \
+	src/core/redis/errors.cpp \
+	src/core/redis/transport.cpp \
+	src/core/redis/tls.cpp \
+	src/core/redis/connection.cpp \
+	src/core/delivery/tag_script.cpp \
+	src/core/delivery/publish_message.cpp \
+	src/core/delivery/lane.cpp \
+	src/core/delivery/scan_pass.cpp \
+	src/core/delivery/engine.cpp \
+	src/core/delivery/fallback.cpp \
+	src/core/delivery/resend_schedule.cpp
 
 # The PostgreSQL glue: GUCs, triggers, transaction hooks, shared memory, worker.
 PG_SRCS = \
@@ -38,11 +51,14 @@ PG_SRCS = \
 	src/pg/sql_functions.cpp \
 	src/pg/queue.cpp \
 	src/pg/prefix_registry.cpp \
+	src/pg/wait_set.cpp \
+	src/pg/worker_state.cpp \
+	src/pg/worker_stats.cpp \
 	src/pg/worker.cpp
 
 OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
-REGRESS = setup templates transactions functions watch errors privileges
+REGRESS = setup templates transactions functions watch partitions errors privileges
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=./tmp_check
 
 PG_CPPFLAGS = -Isrc -isystem $(includedir_server)
@@ -52,7 +68,7 @@ PG_CXXFLAGS = -std=c++17 -fPIC -Wall -Wextra -Wno-register -Wno-missing-field-in
 # Header dependencies: a changed struct in a header must rebuild every object
 # that includes it (shared-memory layouts are read by several files).
 PG_CXXFLAGS += -MMD -MP
-SHLIB_LINK = -lhiredis -lstdc++
+SHLIB_LINK = -lhiredis -lssl -lcrypto -lstdc++
 
 # LLVM bitcode is deliberately not built. PostgreSQL's JIT only uses it to
 # inline functions into compiled expressions; our entry points are trigger and
@@ -71,7 +87,7 @@ EXTRA_CLEAN += $(OBJS:.o=.d)
 
 # ---- tests of the pure core (no server needed) -------------------------
 
-GTEST_LIBS = -lgtest -lgtest_main -lhiredis -pthread
+GTEST_LIBS = -lgtest -lgtest_main -lhiredis -lssl -lcrypto -pthread
 UNIT_SRCS = $(wildcard test/unit/*.cpp)
 UNIT_CXXFLAGS = -std=c++17 -Wall -Wextra -g -O1 -Isrc -Itest/unit
 
@@ -91,18 +107,31 @@ unit-sanitize: build/unit-sanitize/unit_tests
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $<
 
 # ---- fuzzing ------------------------------------------------------------
+#
+# Each target gets FUZZ_SECONDS: the template parser, the glob matcher
+# (against a reference matcher) and the cluster key slot (against a bitwise
+# CRC16).
 
 FUZZ_SECONDS ?= 20
-FUZZ_SRCS = src/core/target.cpp src/core/template.cpp
+FUZZ_CXX = clang++ -std=c++17 -g -O1 -Isrc -fsanitize=fuzzer,address,undefined
 
-build/fuzz/template_fuzz: test/fuzz/template_fuzz.cpp $(FUZZ_SRCS) src/core/template.hpp src/core/target.hpp
+build/fuzz/template_fuzz: test/fuzz/template_fuzz.cpp src/core/target.cpp src/core/template.cpp src/core/template.hpp src/core/target.hpp
 	@mkdir -p $(dir $@)
-	clang++ -std=c++17 -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
-		-o $@ test/fuzz/template_fuzz.cpp $(FUZZ_SRCS)
+	$(FUZZ_CXX) -o $@ test/fuzz/template_fuzz.cpp src/core/target.cpp src/core/template.cpp
 
-fuzz: build/fuzz/template_fuzz
-	@mkdir -p build/fuzz/corpus
-	$< -max_total_time=$(FUZZ_SECONDS) -max_len=256 build/fuzz/corpus test/fuzz/seeds
+build/fuzz/glob_fuzz: test/fuzz/glob_fuzz.cpp src/core/glob.cpp src/core/glob.hpp
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) -o $@ test/fuzz/glob_fuzz.cpp src/core/glob.cpp
+
+build/fuzz/key_slot_fuzz: test/fuzz/key_slot_fuzz.cpp src/core/key_slot.cpp src/core/key_slot.hpp
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) -o $@ test/fuzz/key_slot_fuzz.cpp src/core/key_slot.cpp
+
+fuzz: build/fuzz/template_fuzz build/fuzz/glob_fuzz build/fuzz/key_slot_fuzz
+	@mkdir -p build/fuzz/corpus build/fuzz/glob_corpus build/fuzz/slot_corpus
+	build/fuzz/template_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=256 build/fuzz/corpus test/fuzz/seeds
+	build/fuzz/glob_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=128 build/fuzz/glob_corpus test/fuzz/glob_seeds
+	build/fuzz/key_slot_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=256 build/fuzz/slot_corpus
 
 # ---- integration tests ----------------------------------------------------
 

@@ -48,3 +48,32 @@ SELECT cachebust.reset_stats();
 SELECT transactions_enqueued, targets_enqueued, targets_delivered, redis_commands, overflows,
        fallbacks, stats_reset IS NOT NULL AS reset_time
 FROM cachebust.stats();
+
+-- barrier(): read-your-writes across sessions; full_key(): the Redis name.
+SELECT cachebust.barrier(-1);
+SELECT cachebust.barrier(0) IS NOT NULL AS answers;
+SELECT cachebust.full_key('user:1');
+SET cachebust.key_prefix = 'app:';
+SELECT cachebust.full_key('user:1');
+RESET cachebust.key_prefix;
+
+-- A glob that would match every key is refused while key_prefix is empty ...
+SELECT cachebust.invalidate_pattern('*');
+SELECT cachebust.invalidate_pattern('?*');
+-- ... and allowed under a prefix (it then means "every key of this tenant").
+BEGIN;
+SET LOCAL cachebust.key_prefix = 'app:';
+SELECT cachebust.invalidate_pattern('*');
+SELECT * FROM cachebust.pending();
+ROLLBACK;
+
+-- A transaction larger than the queue (64kB here) stops buffering and commits
+-- as lost: the fallback covers its prefixes; pending() says so.
+BEGIN;
+SET LOCAL cachebust.key_prefix = 'big:';
+SELECT cachebust.invalidate_key(VARIADIC array_agg(repeat('x', 100) || g)) FROM generate_series(1, 2000) g;
+SELECT * FROM cachebust.pending();
+SELECT cachebust.invalidate_key('more');
+SELECT * FROM cachebust.pending();
+ROLLBACK;
+SELECT count(*) FROM cachebust.pending();

@@ -1,16 +1,31 @@
--- What an ordinary role may and may not do.
+-- The privilege model (README, "Privileges"): who can attach triggers, who
+-- can call what, and what a role can reach.
 SELECT current_user AS superuser_name \gset
 CREATE ROLE cb_app LOGIN;
+CREATE ROLE cb_writer LOGIN;
 CREATE TABLE cb_app_table (id int);
 ALTER TABLE cb_app_table OWNER TO cb_app;
+GRANT INSERT ON cb_app_table TO cb_writer;
 SET ROLE cb_app;
 
--- Manual invalidation and reset_stats are not executable by PUBLIC.
+-- Not executable by PUBLIC.
 SELECT cachebust.invalidate_key('x');
 SELECT cachebust.invalidate_tag('x');
 SELECT cachebust.invalidate_pattern('x*');
 SELECT cachebust.bump('x');
 SELECT cachebust.reset_stats();
+SELECT cachebust.flush();
+SELECT cachebust._trigger_args('\x6100'::bytea);
+SELECT cachebust._sync_partition_truncate_triggers('cb_app_table');
+
+-- No route around it: a plain role can attach the trigger neither to a table
+-- it owns nor to a temp table of its own.
+CREATE TEMP TABLE t (x int);
+CREATE TRIGGER z AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION cachebust.invalidate('pattern=*');
+SELECT cachebust.watch('t', patterns => ARRAY['*']);
+SELECT cachebust.watch('cb_app_table', keys => ARRAY['t:{id}']);
+SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid IN ('t'::regclass, 'cb_app_table'::regclass);
+DROP TABLE t;
 
 -- The Redis URL (it may hold a password) is hidden from non-superusers.
 SHOW cachebust.redis_url;
@@ -24,14 +39,39 @@ SET cachebust.tag_prefix = 'x:';
 -- Reading state is allowed.
 SELECT count(*) FROM cachebust.pending();
 SELECT count(*) FROM cachebust.stats;
+SELECT count(*) >= 0 AS readable FROM cachebust.watches;
 SELECT cachebust.wait_for_delivery(0);
+SELECT cachebust.barrier(0) IS NOT NULL AS barrier_answers;
+SELECT cachebust.full_key('user:1');
+RESET ROLE;
 
--- A table owner may watch its own table.
+-- The documented GRANT: the role attaches triggers to its tables, temp ones too.
+GRANT EXECUTE ON FUNCTION cachebust.invalidate() TO cb_app;
+SET ROLE cb_app;
 SELECT cachebust.watch('cb_app_table', keys => ARRAY['t:{id}']);
+CREATE TEMP TABLE t2 (x int);
+CREATE TRIGGER z AFTER INSERT ON t2 FOR EACH ROW EXECUTE FUNCTION cachebust.invalidate('k:{x}');
 BEGIN;
-INSERT INTO cb_app_table VALUES (1);
+INSERT INTO t2 VALUES (5);
 SELECT * FROM cachebust.pending();
 ROLLBACK;
+-- Still never a glob over the whole database while key_prefix is empty:
+-- refused at watch() where it can be known, else when it fires.
+SELECT cachebust.watch('t2', patterns => ARRAY['*']);
+SELECT cachebust.watch('t2', keys => ARRAY['{x}']);
+CREATE TRIGGER whole AFTER TRUNCATE ON t2 FOR EACH STATEMENT EXECUTE FUNCTION cachebust.invalidate('{x}');
+TRUNCATE t2;
+DROP TABLE t2;
+RESET ROLE;
+
+-- Triggers already attached fire for every writer, granted or not.
+SET ROLE cb_writer;
+BEGIN;
+INSERT INTO cb_app_table VALUES (7);
+SELECT * FROM cachebust.pending();
+ROLLBACK;
+-- check_targets() needs what CREATE TRIGGER needs.
+SELECT cachebust.check_targets('cb_app_table', ARRAY['k:{id}']);
 RESET ROLE;
 
 -- The documented GRANT opens manual invalidation to a chosen role.
@@ -49,8 +89,31 @@ ALTER ROLE cb_app SET cachebust.key_prefix = 'tenant1:';
 BEGIN;
 SELECT cachebust.invalidate_key('scoped');
 SELECT * FROM cachebust.pending();
+SELECT cachebust.full_key('scoped');
 ROLLBACK;
+
+-- stats.last_error: the text for everyone, where it happened only for roles
+-- that may read cachebust.redis_url (this instance's Redis port is 9).
+\c - :superuser_name
+DO $$
+BEGIN
+    FOR i IN 1 .. 500 LOOP
+        EXIT WHEN (SELECT last_error FROM cachebust.stats) IS NOT NULL;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END;
+$$;
+SELECT last_error LIKE '%127.0.0.1:9%' AS superuser_sees_endpoint FROM cachebust.stats;
+\c - cb_app
+SELECT last_error IS NOT NULL AS has_error, last_error NOT LIKE '%127.0.0.1%' AS no_endpoint,
+       last_error NOT LIKE '%:9%' AS no_port FROM cachebust.stats;
+\c - :superuser_name
+GRANT pg_read_all_settings TO cb_app;
+\c - cb_app
+SELECT last_error LIKE '%127.0.0.1:9%' AS settings_reader_sees_endpoint FROM cachebust.stats;
 \c - :superuser_name
 DROP TABLE cb_app_table;
 DROP OWNED BY cb_app;
+DROP OWNED BY cb_writer;
 DROP ROLE cb_app;
+DROP ROLE cb_writer;

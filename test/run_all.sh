@@ -17,7 +17,7 @@ fi
 bash test/install_deps.sh
 
 jobs=$(nproc)
-export FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+export FUZZ_SECONDS=${FUZZ_SECONDS:-15}
 
 echo "== build and install"
 make -s -j"$jobs"
@@ -27,7 +27,7 @@ echo "== unit tests"
 make -s unit
 echo "== unit tests under AddressSanitizer and UBSan"
 make -s unit-sanitize
-echo "== fuzzing the template parser for ${FUZZ_SECONDS}s"
+echo "== fuzzing (template parser, glob matcher, key slot), ${FUZZ_SECONDS}s each"
 make -s fuzz
 
 # A copy the unprivileged user can write (results, tmp_check, logs).

@@ -16,12 +16,15 @@ pad8(size_t n)
 	return (n + 7) & ~static_cast<size_t>(7);
 }
 
+namespace {
+
+template <typename Targets, typename Get>
 std::string
-encode_batch(const PendingSet &pending)
+encode(const Targets &targets, Get get, uint32_t flags)
 {
 	size_t total = sizeof(BatchHeader);
-	for (const auto &entry : pending.entries())
-		total += sizeof(TargetHeader) + pad8(entry.target.key.size());
+	for (const auto &item : targets)
+		total += encoded_target_size(get(item).key.size());
 	if (total > UINT32_MAX)
 		throw TargetError("transaction buffered more than 4GB of invalidation targets");
 
@@ -30,17 +33,18 @@ encode_batch(const PendingSet &pending)
 
 	BatchHeader header{};
 	header.total_len = static_cast<uint32_t>(total);
-	header.target_count = static_cast<uint32_t>(pending.size());
-	header.flags = pending.any_immediate() ? kBatchImmediate : 0;
+	header.target_count = static_cast<uint32_t>(targets.size());
+	header.flags = flags;
 	memcpy(p, &header, sizeof(header));
 	p += sizeof(header);
 
-	for (const auto &entry : pending.entries()) {
-		const Target &t = entry.target;
+	for (const auto &item : targets) {
+		const Target &t = get(item);
 		TargetHeader th{};
 		th.kind = static_cast<uint8_t>(t.kind);
 		th.flags = (t.glob ? kTargetGlob : 0) | (t.immediate ? kTargetImmediate : 0);
 		th.tag_prefix_len = t.tag_prefix_len;
+		th.prefix_len = t.prefix_len;
 		th.key_len = static_cast<uint32_t>(t.key.size());
 		memcpy(p, &th, sizeof(th));
 		p += sizeof(th);
@@ -50,12 +54,41 @@ encode_batch(const PendingSet &pending)
 	return buf;
 }
 
+} // namespace
+
+std::string
+encode_batch(const PendingSet &pending)
+{
+	return encode(
+		pending.entries(), [](const PendingSet::Entry &e) -> const Target & { return e.target; },
+		pending.any_immediate() ? kBatchImmediate : 0);
+}
+
+std::string
+encode_targets(const std::vector<Target> &targets, uint32_t flags)
+{
+	return encode(
+		targets, [](const Target &t) -> const Target & { return t; }, flags);
+}
+
+std::string
+encode_lost_batch(const std::vector<std::string> &prefixes)
+{
+	std::vector<Target> targets(prefixes.size());
+	for (size_t i = 0; i < prefixes.size(); i++) {
+		targets[i].key = prefixes[i];
+		targets[i].prefix_len = static_cast<uint32_t>(prefixes[i].size());
+	}
+	return encode_targets(targets, kBatchLost);
+}
+
 void
-stamp_batch(char *batch, uint64_t seq, int64_t commit_time_us)
+stamp_batch(char *batch, uint64_t seq, int64_t commit_time_us, uint64_t commit_lsn)
 {
 	BatchHeader *header = reinterpret_cast<BatchHeader *>(batch);
 	header->seq = seq;
 	header->commit_time_us = commit_time_us;
+	header->commit_lsn = commit_lsn;
 }
 
 uint32_t
@@ -79,7 +112,10 @@ decode_batch(const char *data, size_t available, DecodedBatch &out)
 
 	out.seq = header.seq;
 	out.commit_time_us = header.commit_time_us;
+	out.commit_lsn = header.commit_lsn;
 	out.immediate = (header.flags & kBatchImmediate) != 0;
+	out.lost = (header.flags & kBatchLost) != 0;
+	out.flushdb = (header.flags & kBatchFlushDb) != 0;
 	out.targets.clear();
 	out.targets.reserve(header.target_count);
 
@@ -91,13 +127,15 @@ decode_batch(const char *data, size_t available, DecodedBatch &out)
 		memcpy(&th, data + off, sizeof(th));
 		off += sizeof(th);
 		if (th.kind > static_cast<uint8_t>(TargetKind::Bump) ||
-			off + pad8(th.key_len) > header.total_len || th.tag_prefix_len > th.key_len)
+			off + pad8(th.key_len) > header.total_len || th.tag_prefix_len > th.key_len ||
+			th.prefix_len > th.key_len)
 			throw std::runtime_error("corrupt batch: bad target");
 		Target t;
 		t.kind = static_cast<TargetKind>(th.kind);
 		t.glob = (th.flags & kTargetGlob) != 0;
 		t.immediate = (th.flags & kTargetImmediate) != 0;
 		t.tag_prefix_len = th.tag_prefix_len;
+		t.prefix_len = th.prefix_len;
 		t.key.assign(data + off, th.key_len);
 		off += pad8(th.key_len);
 		out.targets.push_back(std::move(t));

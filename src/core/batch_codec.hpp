@@ -9,6 +9,11 @@
  * the header can be read in place.
  *
  *   BatchHeader | TargetHeader key-bytes pad | TargetHeader key-bytes pad | ...
+ *
+ * In the ring, a committing backend reserves its space and writes the
+ * header (state kBatchWriting) under the queue lock, copies the rest
+ * without it, and only then sets state to kBatchReady; the worker stops
+ * draining at the first batch that is not ready.
  */
 #pragma once
 
@@ -23,15 +28,25 @@
 namespace cachebust {
 
 struct BatchHeader {
+	uint32_t state;		   /* ring only: kBatchWriting until the bytes are all there */
 	uint32_t total_len;	   /* bytes of the whole batch, multiple of 8 */
+	uint64_t seq;		   /* assigned at commit, under the queue lock */
+	int64_t commit_time_us; /* assigned at commit */
+	uint64_t commit_lsn;   /* assigned at commit: where the commit record ends */
 	uint32_t target_count;
-	uint64_t seq;			   /* assigned at commit, under the queue lock */
-	int64_t commit_time_us;	   /* assigned at commit */
-	uint32_t flags;			   /* kBatchImmediate */
-	uint32_t reserved;
+	uint32_t flags; /* kBatchImmediate, kBatchLost */
 };
 
+constexpr uint32_t kBatchWriting = 0;
+constexpr uint32_t kBatchReady = 1;
+
 constexpr uint32_t kBatchImmediate = 1;
+/* The transaction's targets could not be handed over (too many for the
+ * queue): the batch lists the key prefixes it used instead, as Key targets
+ * whose key is the prefix, and the worker runs the fallback for them. */
+constexpr uint32_t kBatchLost = 2;
+/* Only in the worker's own files: also run FLUSHDB (a flushdb fallback to repeat). */
+constexpr uint32_t kBatchFlushDb = 4;
 
 struct TargetHeader {
 	uint8_t kind;
@@ -39,26 +54,42 @@ struct TargetHeader {
 	uint16_t reserved;
 	uint32_t tag_prefix_len;
 	uint32_t key_len;
-	uint32_t reserved2;
+	uint32_t prefix_len;
 };
 
 constexpr uint8_t kTargetGlob = 1;
 constexpr uint8_t kTargetImmediate = 2;
 
-static_assert(sizeof(BatchHeader) == 32, "BatchHeader layout is part of the ring format");
+static_assert(sizeof(BatchHeader) == 40, "BatchHeader layout is part of the ring format");
 static_assert(sizeof(TargetHeader) == 16, "TargetHeader layout is part of the ring format");
 
-/* Encodes the pending set as one batch (seq and commit time left zero). */
+/* Bytes a target takes in an encoded batch. */
+inline size_t
+encoded_target_size(size_t key_len)
+{
+	return sizeof(TargetHeader) + ((key_len + 7) & ~static_cast<size_t>(7));
+}
+
+/* Encodes the pending set as one batch (seq, commit time and LSN left zero). */
 std::string encode_batch(const PendingSet &pending);
 
+/* Encodes targets as one batch (for files the worker keeps, and tests). */
+std::string encode_targets(const std::vector<Target> &targets, uint32_t flags);
+
+/* A kBatchLost batch for a transaction that used these key prefixes. */
+std::string encode_lost_batch(const std::vector<std::string> &prefixes);
+
 /* Fills in what is only known at commit; `batch` is an encoded batch. */
-void stamp_batch(char *batch, uint64_t seq, int64_t commit_time_us);
+void stamp_batch(char *batch, uint64_t seq, int64_t commit_time_us, uint64_t commit_lsn);
 
 /* A batch copied out of the ring. */
 struct DecodedBatch {
 	uint64_t seq = 0;
 	int64_t commit_time_us = 0;
+	uint64_t commit_lsn = 0;
 	bool immediate = false;
+	bool lost = false; /* targets are the prefixes of a transaction that was lost */
+	bool flushdb = false;
 	std::vector<Target> targets;
 };
 

@@ -37,8 +37,10 @@ PendingSet::add(Target target, int nest_level)
 	entries_.push_back(Entry{std::move(target), nest_level});
 	size_t pos = entries_.size() - 1;
 	auto inserted = index_.insert(pos);
-	if (inserted.second)
+	if (inserted.second) {
+		key_bytes_ += entries_.back().target.key.size();
 		return true;
+	}
 
 	bool immediate = entries_.back().target.immediate;
 	entries_.pop_back();
@@ -52,6 +54,7 @@ PendingSet::abort_subtransaction(int nest_level)
 {
 	while (!entries_.empty() && entries_.back().nest_level >= nest_level) {
 		index_.erase(entries_.size() - 1);
+		key_bytes_ -= entries_.back().target.key.size();
 		entries_.pop_back();
 	}
 }
@@ -68,6 +71,7 @@ PendingSet::clear()
 {
 	index_.clear();
 	entries_.clear();
+	key_bytes_ = 0;
 }
 
 bool

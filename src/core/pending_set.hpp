@@ -42,6 +42,8 @@ class PendingSet
 	void clear();
 	bool empty() const { return entries_.empty(); }
 	size_t size() const { return entries_.size(); }
+	/* Bytes of all keys held (the memory a transaction's buffer grows with). */
+	size_t key_bytes() const { return key_bytes_; }
 	bool any_immediate() const;
 	const std::vector<Entry> &entries() const { return entries_; }
 
@@ -59,6 +61,7 @@ class PendingSet
 
 	std::vector<Entry> entries_;
 	std::unordered_set<size_t, PositionHash, PositionEqual> index_;
+	size_t key_bytes_ = 0;
 };
 
 /* Hash of a target's identity (kind, glob, key), shared with the coalescer. */

@@ -3,6 +3,8 @@
  */
 #include "core/target.hpp"
 
+#include <algorithm>
+
 #include "core/cpp_only.hpp"
 
 namespace cachebust {
@@ -30,6 +32,35 @@ glob_escape(std::string_view text)
 		if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\')
 			out.push_back('\\');
 		out.push_back(c);
+	}
+	return out;
+}
+
+bool
+glob_matches_every_key(std::string_view glob)
+{
+	/* Keys are never empty, so one '?' among stars still matches them all. */
+	int any = 0;
+	for (char c : glob) {
+		if (c == '?')
+			any++;
+		else if (c != '*')
+			return false; /* a literal, an escape or a set narrows it */
+	}
+	return any <= 1;
+}
+
+std::string
+target_prefix(const Target &t)
+{
+	std::string_view prefix(t.key.data(), std::min<size_t>(t.prefix_len, t.key.size()));
+	if (!t.glob)
+		return std::string(prefix);
+	std::string out;
+	for (size_t i = 0; i < prefix.size(); i++) {
+		if (prefix[i] == '\\' && i + 1 < prefix.size())
+			i++;
+		out.push_back(prefix[i]);
 	}
 	return out;
 }

@@ -30,10 +30,18 @@ struct Target {
 	bool glob = false;
 	/* close the coalescing window as soon as this target arrives */
 	bool immediate = false;
+	/* Bytes of key that are key_prefix (glob-escaped in glob targets). The
+	 * fallback for a target that cannot be applied covers this prefix. */
+	uint32_t prefix_len = 0;
 	/* Tag only: bytes of key that are key_prefix + tag_prefix; a set member
 	 * starting with them is itself a tag set and is expanded. */
 	uint32_t tag_prefix_len = 0;
 	std::string key;
+
+	/* Delivery state, kept by the worker only (never in the ring). */
+	uint8_t depth = 0;		 /* Tag: nesting level below the invalidated tag */
+	uint8_t delivery = 0;	 /* kDeliver* flags */
+	uint32_t job = 0;		 /* the fallback this target belongs to (0: none) */
 
 	bool operator==(const Target &o) const
 	{
@@ -41,11 +49,24 @@ struct Target {
 	}
 };
 
+/* Target::delivery flags. */
+constexpr uint8_t kDeliverAlone = 1;	  /* in a command of its own (isolates a refusal) */
+constexpr uint8_t kDeliverSetsOnly = 2;	  /* Tag: leave keys that are not sets alone */
+constexpr uint8_t kDeliverKeepSets = 4;	  /* Tag: leave sets alone, remove other keys */
+constexpr uint8_t kDeliverSubstitute = 8; /* stands in for a refused target (counted once) */
+
 /* "key", "pattern", "tag", "tag_pattern", "bump" or "bump_pattern". */
 const char *target_kind_name(TargetKind kind, bool glob);
 
 /* Escapes *, ?, [, ] and \ so that SCAN MATCH treats them literally. */
 std::string glob_escape(std::string_view text);
+
+/* Whether a glob matches every key there can be ("*", "?*", "**"): with an
+ * empty key_prefix that is the whole Redis database. */
+bool glob_matches_every_key(std::string_view glob);
+
+/* The key_prefix a target was built with (unescaped for glob targets). */
+std::string target_prefix(const Target &t);
 
 /* A user mistake in a template, a target or a key (never a bug of ours). */
 class TargetError : public std::runtime_error

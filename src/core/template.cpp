@@ -150,19 +150,18 @@ parse_template(const std::string &arg, TargetKind kind, bool glob, std::string_v
 	return tpl;
 }
 
-/* Appends the prefixes a kind lives under; escaped for glob targets. */
+/* Starts t.key with the prefixes its kind lives under; escaped for glob targets. */
 void
-append_prefixes(std::string &out, TargetKind kind, bool glob, const KeyPrefixes &prefixes,
-				uint32_t &tag_prefix_len)
+append_prefixes(Target &t, const KeyPrefixes &prefixes)
 {
-	std::string_view parts[2] = {prefixes.key_prefix,
-								 kind == TargetKind::Tag ? prefixes.tag_prefix : std::string_view()};
-	for (std::string_view part : parts)
-		out.append(glob ? glob_escape(part) : std::string(part));
+	t.key.append(t.glob ? glob_escape(prefixes.key_prefix) : std::string(prefixes.key_prefix));
+	t.prefix_len = static_cast<uint32_t>(t.key.size());
+	if (t.kind == TargetKind::Tag)
+		t.key.append(t.glob ? glob_escape(prefixes.tag_prefix) : std::string(prefixes.tag_prefix));
 	/* The unescaped length is what a nested member starts with. */
-	tag_prefix_len = kind == TargetKind::Tag
-						 ? static_cast<uint32_t>(prefixes.key_prefix.size() + prefixes.tag_prefix.size())
-						 : 0;
+	t.tag_prefix_len = t.kind == TargetKind::Tag
+						   ? static_cast<uint32_t>(prefixes.key_prefix.size() + prefixes.tag_prefix.size())
+						   : 0;
 }
 
 } // namespace
@@ -188,7 +187,7 @@ TargetTemplate::render(const KeyPrefixes &prefixes, const RowValues &values, boo
 	t.glob = glob;
 	t.immediate = immediate;
 	t.key.reserve(prefixes.key_prefix.size() + prefixes.tag_prefix.size() + 32);
-	append_prefixes(t.key, kind, glob, prefixes, t.tag_prefix_len);
+	append_prefixes(t, prefixes);
 	for (const Segment &s : segments) {
 		if (!s.is_column)
 			t.key.append(s.literal);
@@ -211,7 +210,7 @@ TargetTemplate::render_truncate(const KeyPrefixes &prefixes, bool immediate) con
 	t.kind = kind;
 	t.glob = true;
 	t.immediate = immediate;
-	append_prefixes(t.key, kind, true, prefixes, t.tag_prefix_len);
+	append_prefixes(t, prefixes);
 	for (const Segment &s : segments) {
 		if (s.is_column)
 			t.key.push_back('*');
@@ -280,7 +279,7 @@ make_target(TargetKind kind, bool glob, std::string_view text, const KeyPrefixes
 	t.kind = kind;
 	t.glob = glob;
 	t.immediate = immediate;
-	append_prefixes(t.key, kind, glob, prefixes, t.tag_prefix_len);
+	append_prefixes(t, prefixes);
 	t.key.append(text);
 	check_key_length(t.key);
 	return t;

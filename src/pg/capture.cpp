@@ -3,14 +3,23 @@
  * shared queue when the transaction commits.
  *
  * Like NOTIFY (async.c), everything that can fail happens before commit: at
- * XACT_EVENT_PRE_COMMIT the pending set is encoded into one flat buffer, so
- * the XACT_EVENT_COMMIT callback only copies bytes into shared memory. That
- * callback runs after the commit is visible to other sessions, which is what
- * makes "only committed changes invalidate" hold; it must never ERROR.
+ * XACT_EVENT_PRE_COMMIT the pending set is encoded into one flat buffer
+ * (and a small "lost" batch naming the transaction's key prefixes, used if
+ * the queue has no room), so the XACT_EVENT_COMMIT callback only copies
+ * bytes into shared memory. That callback runs after the commit is visible
+ * to other sessions, which is what makes "only committed changes
+ * invalidate" hold; it must never ERROR, and never allocates.
+ *
+ * A transaction's buffer is bounded by what the queue could ever hold: once
+ * it would be larger, the transaction stops buffering and commits as lost,
+ * and the worker covers its key prefixes with the fallback. Backend memory
+ * stays about cachebust.queue_size however many rows change.
+ *
  * Subtransaction events keep the set in step with savepoints.
  */
 #include "pg/capture.hpp"
 
+#include <algorithm>
 #include <string>
 
 #include "core/batch_codec.hpp"
@@ -19,30 +28,84 @@
 #include "pg/prefix_registry.hpp"
 #include "pg/queue.hpp"
 
+extern "C" {
+#include "access/xlog.h"
+}
+
 namespace cachebust::pg {
 
 static PendingSet pending;
+
+/* The transaction outgrew the queue: it commits as lost (prefixes only). */
+static bool overflowed = false;
+static bool overflow_notice_due = false;
 
 /* The pending set encoded at PRE_COMMIT, and how many targets it held. */
 static std::string encoded_batch;
 static size_t encoded_targets = 0;
 static bool encoded_immediate = false;
-
-static uint64 last_committed_seq = 0;
+/* The lost batch for the prefixes used, kept while they stay the same. */
+static std::string encoded_lost;
+static std::vector<std::string> encoded_lost_prefixes;
 
 /* The key prefixes this transaction's targets were built with (almost always one). */
 static std::vector<std::string> prefixes_used;
 
+/* This session's commits not yet seen delivered (wait_for_delivery). */
+static std::vector<uint64> unconfirmed_seqs;
+
+/* Upper bound of the encoded size of the pending set (see batch_codec.hpp). */
+static size_t
+encoded_size_bound()
+{
+	return sizeof(BatchHeader) + pending.size() * (sizeof(TargetHeader) + 7) + pending.key_bytes();
+}
+
 void
 capture_add(Target &&target)
 {
+	/* The one glob the prefix fallback refuses must not be reachable this way either. */
+	if (target.glob && glob_matches_every_key(target.key))
+		throw TargetError("the pattern \"" + target.key +
+						  "\" would match every key of the Redis database (cachebust.key_prefix is empty)");
+	if (overflowed)
+		return; /* its prefix is recorded; that is all the fallback needs */
 	pending.add(std::move(target), GetCurrentTransactionNestLevel());
+	if (encoded_size_bound() > queue_max_batch_bytes()) {
+		overflowed = true;
+		overflow_notice_due = true;
+		pending.clear();
+	}
+}
+
+bool
+capture_overflowed()
+{
+	return overflowed;
+}
+
+void
+capture_warn_if_overflowed()
+{
+	if (!overflow_notice_due)
+		return;
+	overflow_notice_due = false;
+	ereport(WARNING,
+			(errmsg("this transaction's cachebust invalidations exceed what cachebust.queue_size can hold"),
+			 errdetail("It stops buffering targets; at commit the fallback covers its key prefixes instead."),
+			 errhint("Raise cachebust.queue_size, or change fewer rows per transaction.")));
 }
 
 const PendingSet &
 capture_pending()
 {
 	return pending;
+}
+
+const std::vector<std::string> &
+capture_prefixes_used()
+{
+	return prefixes_used;
 }
 
 KeyPrefixes
@@ -59,10 +122,30 @@ current_prefixes()
 	return prefixes;
 }
 
-uint64
-capture_last_committed_seq()
+/* Forgets commits seen delivered; uncovered ones stay (wait_for_delivery stays false for them). */
+static void
+prune_confirmed()
 {
-	return last_committed_seq;
+	uint64 delivered = pg_atomic_read_u64(&shared_queue->delivered_seq);
+	std::vector<uint64> kept;
+	for (uint64 seq : unconfirmed_seqs)
+		if (seq > delivered || queue_any_uncovered(&seq, 1))
+			kept.push_back(seq);
+	unconfirmed_seqs.swap(kept);
+}
+
+bool
+capture_wait_for_delivery(int timeout_ms)
+{
+	if (unconfirmed_seqs.empty())
+		return true;
+	uint64 newest = *std::max_element(unconfirmed_seqs.begin(), unconfirmed_seqs.end());
+	if (!queue_wait_for_delivery(newest, timeout_ms))
+		return false;
+	if (queue_any_uncovered(unconfirmed_seqs.data(), unconfirmed_seqs.size()))
+		return false;
+	unconfirmed_seqs.clear();
+	return true;
 }
 
 /* Frees what a large transaction left behind; never throws. */
@@ -71,6 +154,8 @@ reset_transaction_state() noexcept
 {
 	pending.clear();
 	prefixes_used.clear();
+	overflowed = false;
+	overflow_notice_due = false;
 	encoded_targets = 0;
 	encoded_immediate = false;
 	if (encoded_batch.capacity() > 64 * 1024)
@@ -81,14 +166,27 @@ reset_transaction_state() noexcept
 
 /* PRE_COMMIT: the last moment an error can still abort the transaction. */
 static void
-encode_before_commit()
+prepare_for_commit()
 {
-	bool failed = false;
+	/* The fallback after a crash must know every prefix in use. */
+	for (const std::string &prefix : prefixes_used)
+		prefix_registry_note(prefix.c_str());
 
+	bool failed = false;
 	try {
-		encoded_batch = encode_batch(pending);
-		encoded_targets = pending.size();
-		encoded_immediate = pending.any_immediate();
+		if (!overflowed) {
+			encoded_batch = encode_batch(pending);
+			encoded_targets = pending.size();
+			encoded_immediate = pending.any_immediate();
+		}
+		if (prefixes_used != encoded_lost_prefixes) {
+			encoded_lost = encode_lost_batch(prefixes_used);
+			encoded_lost_prefixes = prefixes_used;
+		}
+		if (unconfirmed_seqs.size() >= 32)
+			prune_confirmed();
+		/* The commit callback appends without allocating. */
+		unconfirmed_seqs.reserve(unconfirmed_seqs.size() + 1);
 	} catch (...) {
 		failed = true;
 	}
@@ -104,14 +202,26 @@ enqueue_at_commit() noexcept
 {
 	if (shared_queue == nullptr)
 		return;
-	if (encoded_targets == pending.size() && !encoded_batch.empty())
-		last_committed_seq = queue_enqueue_committed(encoded_batch.data(),
-													 static_cast<uint32>(encoded_batch.size()),
-													 static_cast<uint32>(encoded_targets),
-													 encoded_immediate);
-	else
-		/* Targets added after PRE_COMMIT cannot be encoded safely now. */
-		last_committed_seq = queue_enqueue_overflow();
+	char *batch = nullptr;
+	uint32 len = 0;
+	/* Targets added after PRE_COMMIT could not be encoded: the whole batch counts as lost. */
+	if (!overflowed && encoded_targets == pending.size() && !encoded_batch.empty()) {
+		batch = encoded_batch.data();
+		len = static_cast<uint32>(encoded_batch.size());
+	}
+	bool lost_ready = encoded_lost_prefixes == prefixes_used && !encoded_lost.empty();
+	uint64 seq = queue_enqueue_committed(batch, len, static_cast<uint32>(encoded_targets), encoded_immediate,
+										 lost_ready ? encoded_lost.data() : nullptr,
+										 lost_ready ? static_cast<uint32>(encoded_lost.size()) : 0,
+										 XactLastCommitEnd);
+	if (unconfirmed_seqs.size() < unconfirmed_seqs.capacity())
+		unconfirmed_seqs.push_back(seq);
+}
+
+static bool
+has_work()
+{
+	return !pending.empty() || overflowed;
 }
 
 static void
@@ -119,20 +229,16 @@ xact_callback(XactEvent event, void *)
 {
 	switch (event) {
 	case XACT_EVENT_PRE_COMMIT:
-		if (!pending.empty()) {
-			/* The fallback after a crash must know every prefix in use. */
-			for (const std::string &prefix : prefixes_used)
-				prefix_registry_note(prefix.c_str());
-			encode_before_commit();
-		}
+		if (has_work())
+			prepare_for_commit();
 		break;
 	case XACT_EVENT_COMMIT:
-		if (!pending.empty())
+		if (has_work())
 			enqueue_at_commit();
 		reset_transaction_state();
 		break;
 	case XACT_EVENT_PRE_PREPARE:
-		if (!pending.empty())
+		if (has_work())
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("cannot PREPARE a transaction that has buffered cachebust invalidations"),
@@ -159,6 +265,7 @@ subxact_callback(SubXactEvent event, SubTransactionId, SubTransactionId, void *)
 
 	switch (event) {
 	case SUBXACT_EVENT_ABORT_SUB:
+		/* (An overflow stays: the transaction may still be too large, and covering more is safe.) */
 		pending.abort_subtransaction(level);
 		break;
 	case SUBXACT_EVENT_COMMIT_SUB:

@@ -3,6 +3,9 @@
  */
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "pg/postgres.hpp"
 
 #include "core/pending_set.hpp"
@@ -19,10 +22,20 @@ void capture_add(Target &&target);
 /* The current transaction's buffered targets. */
 const PendingSet &capture_pending();
 
-/* key_prefix and tag_prefix as currently set. */
+/* The key prefixes the current transaction built targets with. */
+const std::vector<std::string> &capture_prefixes_used();
+
+/* The transaction outgrew the queue and will commit as lost (see capture.cpp). */
+bool capture_overflowed();
+/* Tells the user, once, that the transaction just overflowed. Call from C
+ * entry points, outside any C++ scope (it may raise a WARNING). */
+void capture_warn_if_overflowed();
+
+/* key_prefix and tag_prefix as currently set (and remembered as used). */
 KeyPrefixes current_prefixes();
 
-/* Sequence number of this session's last committed batch (0: none yet). */
-uint64 capture_last_committed_seq();
+/* Waits until everything this session committed is delivered; false on
+ * timeout, or while any of it is uncovered (no fallback covered it). */
+bool capture_wait_for_delivery(int timeout_ms);
 
 } // namespace cachebust::pg

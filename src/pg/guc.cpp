@@ -7,7 +7,7 @@
  */
 #include "pg/guc.hpp"
 
-#include "core/redis_url.hpp"
+#include "core/redis/url.hpp"
 
 extern "C" {
 #include "tcop/tcopprot.h"
@@ -16,6 +16,15 @@ extern "C" {
 namespace cachebust::pg {
 
 char *guc_redis_url = nullptr;
+char *guc_tls_ca_file = nullptr;
+char *guc_tls_cert_file = nullptr;
+char *guc_tls_key_file = nullptr;
+char *guc_tls_server_name = nullptr;
+int guc_tls_verify = TLS_VERIFY_FULL;
+char *guc_sentinel_password = nullptr;
+bool guc_publish_sharded = false;
+char *guc_standby_names = nullptr;
+int guc_standby_max_wait_ms = 60000;
 int guc_debounce_ms = 50;
 int guc_max_batch = 10000;
 int guc_queue_size_kb = 16 * 1024;
@@ -31,6 +40,13 @@ int guc_retry_max_ms = 5000;
 int guc_redelete_ms = 0;
 int guc_fallback = FALLBACK_PREFIX;
 
+static const struct config_enum_entry tls_verify_options[] = {
+	{"full", TLS_VERIFY_FULL, false},
+	{"ca", TLS_VERIFY_CA, false},
+	{"none", TLS_VERIFY_NONE, false},
+	{nullptr, 0, false},
+};
+
 static const struct config_enum_entry fallback_options[] = {
 	{"prefix", FALLBACK_PREFIX, false},
 	{"generation", FALLBACK_GENERATION, false},
@@ -39,14 +55,20 @@ static const struct config_enum_entry fallback_options[] = {
 	{nullptr, 0, false},
 };
 
-/* The URL must parse; the message never repeats the password. */
+/*
+ * The URL must parse, or be empty (not configured). The message never
+ * repeats any part of the value: a mistyped URL can hold its password
+ * anywhere.
+ */
 static bool
 check_redis_url(char **newval, void **, GucSource)
 {
 	static char detail[512];
 
+	if (*newval == nullptr || **newval == '\0')
+		return true;
 	try {
-		RedisUrl::parse(*newval ? *newval : "");
+		RedisUrl::parse(*newval);
 		return true;
 	} catch (const std::exception &e) {
 		strlcpy(detail, e.what(), sizeof(detail));
@@ -55,7 +77,8 @@ check_redis_url(char **newval, void **, GucSource)
 	}
 	GUC_check_errmsg("invalid value for parameter \"cachebust.redis_url\"");
 	GUC_check_errdetail("%s", detail);
-	GUC_check_errhint("Use redis://[user[:password]@]host[:port][/db] or unix:///path.sock[?db=N].");
+	GUC_check_errhint("Use redis://[user[:password]@]host[:port][/db], rediss://..., unix:///path.sock[?db=N], "
+					  "redis-sentinel://host[:port],.../service[/db] or redis-cluster://host[:port],...");
 	return false;
 }
 
@@ -73,10 +96,39 @@ void
 define_gucs()
 {
 	DefineCustomStringVariable(
-		"cachebust.redis_url", "Redis server that receives the invalidations.",
-		"redis://[user[:password]@]host[:port][/db] or unix:///path.sock[?db=N].",
-		&guc_redis_url, "redis://127.0.0.1:6379/0", PGC_SIGHUP, GUC_SUPERUSER_ONLY,
-		check_redis_url, nullptr, nullptr);
+		"cachebust.redis_url", "Redis deployment that receives the invalidations.",
+		"Empty: not configured; nothing is sent and invalidations wait as in an outage.",
+		&guc_redis_url, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY, check_redis_url, nullptr, nullptr);
+
+	DefineCustomStringVariable(
+		"cachebust.tls_ca_file", "Certificates trusted to sign the Redis server's (rediss://).",
+		"Empty: the system's trust store.", &guc_tls_ca_file, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+	DefineCustomStringVariable(
+		"cachebust.tls_cert_file", "Client certificate presented to Redis (rediss://).", nullptr,
+		&guc_tls_cert_file, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+	DefineCustomStringVariable(
+		"cachebust.tls_key_file", "Private key of cachebust.tls_cert_file.", nullptr, &guc_tls_key_file, "",
+		PGC_SIGHUP, GUC_SUPERUSER_ONLY, nullptr, nullptr, nullptr);
+	DefineCustomStringVariable(
+		"cachebust.tls_server_name", "Name sent as SNI and verified in the Redis certificate.",
+		"Empty: the URL's host.", &guc_tls_server_name, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+	DefineCustomEnumVariable(
+		"cachebust.tls_verify", "How the Redis server's certificate is verified.",
+		"full: chain and host name; ca: chain only; none: nothing (unsafe).", &guc_tls_verify,
+		TLS_VERIFY_FULL, tls_verify_options, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+	DefineCustomStringVariable(
+		"cachebust.sentinel_password", "Password of the Redis Sentinels themselves.", nullptr,
+		&guc_sentinel_password, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY, nullptr, nullptr, nullptr);
+	DefineCustomBoolVariable(
+		"cachebust.publish_sharded", "In Redis Cluster, publish with SPUBLISH instead of PUBLISH.", nullptr,
+		&guc_publish_sharded, false, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+	DefineCustomStringVariable(
+		"cachebust.standby_names", "Standbys whose replay each batch waits for before it is sent again.",
+		"Standby application_names, or * for every streaming standby; empty: no second send.",
+		&guc_standby_names, "", PGC_SIGHUP, GUC_LIST_INPUT, nullptr, nullptr, nullptr);
+	DefineCustomIntVariable(
+		"cachebust.standby_max_wait_ms", "Longest a second send waits for a lagging or absent standby.", nullptr,
+		&guc_standby_max_wait_ms, 60000, 0, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 
 	DefineCustomIntVariable(
 		"cachebust.debounce_ms", "Coalescing window: how long the worker gathers targets before sending.",
@@ -154,36 +206,44 @@ define_gucs()
 
 /*
  * Log redaction. PostgreSQL itself logs a changed setting's new value on
- * reload ("parameter ... changed to ...") and, with log_statement, the
- * ALTER SYSTEM that set it; for cachebust.redis_url that would put the Redis
- * password in the server log. This hook rewrites such messages before they
- * are emitted and keeps the offending statement out of STATEMENT: lines.
+ * reload ("parameter ... changed to ..."), a rejected value, and with
+ * log_statement the ALTER SYSTEM that set it; for cachebust.redis_url that
+ * would put the Redis password in the server log. This hook rewrites every
+ * Redis URL in a message, its detail and context to the redacted form (by
+ * parsing it: core/redis/url.cpp explains how a URL's end is found, since a
+ * password may hold any character), and keeps a statement holding one out
+ * of STATEMENT: lines.
  */
 static emit_log_hook_type prev_emit_log_hook = nullptr;
 
-/* The redacted copy of a message, in the current (error) memory context. */
+/* The redacted copy of a text, in the current (error) memory context. */
 static char *
-redacted_copy(const char *message) noexcept
+redacted_copy(const char *text) noexcept
 {
 	try {
-		std::string redacted = redact_redis_passwords(message);
+		std::string redacted = redact_redis_urls(text);
 		return pstrdup(redacted.c_str());
 	} catch (...) {
-		return pstrdup("[message withheld by cachebust: it contained a Redis password]");
+		return pstrdup("[message withheld by cachebust: it contained a Redis URL]");
 	}
 }
 
 static void
-redact_redis_passwords_in_log(ErrorData *edata)
+redact_field(char *&field)
 {
-	if (edata->message != nullptr && strstr(edata->message, "redis://") != nullptr &&
-		has_redis_password(edata->message))
-		edata->message = redacted_copy(edata->message);
-	if (edata->detail != nullptr && strstr(edata->detail, "redis://") != nullptr &&
-		has_redis_password(edata->detail))
-		edata->detail = redacted_copy(edata->detail);
-	if (debug_query_string != nullptr && strstr(debug_query_string, "redis://") != nullptr &&
-		has_redis_password(debug_query_string))
+	if (field != nullptr && mentions_redis_url(field))
+		field = redacted_copy(field);
+}
+
+static void
+redact_redis_urls_in_log(ErrorData *edata)
+{
+	redact_field(edata->message);
+	redact_field(edata->detail);
+	redact_field(edata->detail_log);
+	redact_field(edata->context);
+	redact_field(edata->internalquery);
+	if (debug_query_string != nullptr && mentions_redis_url(debug_query_string))
 		edata->hide_stmt = true;
 
 	if (prev_emit_log_hook)
@@ -194,7 +254,7 @@ void
 install_log_redaction()
 {
 	prev_emit_log_hook = emit_log_hook;
-	emit_log_hook = redact_redis_passwords_in_log;
+	emit_log_hook = redact_redis_urls_in_log;
 }
 
 } // namespace cachebust::pg

@@ -7,14 +7,31 @@
 
 namespace cachebust::pg {
 
-enum FallbackMode {
+/* cachebust.fallback (values are core FallbackMode's). */
+enum FallbackSetting {
 	FALLBACK_PREFIX,
 	FALLBACK_GENERATION,
 	FALLBACK_FLUSHDB,
 	FALLBACK_NONE,
 };
 
+/* cachebust.tls_verify */
+enum TlsVerifySetting {
+	TLS_VERIFY_FULL,
+	TLS_VERIFY_CA,
+	TLS_VERIFY_NONE,
+};
+
 extern char *guc_redis_url;
+extern char *guc_tls_ca_file;
+extern char *guc_tls_cert_file;
+extern char *guc_tls_key_file;
+extern char *guc_tls_server_name;
+extern int guc_tls_verify;
+extern char *guc_sentinel_password;
+extern bool guc_publish_sharded;
+extern char *guc_standby_names;
+extern int guc_standby_max_wait_ms;
 extern int guc_debounce_ms;
 extern int guc_max_batch;
 extern int guc_queue_size_kb;

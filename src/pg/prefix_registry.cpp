@@ -1,6 +1,6 @@
 /*
  * prefix_registry.cpp — shared-memory list of key prefixes in use, backed
- * by PGDATA/pg_cachebust.prefixes (one hex-encoded prefix per line, so any
+ * by PGDATA/pg_cachebust/prefixes (one hex-encoded prefix per line, so any
  * byte is allowed; a line "*" records that the list overflowed).
  *
  * Registration is rare: each backend remembers the last prefix it found
@@ -16,7 +16,7 @@ extern "C" {
 
 namespace cachebust::pg {
 
-static const char *const kRegistryFile = "pg_cachebust.prefixes";
+static const char *const kRegistryFile = "pg_cachebust/prefixes";
 
 struct PrefixRegistry {
 	LWLock *lock;

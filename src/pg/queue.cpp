@@ -1,15 +1,19 @@
 /*
- * queue.cpp — shared memory set-up and the backend side of the queue.
+ * queue.cpp — shared memory set-up, the backend side of the queue, and the
+ * worker's drain and progress.
  *
- * The enqueue functions run inside the COMMIT callback, where an ERROR
- * would be promoted to PANIC, so they only take the lock, copy bytes and
- * set the worker's latch.
+ * queue_enqueue_committed runs after commit, where an ERROR would be
+ * promoted to PANIC: it only takes the lock, copies bytes and sets the
+ * worker's latch, and never allocates.
  */
 #include "pg/queue.hpp"
+
+#include <algorithm>
 
 #include "core/batch_codec.hpp"
 #include "pg/guc.hpp"
 #include "pg/prefix_registry.hpp"
+#include "pg/worker_state.hpp"
 
 namespace cachebust::pg {
 
@@ -51,11 +55,15 @@ queue_shmem_startup()
 		q->lock = &(GetNamedLWLockTranche("cachebust"))->lock;
 		ConditionVariableInit(&q->delivered_cv);
 		q->capacity = static_cast<uint64>(guc_queue_size_kb) * 1024;
+		/* Room that only lost-transaction markers may use, so an overflow is
+		 * still recorded with its prefixes when the queue is full. */
+		q->lost_reserve = Min(q->capacity / 8, static_cast<uint64>(64 * 1024));
 		pg_atomic_init_u64(&q->delivered_seq, 0);
 		pg_atomic_init_u32(&q->flush_requested, 0);
 		SpinLockInit(&q->stats_mutex);
 		q->stats_reset = GetCurrentTimestamp();
 	}
+	worker_state_shmem_startup();
 	prefix_registry_shmem_init(&(GetNamedLWLockTranche("cachebust"))[1].lock);
 	LWLockRelease(AddinShmemInitLock);
 	shared_queue = q;
@@ -80,6 +88,12 @@ queue_require_preloaded(const char *what)
 				 errhint("Add cachebust to shared_preload_libraries in postgresql.conf and restart the server.")));
 }
 
+uint64
+queue_max_batch_bytes()
+{
+	return shared_queue == nullptr ? UINT64_MAX : shared_queue->capacity - shared_queue->lost_reserve;
+}
+
 static void
 wake_worker(Latch *latch)
 {
@@ -91,54 +105,63 @@ wake_worker(Latch *latch)
 static bool
 worth_waking(const SharedQueue *q, bool immediate)
 {
-	return !q->worker_waits_for_deadline || immediate || q->overflow_pending ||
-		   q->tail - q->head > q->capacity / 2 ||
+	return !q->worker_waits_for_deadline || immediate || q->tail - q->head > q->capacity / 2 ||
 		   q->undrained_targets >= static_cast<uint64>(guc_max_batch);
 }
 
 uint64
-queue_enqueue_committed(char *batch, uint32 len, uint32 target_count, bool immediate)
+queue_enqueue_committed(char *batch, uint32 len, uint32 target_count, bool immediate, char *lost,
+						uint32 lost_len, uint64 commit_lsn)
 {
 	SharedQueue *q = shared_queue;
 	TimestampTz now = GetCurrentTimestamp();
+	char *copy = nullptr;
+	uint32 copy_len = 0;
+	uint64 pos = 0;
 
 	LWLockAcquire(q->lock, LW_EXCLUSIVE);
 	uint64 seq = ++q->last_seq;
 	uint64 used = q->tail - q->head;
-	if (len <= q->capacity - used) {
-		stamp_batch(batch, seq, now);
-		ring_copy_in(q->data, q->capacity, q->tail, batch, len);
-		q->tail += len;
-		used += len;
-		if (used > q->high_water)
-			q->high_water = used;
+	bool wake;
+	if (batch != nullptr && used + len <= q->capacity - q->lost_reserve) {
+		copy = batch;
+		copy_len = len;
 		q->transactions_enqueued++;
 		q->targets_enqueued += target_count;
 		q->undrained_targets += target_count;
+		wake = worth_waking(q, immediate);
 	} else {
-		/* The worker will run the fallback, which covers this batch. */
-		q->overflow_pending = true;
+		/* The worker runs the fallback for this commit: wake it. */
 		q->overflows++;
+		wake = true;
+		if (lost != nullptr && used + lost_len <= q->capacity) {
+			copy = lost;
+			copy_len = lost_len;
+		} else {
+			if (q->unrecorded_lo == 0)
+				q->unrecorded_lo = seq;
+			q->unrecorded_hi = seq;
+		}
 	}
-	Latch *latch = worth_waking(q, immediate) ? q->worker_latch : nullptr;
+	if (copy != nullptr) {
+		stamp_batch(copy, seq, now, commit_lsn);
+		reinterpret_cast<BatchHeader *>(copy)->state = kBatchWriting;
+		pos = q->tail;
+		ring_copy_in(q->data, q->capacity, pos, copy, sizeof(BatchHeader));
+		q->tail += copy_len;
+		q->high_water = Max(q->high_water, q->tail - q->head);
+	}
+	Latch *latch = wake ? q->worker_latch : nullptr;
 	LWLockRelease(q->lock);
 
-	wake_worker(latch);
-	return seq;
-}
-
-uint64
-queue_enqueue_overflow(void)
-{
-	SharedQueue *q = shared_queue;
-
-	LWLockAcquire(q->lock, LW_EXCLUSIVE);
-	uint64 seq = ++q->last_seq;
-	q->overflow_pending = true;
-	q->overflows++;
-	Latch *latch = q->worker_latch;
-	LWLockRelease(q->lock);
-
+	if (copy != nullptr) {
+		/* The rest of the batch, outside the lock; then publish it. */
+		ring_copy_in(q->data, q->capacity, pos + sizeof(BatchHeader), copy + sizeof(BatchHeader),
+					 copy_len - sizeof(BatchHeader));
+		pg_write_barrier();
+		uint32 ready = kBatchReady;
+		ring_copy_in(q->data, q->capacity, pos, reinterpret_cast<char *>(&ready), sizeof(ready));
+	}
 	wake_worker(latch);
 	return seq;
 }
@@ -175,6 +198,118 @@ queue_wait_for_delivery(uint64 seq, int timeout_ms)
 	}
 	ConditionVariableCancelSleep();
 	return delivered;
+}
+
+uint64
+queue_last_seq(void)
+{
+	LWLockAcquire(shared_queue->lock, LW_SHARED);
+	uint64 seq = shared_queue->last_seq;
+	LWLockRelease(shared_queue->lock);
+	return seq;
+}
+
+bool
+queue_any_uncovered(const uint64 *seqs, size_t n)
+{
+	SharedQueue *q = shared_queue;
+	bool found = false;
+	LWLockAcquire(q->lock, LW_SHARED);
+	for (int r = 0; r < q->n_uncovered && !found; r++)
+		for (size_t i = 0; i < n && !found; i++)
+			found = seqs[i] >= q->uncovered_lo[r] && seqs[i] <= q->uncovered_hi[r];
+	LWLockRelease(q->lock);
+	return found;
+}
+
+bool
+queue_uncovered_upto(uint64 upto)
+{
+	SharedQueue *q = shared_queue;
+	bool found = false;
+	LWLockAcquire(q->lock, LW_SHARED);
+	for (int r = 0; r < q->n_uncovered && !found; r++)
+		found = q->uncovered_lo[r] <= upto;
+	LWLockRelease(q->lock);
+	return found;
+}
+
+QueueDrain
+queue_drain(std::string &out)
+{
+	SharedQueue *q = shared_queue;
+	QueueDrain d{};
+
+	LWLockAcquire(q->lock, LW_EXCLUSIVE);
+	uint64 head = q->head;
+	uint64 tail = q->tail;
+	d.upto_seq = q->last_seq;
+	d.unrecorded_lo = q->unrecorded_lo;
+	d.unrecorded_hi = q->unrecorded_hi;
+	q->unrecorded_lo = q->unrecorded_hi = 0;
+	q->worker_waits_for_deadline = false;
+	q->undrained_targets = 0;
+	LWLockRelease(q->lock);
+
+	out.clear();
+	uint64 pos = head;
+	while (pos < tail) {
+		BatchHeader header;
+		ring_copy_out(q->data, q->capacity, pos, reinterpret_cast<char *>(&header), sizeof(header));
+		if (header.state != kBatchReady) {
+			/* Still being copied in: it and everything after it wait. */
+			d.upto_seq = header.seq - 1;
+			d.blocked = true;
+			break;
+		}
+		pg_read_barrier();
+		size_t offset = out.size();
+		out.resize(offset + header.total_len);
+		ring_copy_out(q->data, q->capacity, pos, out.data() + offset, header.total_len);
+		pos += header.total_len;
+	}
+
+	LWLockAcquire(q->lock, LW_EXCLUSIVE);
+	q->head = pos;
+	q->worker_drained_seq = Max(q->worker_drained_seq, d.upto_seq);
+	LWLockRelease(q->lock);
+	return d;
+}
+
+/* Fits ranges into the shared array by merging the closest neighbours. */
+static std::vector<SeqRange>
+fit_ranges(std::vector<SeqRange> ranges)
+{
+	std::sort(ranges.begin(), ranges.end(), [](const SeqRange &a, const SeqRange &b) { return a.lo < b.lo; });
+	while (ranges.size() > static_cast<size_t>(kMaxUncoveredRanges)) {
+		size_t best = 0;
+		for (size_t i = 1; i + 1 < ranges.size(); i++)
+			if (ranges[i + 1].lo - ranges[i].hi < ranges[best + 1].lo - ranges[best].hi)
+				best = i;
+		ranges[best].hi = Max(ranges[best].hi, ranges[best + 1].hi);
+		ranges.erase(ranges.begin() + best + 1);
+	}
+	return ranges;
+}
+
+void
+queue_publish_progress(uint64 delivered, const std::vector<SeqRange> &uncovered)
+{
+	SharedQueue *q = shared_queue;
+	std::vector<SeqRange> fitted = fit_ranges(uncovered);
+
+	LWLockAcquire(q->lock, LW_EXCLUSIVE);
+	q->n_uncovered = static_cast<int>(fitted.size());
+	for (size_t i = 0; i < fitted.size(); i++) {
+		q->uncovered_lo[i] = fitted[i].lo;
+		q->uncovered_hi[i] = fitted[i].hi;
+	}
+	LWLockRelease(q->lock);
+
+	if (delivered > pg_atomic_read_u64(&q->delivered_seq)) {
+		pg_atomic_write_u64(&q->delivered_seq, delivered);
+		ConditionVariableBroadcast(&q->delivered_cv);
+	}
 }
 
 } // namespace cachebust::pg

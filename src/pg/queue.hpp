@@ -1,40 +1,58 @@
 /*
  * queue.hpp — the shared-memory queue between committing backends and the
- * background worker, and the counters both sides publish.
+ * background worker, the progress the worker publishes back, and the
+ * counters both sides keep.
  *
- * Locking: `lock` (an LWLock of our own tranche) protects head, tail,
- * last_seq, the overflow fields, worker_latch and the backend-side counters.
- * Backends take it once per committing transaction; the worker takes it
- * twice per drain (to read the tail, then to advance the head) and copies
- * the bytes in between without it: writers only ever write past the tail
- * and never beyond head + capacity, so the range being copied is stable.
- * The worker-side counters are protected by the spinlock `stats_mutex`.
- * delivered_seq and flush_requested are atomics so that waiting sessions
- * and flush() need no lock.
+ * Locking: `lock` (an LWLock of our own tranche) protects every plain
+ * field below except the worker counters, which the spinlock `stats_mutex`
+ * protects. A committing backend holds the lock only to take a sequence
+ * number and reserve ring space (writing the batch header there, marked
+ * kBatchWriting); it copies the rest after releasing it and then marks the
+ * batch ready, so a large batch never blocks other committers. The worker
+ * takes the lock to read the tail, copies ready batches out without it
+ * (nobody writes below the tail, and a ready batch is not written again),
+ * and takes it again to advance the head. delivered_seq and
+ * flush_requested are atomics so waiting sessions and flush() need no lock.
+ *
+ * Sequence numbers: every committing transaction with targets gets one,
+ * in commit-hand-off order. delivered_seq is the highest seq such that every
+ * commit up to it is applied in Redis or covered by a fallback that ran —
+ * except the "uncovered" ones, listed apart, which no fallback covered.
  */
 #pragma once
 
+#include <vector>
+
 #include "pg/postgres.hpp"
 
+#include "core/delivery/fallback.hpp"
 #include "core/latency_histogram.hpp"
 
 namespace cachebust::pg {
+
+/* Ranges of uncovered commits kept in shared memory (merged beyond that: more, never less). */
+constexpr int kMaxUncoveredRanges = 64;
 
 /* Counters and gauges the worker maintains (under stats_mutex). */
 struct WorkerStats {
 	uint64 targets_coalesced;
 	uint64 targets_delivered;
+	uint64 targets_failed;
+	uint64 tag_members_skipped;
 	uint64 redis_commands;
 	uint64 redis_errors;
 	uint64 retries;
 	uint64 reconnects;
+	uint64 failovers;
 	uint64 fallbacks;
 	uint64 fallbacks_refused;
-	uint64 pending_targets; /* gauge */
-	bool connected;			/* gauge */
+	uint64 pending_targets;	  /* gauge */
+	uint64 uncovered_batches; /* gauge */
+	bool connected;			  /* gauge */
 	TimestampTz last_delivery;
 	TimestampTz last_error_time;
 	char last_error[256];
+	char last_error_endpoint[128]; /* only shown to roles that may read cachebust.redis_url */
 	LatencyHistogram latency;
 };
 
@@ -44,11 +62,15 @@ struct SharedQueue {
 	ConditionVariable delivered_cv;
 
 	uint64 capacity;
-	uint64 head;	   /* byte position of the oldest undrained batch */
-	uint64 tail;	   /* byte position where the next batch goes */
-	uint64 last_seq;   /* sequence number of the newest committed batch */
-	uint64 high_water; /* largest tail - head seen */
-	bool overflow_pending;
+	uint64 lost_reserve; /* ring bytes only lost-transaction markers may use */
+	uint64 head;		 /* byte position of the oldest undrained batch */
+	uint64 tail;		 /* byte position where the next batch goes */
+	uint64 last_seq;	 /* sequence number of the newest committed batch */
+	uint64 high_water;	 /* largest tail - head seen */
+	/* Commits lost without even a marker in the ring (0: none): the worker
+	 * covers them with a fallback for every registered prefix. */
+	uint64 unrecorded_lo;
+	uint64 unrecorded_hi;
 
 	/*
 	 * Set by the worker when it sleeps inside an open window (or a retry
@@ -59,10 +81,22 @@ struct SharedQueue {
 	 */
 	bool worker_waits_for_deadline;
 	uint64 undrained_targets;
-	pg_atomic_uint64 delivered_seq; /* every batch <= this is acknowledged */
+	pg_atomic_uint64 delivered_seq;
 	pg_atomic_uint32 flush_requested;
 
-	/* backend-side counters, under lock */
+	/* Commits no fallback covered (see core/delivery/fallback.hpp). */
+	int n_uncovered;
+	uint64 uncovered_lo[kMaxUncoveredRanges];
+	uint64 uncovered_hi[kMaxUncoveredRanges];
+
+	/* The worker's life in this run of the server (worker_state.cpp). */
+	bool state_recorded;	  /* the state file says "running" for this run */
+	bool worker_started;	  /* a worker has run in this run of the server */
+	bool worker_exited_clean; /* the last worker to exit delivered everything it held */
+	uint64 worker_drained_seq; /* commits up to here have left the queue for the worker */
+	uint32 timeline;		  /* the timeline the worker delivers on */
+
+	/* backend-side counters */
 	uint64 transactions_enqueued;
 	uint64 targets_enqueued;
 	uint64 overflows;
@@ -82,18 +116,45 @@ void queue_request_shmem();
 /* ERROR with a hint when cachebust was not preloaded. */
 void queue_require_preloaded(const char *what);
 
-/*
- * Enqueues an encoded batch at commit; returns its sequence number. Never
- * ERRORs: a batch that does not fit sets the overflow flag instead.
- */
-uint64 queue_enqueue_committed(char *batch, uint32 len, uint32 target_count, bool immediate);
+/* The largest batch a transaction may hand over (bigger ones are lost and covered). */
+uint64 queue_max_batch_bytes();
 
-/* Marks a committed transaction as lost (fallback required); returns its seq. */
-uint64 queue_enqueue_overflow(void);
+/*
+ * Hands a committed transaction's batch over; returns its sequence number.
+ * Never ERRORs (it runs after commit): a batch that does not fit is replaced
+ * by `lost` (the transaction's prefixes, a kBatchLost batch), and when even
+ * that does not fit the commit is recorded as unrecorded. Either way the
+ * worker runs the fallback. batch may be null (a transaction already known
+ * to be too large).
+ */
+uint64 queue_enqueue_committed(char *batch, uint32 len, uint32 target_count, bool immediate, char *lost,
+							   uint32 lost_len, uint64 commit_lsn);
 
 void queue_request_flush(void);
 
 /* Waits until delivered_seq >= seq; false on timeout. */
 bool queue_wait_for_delivery(uint64 seq, int timeout_ms);
+
+/* The sequence number of the newest commit handed over so far. */
+uint64 queue_last_seq(void);
+
+/* Whether any of seqs (or, with upto, any commit <= upto) is uncovered. */
+bool queue_any_uncovered(const uint64 *seqs, size_t n);
+bool queue_uncovered_upto(uint64 upto);
+
+/* ---- the worker's side ---- */
+
+struct QueueDrain {
+	uint64 upto_seq;	  /* every commit <= this is drained (or recorded lost) */
+	uint64 unrecorded_lo; /* a range of unrecorded commits, taken (0: none) */
+	uint64 unrecorded_hi;
+	bool blocked; /* stopped at a batch still being copied in: drain again soon */
+};
+
+/* Copies every ready batch into `out` (concatenated) and frees their space. */
+QueueDrain queue_drain(std::string &out);
+
+/* Publishes the worker's progress: uncovered first, then delivered_seq. */
+void queue_publish_progress(uint64 delivered, const std::vector<cachebust::SeqRange> &uncovered);
 
 } // namespace cachebust::pg

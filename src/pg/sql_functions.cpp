@@ -14,6 +14,9 @@
 
 extern "C" {
 #include "access/relation.h"
+#include "catalog/pg_authid.h"
+#include "access/xlog.h"
+#include "utils/acl.h"
 #include "catalog/pg_type_d.h"
 #include "utils/array.h"
 #include "utils/lsyscache.h"
@@ -44,16 +47,29 @@ text_array_elements(ArrayType *array, const char *what)
 	return out;
 }
 
+/* No worker runs on a standby: an invalidation there would silently go nowhere. */
+static void
+refuse_during_recovery(const char *fname)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("%s cannot run during recovery", fname),
+				 errdetail("A standby delivers no invalidations; its changes come from the primary, whose triggers invalidate them."),
+				 errhint("Run it on the primary.")));
+}
+
 /* Buffers manual targets in the current transaction, like the trigger. */
 static Datum
 capture_manual(FunctionCallInfo fcinfo, TargetKind kind, bool glob, const char *fname)
 {
 	queue_require_preloaded(fname);
+	refuse_during_recovery(fname);
 	if (!guc_enabled)
 		PG_RETURN_VOID();
 
 	ArrayType *array = PG_GETARG_ARRAYTYPE_P(0);
-	return guarded([&]() -> Datum {
+	Datum result = guarded([&]() -> Datum {
 		KeyPrefixes prefixes = current_prefixes();
 		for (const std::string &text : text_array_elements(array, fname)) {
 			try {
@@ -64,6 +80,8 @@ capture_manual(FunctionCallInfo fcinfo, TargetKind kind, bool glob, const char *
 		}
 		PG_RETURN_VOID();
 	});
+	capture_warn_if_overflowed();
+	return result;
 }
 
 extern "C" {
@@ -75,9 +93,10 @@ PG_FUNCTION_INFO_V1(cachebust_bump);
 PG_FUNCTION_INFO_V1(cachebust_pending);
 PG_FUNCTION_INFO_V1(cachebust_flush);
 PG_FUNCTION_INFO_V1(cachebust_wait_for_delivery);
+PG_FUNCTION_INFO_V1(cachebust_barrier);
+PG_FUNCTION_INFO_V1(cachebust_full_key);
 PG_FUNCTION_INFO_V1(cachebust_stats);
 PG_FUNCTION_INFO_V1(cachebust_reset_stats);
-PG_FUNCTION_INFO_V1(cachebust_trigger_targets);
 PG_FUNCTION_INFO_V1(cachebust_check_targets);
 
 PGDLLEXPORT Datum
@@ -104,6 +123,7 @@ cachebust_invalidate_pattern(PG_FUNCTION_ARGS)
 {
 	const char *fname = "cachebust.invalidate_pattern()";
 	queue_require_preloaded(fname);
+	refuse_during_recovery(fname);
 	if (!guc_enabled)
 		PG_RETURN_VOID();
 
@@ -126,14 +146,21 @@ cachebust_pending(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 	InitMaterializedSRF(fcinfo, 0);
 
-	for (const PendingSet::Entry &entry : capture_pending().entries()) {
-		const Target &t = entry.target;
+	auto put = [&](const char *kind, const std::string &target) {
 		Datum values[2];
 		bool nulls[2] = {false, false};
-		values[0] = CStringGetTextDatum(target_kind_name(t.kind, t.glob));
-		values[1] = PointerGetDatum(cstring_to_text_with_len(t.key.data(), static_cast<int>(t.key.size())));
+		values[0] = CStringGetTextDatum(kind);
+		values[1] = PointerGetDatum(cstring_to_text_with_len(target.data(), static_cast<int>(target.size())));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	};
+	/* Too large for the queue: at commit the fallback covers these prefixes instead. */
+	if (capture_overflowed()) {
+		for (const std::string &prefix : capture_prefixes_used())
+			put("fallback", prefix);
+		return static_cast<Datum>(0);
 	}
+	for (const PendingSet::Entry &entry : capture_pending().entries())
+		put(target_kind_name(entry.target.kind, entry.target.glob), entry.target.key);
 	return static_cast<Datum>(0);
 }
 
@@ -145,21 +172,58 @@ cachebust_flush(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+static void
+check_timeout(int timeout_ms)
+{
+	if (timeout_ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout_ms must not be negative")));
+}
+
 PGDLLEXPORT Datum
 cachebust_wait_for_delivery(PG_FUNCTION_ARGS)
 {
 	int timeout_ms = PG_GETARG_INT32(0);
 
 	queue_require_preloaded("cachebust.wait_for_delivery()");
-	if (timeout_ms < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout_ms must not be negative")));
-	if (IsTransactionBlock() && !capture_pending().empty())
+	check_timeout(timeout_ms);
+	if (IsTransactionBlock() && (!capture_pending().empty() || capture_overflowed()))
 		ereport(WARNING,
 				(errmsg("wait_for_delivery() does not wait for this transaction's own targets"),
 				 errdetail("They are sent only after COMMIT.")));
-	PG_RETURN_BOOL(queue_wait_for_delivery(capture_last_committed_seq(), timeout_ms));
+	PG_RETURN_BOOL(capture_wait_for_delivery(timeout_ms));
+}
+
+/* barrier(): every commit of any session before the call is delivered (or covered). */
+PGDLLEXPORT Datum
+cachebust_barrier(PG_FUNCTION_ARGS)
+{
+	int timeout_ms = PG_GETARG_INT32(0);
+
+	queue_require_preloaded("cachebust.barrier()");
+	check_timeout(timeout_ms);
+	if (IsTransactionBlock() && (!capture_pending().empty() || capture_overflowed()))
+		ereport(WARNING,
+				(errmsg("barrier() does not wait for this transaction's own targets"),
+				 errdetail("They are sent only after COMMIT.")));
+	uint64 upto = queue_last_seq();
+	if (!queue_wait_for_delivery(upto, timeout_ms))
+		PG_RETURN_BOOL(false);
+	PG_RETURN_BOOL(!queue_uncovered_upto(upto));
+}
+
+/* full_key(text): the Redis name a key target gets in this session. */
+PGDLLEXPORT Datum
+cachebust_full_key(PG_FUNCTION_ARGS)
+{
+	text *key = PG_GETARG_TEXT_PP(0);
+	const char *prefix = guc_key_prefix ? guc_key_prefix : "";
+	StringInfoData full;
+	initStringInfo(&full);
+	appendStringInfoString(&full, prefix);
+	appendBinaryStringInfo(&full, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(full.data, full.len));
 }
 
 static Datum
@@ -196,8 +260,16 @@ cachebust_stats(PG_FUNCTION_ARGS)
 	w = q->worker;
 	SpinLockRelease(&q->stats_mutex);
 
-	Datum values[25];
-	bool nulls[25] = {};
+	/* Where the error happened is for roles that may read cachebust.redis_url. */
+	bool show_endpoint = superuser() || has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_SETTINGS);
+	char last_error[sizeof(w.last_error) + sizeof(w.last_error_endpoint) + 8];
+	if (show_endpoint && w.last_error_endpoint[0] != '\0')
+		snprintf(last_error, sizeof(last_error), "%s (at %s)", w.last_error, w.last_error_endpoint);
+	else
+		strlcpy(last_error, w.last_error, sizeof(last_error));
+
+	Datum values[29];
+	bool nulls[29] = {};
 	int i = 0;
 	values[i++] = Int64GetDatum(transactions);
 	values[i++] = Int64GetDatum(targets);
@@ -217,8 +289,8 @@ cachebust_stats(PG_FUNCTION_ARGS)
 	values[i++] = BoolGetDatum(w.connected);
 	values[i] = timestamp_or_null(w.last_delivery, &nulls[i]);
 	i++;
-	nulls[i] = (w.last_error[0] == '\0');
-	values[i++] = CStringGetTextDatum(w.last_error);
+	nulls[i] = (last_error[0] == '\0');
+	values[i++] = CStringGetTextDatum(last_error);
 	values[i] = timestamp_or_null(w.last_error_time, &nulls[i]);
 	i++;
 	bool no_latency = (w.latency.count() == 0);
@@ -232,6 +304,10 @@ cachebust_stats(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum(pg_atomic_read_u64(&q->delivered_seq));
 	values[i] = timestamp_or_null(stats_reset, &nulls[i]);
 	i++;
+	values[i++] = Int64GetDatum(w.targets_failed);
+	values[i++] = Int64GetDatum(w.tag_members_skipped);
+	values[i++] = Int64GetDatum(w.failovers);
+	values[i++] = Int64GetDatum(w.uncovered_batches);
 	Assert(i == tupdesc->natts);
 
 	HeapTuple tuple = heap_form_tuple(tupdesc, values, nulls);
@@ -255,40 +331,29 @@ cachebust_reset_stats(PG_FUNCTION_ARGS)
 	/* Gauges (pending, connected) and the last error stay. */
 	SpinLockAcquire(&q->stats_mutex);
 	WorkerStats &w = q->worker;
-	w.targets_coalesced = w.targets_delivered = w.redis_commands = w.redis_errors = 0;
-	w.retries = w.reconnects = w.fallbacks = w.fallbacks_refused = 0;
+	w.targets_coalesced = w.targets_delivered = w.targets_failed = w.tag_members_skipped = 0;
+	w.redis_commands = w.redis_errors = w.retries = w.reconnects = w.failovers = 0;
+	w.fallbacks = w.fallbacks_refused = 0;
 	w.latency.reset();
 	SpinLockRelease(&q->stats_mutex);
 	PG_RETURN_VOID();
 }
 
-/* _trigger_targets(tgargs bytea): pg_trigger.tgargs split at its NUL bytes. */
-PGDLLEXPORT Datum
-cachebust_trigger_targets(PG_FUNCTION_ARGS)
-{
-	bytea *args = PG_GETARG_BYTEA_PP(0);
-	const char *p = VARDATA_ANY(args);
-	const char *end = p + VARSIZE_ANY_EXHDR(args);
-	ArrayBuildState *astate = nullptr;
-
-	while (p < end) {
-		size_t len = strnlen(p, end - p);
-		astate = accumArrayResult(astate, PointerGetDatum(cstring_to_text_with_len(p, static_cast<int>(len))),
-								  false, TEXTOID, CurrentMemoryContext);
-		p += len + 1;
-	}
-	if (astate == nullptr)
-		PG_RETURN_DATUM(PointerGetDatum(construct_empty_array(TEXTOID)));
-	PG_RETURN_DATUM(makeArrayResult(astate, CurrentMemoryContext));
-}
-
-/* _check_targets(tbl, args): what the trigger would say, before creating it. */
+/*
+ * check_targets(tbl, targets, trigger_name): what the trigger would say,
+ * before it exists; also what could never work (a fixed part longer than
+ * the key limit, a glob matching every key with an empty key_prefix).
+ * Needs the privilege CREATE TRIGGER needs.
+ */
 PGDLLEXPORT Datum
 cachebust_check_targets(PG_FUNCTION_ARGS)
 {
 	Oid relid = PG_GETARG_OID(0);
 	ArrayType *array = PG_GETARG_ARRAYTYPE_P(1);
 	const char *trigger_name = text_to_cstring(PG_GETARG_TEXT_PP(2));
+
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_TRIGGER) != ACLCHECK_OK && !pg_class_ownercheck(relid, GetUserId()))
+		aclcheck_error(ACLCHECK_NO_PRIV, get_relkind_objtype(get_rel_relkind(relid)), get_rel_name(relid));
 
 	Relation rel = relation_open(relid, AccessShareLock);
 	TupleDesc tupdesc = CreateTupleDescCopy(RelationGetDescr(rel));
@@ -297,8 +362,9 @@ cachebust_check_targets(PG_FUNCTION_ARGS)
 
 	return guarded([&]() -> Datum {
 		std::vector<AttrNumber> attnums;
-		compile_targets(text_array_elements(array, "cachebust.watch()"), tupdesc, trigger_name,
-						table_name, attnums);
+		TriggerSpec spec = compile_targets(text_array_elements(array, "cachebust.check_targets()"), tupdesc,
+										   trigger_name, table_name, attnums);
+		check_renderable(spec, current_prefixes(), trigger_name, table_name);
 		PG_RETURN_VOID();
 	});
 }

@@ -97,6 +97,39 @@ compile_targets(const std::vector<std::string> &args, TupleDesc tupdesc, const c
 	return spec;
 }
 
+void
+check_renderable(const TriggerSpec &spec, const KeyPrefixes &prefixes, const char *trigger_name,
+				 const char *table_name)
+{
+	std::string where = std::string("cachebust trigger \"") + trigger_name + "\" on table \"" + table_name + "\": ";
+	for (const TargetTemplate &tpl : spec.targets) {
+		size_t fixed = prefixes.key_prefix.size() + (tpl.kind == TargetKind::Tag ? prefixes.tag_prefix.size() : 0);
+		for (const TargetTemplate::Segment &seg : tpl.segments)
+			if (!seg.is_column)
+				fixed += seg.literal.size();
+		if (fixed > kMaxKeyLength)
+			throw UserError(ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+							where + "target \"" + tpl.source.substr(0, 64) + (tpl.source.size() > 64 ? "..." : "") +
+								"\" can never be rendered: its fixed part with the key prefix is " +
+								std::to_string(fixed) + " bytes, more than the limit of " +
+								std::to_string(kMaxKeyLength));
+		Target truncate;
+		try {
+			truncate = tpl.render_truncate(prefixes, false);
+		} catch (const TargetError &e) {
+			throw UserError(ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+							where + "target \"" + tpl.source.substr(0, 64) + (tpl.source.size() > 64 ? "..." : "") +
+								"\" cannot be invalidated by TRUNCATE: " + e.what());
+		}
+		if (truncate.glob && glob_matches_every_key(truncate.key))
+			throw UserError(ERRCODE_INVALID_PARAMETER_VALUE,
+							where + "target \"" + tpl.source + "\" would invalidate every key of the Redis database (as the pattern \"" +
+								truncate.key + "\") because cachebust.key_prefix is empty",
+							"A TRUNCATE turns each {column} into *; a pattern keeps its own wildcards.",
+							"Set cachebust.key_prefix (per database or role), or give the template a fixed part, e.g. 'user:{id}'.");
+	}
+}
+
 /* Builds (or rebuilds) the cache entry for the firing trigger. */
 static CompiledTrigger &
 compiled_trigger_for(TriggerData *trigdata)
@@ -216,11 +249,13 @@ cachebust_invalidate(PG_FUNCTION_ARGS)
 		return PointerGetDatum(nullptr);
 
 	TriggerData *trigdata = reinterpret_cast<TriggerData *>(fcinfo->context);
-	return guarded([&]() -> Datum {
+	Datum result = guarded([&]() -> Datum {
 		CompiledTrigger &ct = compiled_trigger_for(trigdata);
 		render_or_explain(trigdata, ct, current_prefixes());
 		return PointerGetDatum(nullptr);
 	});
+	capture_warn_if_overflowed();
+	return result;
 }
 
 } // extern "C"

@@ -2,58 +2,65 @@
  * worker.cpp — the cachebust background worker (one per cluster).
  *
  * It has no database connection. Each turn of its loop it drains the shared
- * queue into the coalescer, sends the batch when the window closes (or when
- * a retry is due), publishes its counters, and sleeps on its latch until
- * the next deadline; commits, flush() and signals set the latch.
+ * queue into the coalescer, hands each closed window to the delivery engine
+ * (core/delivery), starts fallbacks for whatever cannot be delivered
+ * exactly, publishes progress and counters, and sleeps on its latch and the
+ * engine's sockets until the next deadline. Nothing in the loop blocks on
+ * Redis: the engine's I/O is non-blocking, so SIGTERM, SIGHUP and the latch
+ * are always seen within one turn.
  *
- * Failure handling (DESIGN.md promise 5): a failed batch is merged back and
- * retried with capped, jittered exponential backoff; queue overflow, a
- * pending set over max_pending, or a previous run that did not end cleanly
- * trigger the fallback. The state file records whether the last run ended
- * with everything delivered; it lives in the data directory because shared
- * memory does not survive the crash restarts we need to detect.
+ * Progress is a commit sequence number: delivered_seq advances to just
+ * below the oldest commit whose targets are still held anywhere — in the
+ * coalescer, the engine, or a batch not yet published — so a session's
+ * wait_for_delivery() and barrier() say true only for what Redis applied or
+ * a fallback that ran covered. Commits no fallback could cover are
+ * published apart as uncovered (core/delivery/fallback.hpp).
  *
- * A PostgreSQL ERROR in this process becomes FATAL (there is no error
- * handler to return to) and the postmaster restarts us after
- * bgw_restart_time; Redis trouble is therefore only ever logged.
+ * Errors: in a background worker an ERROR jumps to the handler in
+ * StartBackgroundWorker and exits the process, over any live C++ object.
+ * So every PostgreSQL call that can raise one goes through pg_call() (an
+ * ERROR becomes an exception), and the entry point turns an exception into
+ * FATAL only after the Worker is gone. SIGINT (pg_cancel_backend) is
+ * ignored: there is no query to cancel. The postmaster restarts us after
+ * kRestartSeconds; a worker that stopped without delivering everything
+ * leaves that fact in shared memory and the next one runs the fallback.
  */
 #include "pg/worker.hpp"
 
-#include <cstdio>
 #include <deque>
 #include <string>
 #include <vector>
 
-#include "core/backoff.hpp"
 #include "core/batch_codec.hpp"
 #include "core/coalescer.hpp"
-#include "core/deliverer.hpp"
-#include "core/redis_client.hpp"
-#include "core/redis_url.hpp"
+#include "core/delivery/engine.hpp"
+#include "core/delivery/fallback.hpp"
+#include "core/delivery/publish_message.hpp"
+#include "core/delivery/resend_schedule.hpp"
+#include "pg/guard.hpp"
 #include "pg/guc.hpp"
 #include "pg/postgres.hpp"
 #include "pg/prefix_registry.hpp"
 #include "pg/queue.hpp"
+#include "pg/wait_set.hpp"
+#include "pg/worker_state.hpp"
+#include "pg/worker_stats.hpp"
 
 extern "C" {
+#include "access/xlog.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
-#include "storage/fd.h"
 #include "utils/wait_event.h"
 }
 
 namespace cachebust::pg {
 
 /* How long a clean shutdown keeps trying to deliver what is pending. */
-constexpr int64 kShutdownDeliveryUs = 5 * 1000 * 1000;
+constexpr int64 kShutdownBudgetUs = 5 * 1000 * 1000;
 /* The longest the loop sleeps without looking at the queue and signals. */
-constexpr int64 kMaxSleepUs = 1000 * 1000;
-/* Restart delay after the worker exits abnormally. */
+constexpr long kMaxSleepMs = 1000;
+/* Restart delay after the worker exits. */
 constexpr int kRestartSeconds = 1;
-
-static const char *const kStateFile = "pg_cachebust.state";
-static const char *const kStateRunning = "running\n";
-static const char *const kStateClean = "clean\n";
 
 static volatile sig_atomic_t shutdown_requested = false;
 
@@ -66,98 +73,89 @@ handle_sigterm(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
-static int64
-now_us()
-{
-	return static_cast<int64>(GetCurrentTimestamp());
-}
-
-/* Counter increments since the last publish, plus the gauges. */
-struct StatsDelta {
-	WorkerStats counters;
-	bool dirty;
+/* A closed coalescing window, until Redis applied all of it. */
+struct ClosedWindow {
+	uint64 lo, hi; /* the commits it covers */
+	size_t targets;
+	std::vector<int64> commit_times_us;
+	std::string message;		 /* for publish_channel, or empty */
+	std::vector<Target> resend;	 /* for redelete_ms (no bumps) */
 };
 
 class Worker
 {
   public:
+	Worker() : engine_(static_cast<uint64_t>(MyProcPid)) {}
 	void run();
 
   private:
+	void start();
 	void load_settings();
+	void turn();
 	void drain();
-	bool should_send(int64 now) const;
-	void send(int64 now);
-	void schedule_redelete(const std::vector<Target> &targets, int64 now);
-	void send_due_redeletes(int64 now);
-	void ensure_connected();
-	void run_fallback();
-	void mark_delivered(uint64 seq);
-	void note_error(const char *what, const std::string &message);
-	void publish_stats();
-	long sleep_ms(int64 now) const;
-	bool prepare_to_sleep(int64 now);
-	bool deliver_before_exit();
+	void close_window();
+	void handle_report();
+	void advance();
+	void send_due_resends();
+	void enforce_max_pending();
+	void start_fallback(const std::vector<std::string> &prefixes, bool incomplete, uint64 lo, uint64 hi,
+						const std::string &why);
+	void fallback_for_all_registered(uint64 lo, uint64 hi, const std::string &why);
+	void retry_uncovered();
+	uint64 held_from() const;
+	void publish();
+	long sleep_ms() const;
+	void wait(long timeout_ms);
 	void shut_down();
+	void log(int elevel, const std::string &message);
 
-	RedisClient client_;
-	Deliverer deliverer_{client_};
+	DeliveryEngine engine_;
+	EngineSettings engine_settings_;
 	Coalescer coalescer_;
-	Backoff backoff_{50, 5000, static_cast<uint64_t>(MyProcPid)};
-
-	RedisUrl url_;
-	std::string url_text_;
-	RedisTimeouts timeouts_;
 	WindowPolicy policy_;
-	DeliveryOptions delivery_;
-	bool ever_connected_ = false;
-	bool logged_failure_ = false;
+	FallbackJobs jobs_;
+	ResendSchedule resends_;
+	std::deque<ClosedWindow> windows_;
+	WaitSet wait_set_;
+	StatsDelta stats_;
 
-	int64 retry_at_us_ = 0;	   /* in backoff until then (0: not backing off) */
-	int64 window_opened_us_ = 0;
-	bool fallback_needed_ = false;
-	uint64 drained_seq_ = 0; /* every batch <= this is drained or lost */
+	FallbackMode fallback_mode_ = FallbackMode::Prefix;
+	int redelete_ms_ = 0;
+	std::string publish_channel_;
+	uint64 drained_upto_ = 0; /* every commit <= this was drained */
+	uint64 window_hi_ = 0;	  /* the last commit in a closed window */
+	bool drain_blocked_ = false;
+	uint64 resend_seq_ = 0; /* the redelete stream's own counter */
 	std::string drain_buffer_;
-	DecodedBatch decoded_;
-	WorkerStats delta_{};
-
-	/* Delivered batches waiting for their second invalidation (redelete_ms). */
-	struct Redelete {
-		int64 due_us;
-		std::vector<Target> targets;
-	};
-	std::deque<Redelete> redeletes_;
-	size_t redelete_targets_ = 0; /* total over redeletes_, bounded by max_pending */
-	bool logged_redelete_skip_ = false;
+	std::vector<PollEntry> sockets_;
+	std::vector<WaitSet::Ready> ready_;
 };
 
-static void
-write_state_file(const char *state)
+void
+Worker::log(int elevel, const std::string &message)
 {
-	std::string tmp = std::string(kStateFile) + ".tmp";
-	FILE *f = fopen(tmp.c_str(), "w");
-	bool ok = f != nullptr && fputs(state, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
-	if (f != nullptr && fclose(f) != 0)
-		ok = false;
-	if (ok && rename(tmp.c_str(), kStateFile) != 0)
-		ok = false;
-	if (!ok)
-		ereport(WARNING,
-				(errcode_for_file_access(),
-				 errmsg("cachebust could not write \"%s\": %m", kStateFile)));
+	ereport(elevel, (errmsg_internal("%s", message.c_str())));
 }
 
-/* True when the previous run of the worker did not finish cleanly. */
-static bool
-previous_run_was_unclean()
+static FallbackMode
+fallback_mode_setting()
 {
-	FILE *f = fopen(kStateFile, "r");
-	if (f == nullptr)
-		return false; /* first start in this cluster */
-	char buf[32] = {};
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	return std::string(buf, n) != kStateClean;
+	switch (guc_fallback) {
+	case FALLBACK_GENERATION:
+		return FallbackMode::Generation;
+	case FALLBACK_FLUSHDB:
+		return FallbackMode::FlushDb;
+	case FALLBACK_NONE:
+		return FallbackMode::None;
+	default:
+		return FallbackMode::Prefix;
+	}
+}
+
+static std::string
+setting(const char *value)
+{
+	return value != nullptr ? value : "";
 }
 
 void
@@ -165,464 +163,458 @@ Worker::load_settings()
 {
 	policy_.debounce_us = static_cast<int64>(guc_debounce_ms) * 1000;
 	policy_.max_batch = static_cast<size_t>(guc_max_batch);
-	delivery_.tag_depth = guc_tag_depth;
-	delivery_.publish_channel = guc_publish_channel ? guc_publish_channel : "";
-	backoff_.set_cap(guc_retry_max_ms);
+	redelete_ms_ = guc_redelete_ms;
+	publish_channel_ = setting(guc_publish_channel);
 
-	RedisTimeouts timeouts;
-	timeouts.connect_ms = guc_connect_timeout_ms;
-	timeouts.command_ms = guc_command_timeout_ms;
-	std::string url_text = guc_redis_url ? guc_redis_url : "";
-	bool changed = url_text != url_text_ || timeouts.connect_ms != timeouts_.connect_ms ||
-				   timeouts.command_ms != timeouts_.command_ms;
-	if (!changed)
-		return;
+	FallbackMode mode = fallback_mode_setting();
+	bool mode_changed = mode != fallback_mode_;
+	fallback_mode_ = mode;
 
-	/* The check hook has accepted the URL, so it parses. */
-	url_ = RedisUrl::parse(url_text);
-	url_text_ = url_text;
-	timeouts_ = timeouts;
-	if (client_.connected()) {
-		ereport(LOG, (errmsg("cachebust worker: Redis settings changed, reconnecting to %s",
-							 url_.redacted().c_str())));
-		client_.disconnect();
+	EngineSettings s;
+	std::string url = setting(guc_redis_url);
+	s.configured = !url.empty();
+	if (s.configured)
+		s.url = RedisUrl::parse(url); /* the check hook accepted it */
+	if (s.url.sentinel_password.empty())
+		s.url.sentinel_password = setting(guc_sentinel_password);
+	s.tls.ca_file = setting(guc_tls_ca_file);
+	s.tls.cert_file = setting(guc_tls_cert_file);
+	s.tls.key_file = setting(guc_tls_key_file);
+	s.tls.server_name = setting(guc_tls_server_name);
+	s.tls.verify = guc_tls_verify == TLS_VERIFY_NONE ? TlsSettings::Verify::None
+				   : guc_tls_verify == TLS_VERIFY_CA ? TlsSettings::Verify::Ca
+													 : TlsSettings::Verify::Full;
+	s.connect_timeout_ms = guc_connect_timeout_ms;
+	s.command_timeout_ms = guc_command_timeout_ms;
+	s.retry_max_ms = guc_retry_max_ms;
+	s.tag_depth = guc_tag_depth;
+	s.publish_channel = publish_channel_;
+	s.publish_sharded = guc_publish_sharded;
+
+	bool endpoint_changed = !(s.url == engine_settings_.url) || s.configured != engine_settings_.configured;
+	engine_settings_ = s;
+	engine_.configure(s);
+	if (endpoint_changed) {
+		if (s.configured)
+			log(LOG, "cachebust worker delivers to " + s.url.redacted());
+		else {
+			stats_.note_error("cachebust.redis_url is not set: invalidations wait until it is", std::string(),
+							  GetCurrentTimestamp());
+			log(WARNING, "cachebust.redis_url is not set; invalidations are held until it is");
+		}
 	}
-	/* A new server deserves a prompt first attempt. */
-	retry_at_us_ = 0;
-	backoff_.reset();
+
+	if (fallback_mode_ == FallbackMode::Prefix && setting(guc_key_prefix).empty())
+		ereport(WARNING,
+				(errmsg("cachebust.key_prefix is empty and cachebust.fallback is \"prefix\": a lost invalidation cannot be covered"),
+				 errdetail("The prefix fallback never removes every key of the Redis database; wait_for_delivery() and barrier() report such losses as undelivered."),
+				 errhint("Set cachebust.key_prefix, or choose cachebust.fallback = flushdb or generation.")));
+	if (mode_changed)
+		retry_uncovered();
+}
+
+/* The first turn: what the previous run left behind. */
+void
+Worker::start()
+{
+	SharedQueue *q = shared_queue;
+	TimeLineID timeline = GetWALInsertionTimeLine();
+
+	LWLockAcquire(q->lock, LW_EXCLUSIVE);
+	bool first_in_run = !q->worker_started;
+	bool previous_clean = q->worker_exited_clean;
+	uint64 delivered = pg_atomic_read_u64(&q->delivered_seq);
+	uint64 drained = q->worker_drained_seq;
+	q->worker_started = true;
+	q->worker_exited_clean = false;
+	q->timeline = timeline;
+	LWLockRelease(q->lock);
+
+	drained_upto_ = window_hi_ = drained;
+	if (first_in_run) {
+		std::string why;
+		if (!worker_state_previous_run_clean(timeline, why))
+			/* Seq 0 stands for every commit before this run of the server. */
+			fallback_for_all_registered(0, 0, "the previous run of the server: " + why);
+		worker_state_record_running(timeline);
+		LWLockAcquire(q->lock, LW_EXCLUSIVE);
+		q->state_recorded = true;
+		LWLockRelease(q->lock);
+	} else if (!previous_clean && drained > delivered)
+		fallback_for_all_registered(delivered + 1, drained,
+									"the previous worker stopped without delivering everything it held");
+
+	std::vector<ResendSchedule::Entry> resends;
+	if (!worker_state_load_resends(resends))
+		fallback_for_all_registered(drained, drained, "the saved second sends could not be read back");
+	for (ResendSchedule::Entry &e : resends)
+		resends_.add(std::move(e), static_cast<size_t>(guc_max_pending));
 }
 
 /* Moves every committed batch from shared memory into the coalescer. */
 void
 Worker::drain()
 {
-	SharedQueue *q = shared_queue;
+	QueueDrain d = queue_drain(drain_buffer_);
+	drain_blocked_ = d.blocked;
 
-	LWLockAcquire(q->lock, LW_EXCLUSIVE);
-	uint64 head = q->head;
-	uint64 tail = q->tail;
-	uint64 last_seq = q->last_seq;
-	bool overflow = q->overflow_pending;
-	q->overflow_pending = false;
-	q->worker_waits_for_deadline = false;
-	q->undrained_targets = 0;
-	LWLockRelease(q->lock);
-
-	if (overflow) {
-		ereport(WARNING,
-				(errmsg("cachebust queue overflowed; running the fallback"),
-				 errhint("Raise cachebust.queue_size if this happens under normal load.")));
-		fallback_needed_ = true;
-	}
-
-	if (tail > head) {
-		size_t len = static_cast<size_t>(tail - head);
-		drain_buffer_.resize(len);
-		/* Writers never touch [head, tail) until we advance head. */
-		ring_copy_out(q->data, q->capacity, head, drain_buffer_.data(), len);
-
-		LWLockAcquire(q->lock, LW_EXCLUSIVE);
-		q->head = tail;
-		LWLockRelease(q->lock);
-
-		int64 now = now_us();
-		bool was_empty = coalescer_.empty();
-		size_t offset = 0;
-		while (offset < len) {
-			offset += decode_batch(drain_buffer_.data() + offset, len - offset, decoded_);
-			coalescer_.add_transaction(std::move(decoded_.targets), decoded_.commit_time_us, now);
+	int64 now = GetCurrentTimestamp();
+	size_t offset = 0;
+	DecodedBatch batch;
+	while (offset < drain_buffer_.size()) {
+		offset += decode_batch(drain_buffer_.data() + offset, drain_buffer_.size() - offset, batch);
+		if (batch.lost) {
+			std::vector<std::string> prefixes;
+			for (const Target &t : batch.targets)
+				prefixes.push_back(t.key);
+			start_fallback(prefixes, false, batch.seq, batch.seq,
+						   "a transaction's invalidations did not fit in cachebust.queue_size");
+			continue;
 		}
-		if (was_empty && !coalescer_.empty())
-			window_opened_us_ = now;
-		if (drain_buffer_.capacity() > 16 * 1024 * 1024)
-			std::string().swap(drain_buffer_);
+		coalescer_.add_transaction(std::move(batch.targets), batch.seq, batch.commit_time_us, now);
 	}
-	drained_seq_ = last_seq;
-
-	if (coalescer_.size() > static_cast<size_t>(guc_max_pending)) {
-		ereport(WARNING,
-				(errmsg("cachebust worker holds %zu pending targets, more than cachebust.max_pending (%d); running the fallback",
-						coalescer_.size(), guc_max_pending)));
-		coalescer_.clear();
-		fallback_needed_ = true;
-	}
-}
-
-bool
-Worker::should_send(int64 now) const
-{
-	if (retry_at_us_ != 0)
-		return now >= retry_at_us_;
-	return fallback_needed_ || coalescer_.window_closed(now, policy_) ||
-		   (coalescer_.empty() && drained_seq_ > pg_atomic_read_u64(&shared_queue->delivered_seq));
+	if (drain_buffer_.capacity() > 16 * 1024 * 1024)
+		std::string().swap(drain_buffer_);
+	if (d.unrecorded_lo != 0)
+		fallback_for_all_registered(d.unrecorded_lo, d.unrecorded_hi,
+									"commits could not be recorded in the full queue");
+	drained_upto_ = Max(drained_upto_, d.upto_seq);
 }
 
 void
-Worker::ensure_connected()
+Worker::close_window()
 {
-	if (client_.connected())
-		return;
-	client_.connect(url_, timeouts_);
-	deliverer_.reset_connection_state();
-	if (ever_connected_)
-		delta_.reconnects++;
-	ever_connected_ = true;
-	ereport(LOG, (errmsg("cachebust worker connected to %s", url_.redacted().c_str())));
-	logged_failure_ = false;
+	Coalescer::Batch batch = coalescer_.take();
+	ClosedWindow w;
+	w.lo = window_hi_ + 1;
+	w.hi = drained_upto_;
+	w.targets = batch.targets.size();
+	w.commit_times_us = std::move(batch.commit_times_us);
+	if (!publish_channel_.empty())
+		w.message = batch_json(batch.targets);
+	if (redelete_ms_ > 0)
+		for (const Target &t : batch.targets)
+			if (t.kind != TargetKind::Bump)
+				w.resend.push_back(t);
+	stats_.counters.targets_coalesced += batch.coalesced;
+	window_hi_ = w.hi;
+	engine_.submit(std::move(batch.targets), Stream::First, w.lo);
+	windows_.push_back(std::move(w));
 }
 
-/*
- * The prefixes the fallback must cover: every key_prefix that committed
- * invalidations (per-database and per-role prefixes included, remembered
- * across crashes), or the worker's own when none has been recorded yet.
- */
-static std::vector<std::string>
-fallback_prefixes(bool &incomplete)
+/* The oldest commit whose targets something still holds (kNoSeq: none). */
+uint64
+Worker::held_from() const
+{
+	uint64 held = Min(coalescer_.min_seq(), engine_.min_held_seq(Stream::First));
+	return Min(held, drained_upto_ + 1);
+}
+
+void
+Worker::start_fallback(const std::vector<std::string> &prefixes, bool incomplete, uint64 lo, uint64 hi,
+					   const std::string &why)
+{
+	FallbackPlan plan = plan_fallback(fallback_mode_, prefixes, incomplete);
+	uint32 job = jobs_.start(plan, prefixes, incomplete, lo, hi);
+	static const char *const names[] = {"prefix", "generation", "flushdb", "none"};
+	const char *mode = names[static_cast<int>(fallback_mode_)];
+
+	if (!plan.covers_everything()) {
+		stats_.counters.fallbacks_refused++;
+		std::string refused;
+		for (const std::string &p : plan.refused)
+			refused += (refused.empty() ? "\"" : ", \"") + p + "\"";
+		ereport(WARNING,
+				(errmsg("cachebust fallback (%s) cannot cover every lost invalidation: %s", mode, why.c_str()),
+				 fallback_mode_ == FallbackMode::None
+					 ? errdetail("cachebust.fallback is none.")
+				 : plan.incomplete
+					 ? errdetail("More than %d key prefixes are in use; the others are unknown.", kMaxRegisteredPrefixes)
+					 : errdetail("Key prefixes not covered: %s (an empty prefix would be the whole database).",
+								 refused.c_str()),
+				 errhint("Set cachebust.key_prefix, or cachebust.fallback = flushdb; wait_for_delivery() and barrier() report these commits as undelivered until a fallback covers them.")));
+	}
+	if (job == 0)
+		return;
+	stats_.counters.fallbacks++;
+	ereport(LOG, (errmsg("cachebust fallback (%s) started: %s", mode, why.c_str())));
+	std::vector<Target> targets = plan.targets;
+	for (Target &t : targets)
+		t.job = job;
+	if (!targets.empty())
+		engine_.submit(std::move(targets), Stream::First, lo);
+	if (plan.flushdb)
+		engine_.submit_flushdb(Stream::First, lo, job);
+}
+
+void
+Worker::fallback_for_all_registered(uint64 lo, uint64 hi, const std::string &why)
 {
 	RegisteredPrefixes registered = prefix_registry_snapshot();
-	incomplete = registered.overflowed;
-	if (registered.prefixes.empty())
-		registered.prefixes.emplace_back(guc_key_prefix ? guc_key_prefix : "");
-	return registered.prefixes;
+	start_fallback(registered.prefixes, registered.overflowed, lo, hi, why);
 }
 
+/* cachebust.fallback changed: try again to cover what was left uncovered. */
 void
-Worker::run_fallback()
+Worker::retry_uncovered()
 {
-	DeliveryCounters counters;
-
-	if (guc_fallback == FALLBACK_NONE) {
-		ereport(WARNING, (errmsg("cachebust fallback skipped: cachebust.fallback = none")));
-		delta_.fallbacks_refused++;
-		return;
-	}
-	if (guc_fallback == FALLBACK_FLUSHDB) {
-		deliverer_.fallback_flushdb(counters);
-		delta_.redis_commands += counters.commands;
-		delta_.fallbacks++;
-		ereport(LOG, (errmsg("cachebust fallback (flushdb) done")));
-		return;
-	}
-
-	bool incomplete = false;
-	bool refused = false;
-	bool covered = false;
-	for (const std::string &prefix : fallback_prefixes(incomplete)) {
-		if (guc_fallback == FALLBACK_GENERATION) {
-			deliverer_.fallback_generation(prefix, counters);
-			covered = true;
+	for (const FallbackJobs::Job &u : jobs_.to_retry()) {
+		FallbackPlan plan = plan_fallback(fallback_mode_, u.prefixes, u.incomplete);
+		if (!plan.covers_everything())
 			continue;
-		}
-		if (prefix.empty()) {
-			ereport(WARNING,
-					(errmsg("cachebust fallback refused for keys without a prefix"),
-					 errdetail("Invalidations were committed with an empty cachebust.key_prefix; removing every key of the Redis database is never done implicitly."),
-					 errhint("Set cachebust.key_prefix, or choose cachebust.fallback = flushdb explicitly.")));
-			refused = true;
+		uint32 job = jobs_.start(plan, u.prefixes, u.incomplete, u.lo, u.hi, true);
+		if (job == 0)
 			continue;
+		stats_.counters.fallbacks++;
+		ereport(LOG, (errmsg("cachebust fallback retried for uncovered commits %llu to %llu",
+							 static_cast<unsigned long long>(u.lo), static_cast<unsigned long long>(u.hi))));
+		std::vector<Target> targets = plan.targets;
+		for (Target &t : targets)
+			t.job = job;
+		if (!targets.empty())
+			engine_.submit(std::move(targets), Stream::First, u.lo);
+		if (plan.flushdb)
+			engine_.submit_flushdb(Stream::First, u.lo, job);
+	}
+}
+
+/* Turns the engine's report into logs, counters and fallbacks. */
+void
+Worker::handle_report()
+{
+	DeliveryReport report = engine_.take_report();
+	TimestampTz now = GetCurrentTimestamp();
+	stats_.add(report, now);
+	for (const LogLine &line : report.logs)
+		log(line.level == LogLevel::Warning ? WARNING : line.level == LogLevel::Log ? LOG : DEBUG1, line.message);
+	for (uint32 job : report.failed_jobs) {
+		jobs_.failed(job);
+		stats_.counters.fallbacks_refused++;
+	}
+	for (const FallbackNeed &need : report.fallback_needs) {
+		if (need.stream == Stream::First)
+			start_fallback({need.prefix}, false, need.seq, drained_upto_,
+						   "Redis refused a target and its substitute");
+		else {
+			/* A second send: the first one was applied; cover the prefix anyway. */
+			FallbackPlan plan = plan_fallback(fallback_mode_, {need.prefix}, false);
+			engine_.submit(std::move(plan.targets), need.stream, need.seq);
 		}
-		deliverer_.fallback_prefix(prefix, delivery_, counters);
-		covered = true;
-	}
-	if (incomplete) {
-		ereport(WARNING,
-				(errmsg("cachebust fallback may be incomplete: more than %d key prefixes are in use",
-						kMaxRegisteredPrefixes)));
-		refused = true;
-	}
-	delta_.redis_commands += counters.commands;
-	if (covered)
-		delta_.fallbacks++;
-	if (refused)
-		delta_.fallbacks_refused++;
-	if (covered)
-		ereport(LOG, (errmsg("cachebust fallback (%s) done",
-							 guc_fallback == FALLBACK_GENERATION ? "generation" : "prefix")));
-}
-
-void
-Worker::mark_delivered(uint64 seq)
-{
-	SharedQueue *q = shared_queue;
-	if (seq > pg_atomic_read_u64(&q->delivered_seq)) {
-		pg_atomic_write_u64(&q->delivered_seq, seq);
-		ConditionVariableBroadcast(&q->delivered_cv);
 	}
 }
 
+/* Windows Redis applied are published, measured and scheduled for redelete. */
 void
-Worker::note_error(const char *what, const std::string &message)
+Worker::advance()
 {
-	delta_.redis_errors++;
-	delta_.last_error_time = GetCurrentTimestamp();
-	snprintf(delta_.last_error, sizeof(delta_.last_error), "%s: %s", what, message.c_str());
-	/* One LOG line per outage, not one per retry. */
-	ereport(logged_failure_ ? DEBUG1 : LOG,
-			(errmsg("cachebust worker: %s failed: %s; retrying with backoff", what, message.c_str())));
-	logged_failure_ = true;
-}
+	uint64 held = held_from();
+	int64 now_mono = monotonic_us();
+	TimestampTz now = GetCurrentTimestamp();
 
-/* One delivery attempt of everything pending (and the fallback, if due). */
-void
-Worker::send(int64 now)
-{
-	uint64 upto = drained_seq_;
-	bool have_batch = false;
-	Coalescer::Batch batch;
-	DeliveryCounters counters;
-	bool was_connected = client_.connected();
-
-	try {
-		ensure_connected();
-		if (fallback_needed_) {
-			run_fallback();
-			fallback_needed_ = false;
+	while (!windows_.empty() && windows_.front().hi < held) {
+		ClosedWindow &w = windows_.front();
+		if (!w.message.empty())
+			engine_.publish(std::move(w.message), w.lo); /* holds w.lo until Redis took it */
+		for (int64 commit_time : w.commit_times_us)
+			stats_.counters.latency.record(static_cast<uint64>(Max(now - commit_time, 0)));
+		stats_.counters.targets_delivered += w.targets;
+		stats_.last_delivery = now;
+		if (redelete_ms_ > 0 && !w.resend.empty()) {
+			ResendSchedule::Entry e{now_mono + static_cast<int64>(redelete_ms_) * 1000, std::move(w.resend), false};
+			if (!resends_.add(std::move(e), static_cast<size_t>(guc_max_pending)))
+				log(WARNING, "cachebust worker skipped a delayed re-invalidation: more than cachebust.max_pending targets wait for one");
 		}
-		if (!coalescer_.empty()) {
-			batch = coalescer_.take();
-			have_batch = true;
-			deliverer_.deliver(batch.targets, delivery_, counters);
+		windows_.pop_front();
+	}
+
+	held = held_from();
+	for (FallbackJobs::Job &job : jobs_.settle(held)) {
+		if (job.failed)
+			continue;
+		ereport(LOG, (errmsg("cachebust fallback done")));
+		/* A fallback races with readers refilling old values just like a delivery. */
+		if (redelete_ms_ > 0 && !job.retry) {
+			std::vector<Target> again;
+			for (Target &t : job.sent) {
+				t.job = 0;
+				again.push_back(std::move(t));
+			}
+			ResendSchedule::Entry e{now_mono + static_cast<int64>(redelete_ms_) * 1000, std::move(again),
+									job.flushdb};
+			resends_.add(std::move(e), static_cast<size_t>(guc_max_pending));
 		}
-	} catch (const std::exception &e) {
-		delta_.redis_commands += counters.commands;
-		if (have_batch)
-			coalescer_.restore(std::move(batch), window_opened_us_);
-		if (retry_at_us_ != 0)
-			delta_.retries++;
-		retry_at_us_ = now + static_cast<int64>(backoff_.next_delay_ms()) * 1000;
-		note_error(was_connected ? "delivery" : "connection", e.what());
-		return;
-	}
-
-	int64 acked = now_us();
-	delta_.redis_commands += counters.commands;
-	if (have_batch) {
-		delta_.targets_delivered += batch.targets.size();
-		delta_.targets_coalesced += batch.coalesced;
-		for (int64 commit_time : batch.commit_times_us)
-			delta_.latency.record(static_cast<uint64_t>(Max(acked - commit_time, 0)));
-		delta_.last_delivery = acked;
-		schedule_redelete(batch.targets, acked);
-	}
-	if (retry_at_us_ != 0)
-		ereport(LOG, (errmsg("cachebust worker: delivery resumed")));
-	retry_at_us_ = 0;
-	backoff_.reset();
-	logged_failure_ = false;
-	/* Publish first, so a session that sees its batch delivered sees its counters too. */
-	publish_stats();
-	mark_delivered(upto);
-}
-
-/*
- * The stale-fill race: a reader that fetched the old row just before the
- * commit can write it into the cache just after our invalidation. Sending
- * the batch once more redelete_ms later removes such a refill. Bumps are not
- * repeated: readers of a bumped generation never see the old entries again.
- */
-void
-Worker::schedule_redelete(const std::vector<Target> &targets, int64 now)
-{
-	if (guc_redelete_ms <= 0)
-		return;
-	std::vector<Target> repeat;
-	for (const Target &t : targets)
-		if (t.kind != TargetKind::Bump)
-			repeat.push_back(t);
-	if (repeat.empty())
-		return;
-	if (redelete_targets_ + repeat.size() > static_cast<size_t>(guc_max_pending)) {
-		/* Memory stays bounded; the first invalidation was delivered. */
-		ereport(logged_redelete_skip_ ? DEBUG1 : WARNING,
-				(errmsg("cachebust worker skipped the delayed re-invalidation of %zu targets", repeat.size()),
-				 errdetail("More than cachebust.max_pending (%d) targets are already waiting for it.",
-						   guc_max_pending)));
-		logged_redelete_skip_ = true;
-		return;
-	}
-	redelete_targets_ += repeat.size();
-	redeletes_.push_back(Redelete{now + static_cast<int64>(guc_redelete_ms) * 1000, std::move(repeat)});
-}
-
-/* Sends the re-invalidations that are due; on failure they wait for the next retry. */
-void
-Worker::send_due_redeletes(int64 now)
-{
-	if (guc_redelete_ms <= 0 && !redeletes_.empty()) {
-		redeletes_.clear(); /* switched off on reload */
-		redelete_targets_ = 0;
-	}
-	DeliveryOptions quiet = delivery_;
-	quiet.publish_channel.clear(); /* subscribers heard about this batch already */
-
-	while (!redeletes_.empty() && redeletes_.front().due_us <= now && retry_at_us_ == 0) {
-		DeliveryCounters counters;
-		try {
-			ensure_connected();
-			deliverer_.deliver(redeletes_.front().targets, quiet, counters);
-		} catch (const std::exception &e) {
-			delta_.redis_commands += counters.commands;
-			retry_at_us_ = now + static_cast<int64>(backoff_.next_delay_ms()) * 1000;
-			note_error("re-invalidation", e.what());
-			return;
-		}
-		delta_.redis_commands += counters.commands;
-		redelete_targets_ -= redeletes_.front().targets.size();
-		redeletes_.pop_front();
-		logged_redelete_skip_ = false;
 	}
 }
 
-/* Adds this turn's counter increments to shared memory; sets the gauges. */
 void
-Worker::publish_stats()
+Worker::send_due_resends()
 {
-	SharedQueue *q = shared_queue;
-	WorkerStats &w = q->worker;
-
-	SpinLockAcquire(&q->stats_mutex);
-	w.targets_coalesced += delta_.targets_coalesced;
-	w.targets_delivered += delta_.targets_delivered;
-	w.redis_commands += delta_.redis_commands;
-	w.redis_errors += delta_.redis_errors;
-	w.retries += delta_.retries;
-	w.reconnects += delta_.reconnects;
-	w.fallbacks += delta_.fallbacks;
-	w.fallbacks_refused += delta_.fallbacks_refused;
-	w.latency.merge(delta_.latency);
-	if (delta_.last_delivery != 0)
-		w.last_delivery = delta_.last_delivery;
-	if (delta_.last_error_time != 0) {
-		w.last_error_time = delta_.last_error_time;
-		memcpy(w.last_error, delta_.last_error, sizeof(w.last_error));
+	if (redelete_ms_ <= 0 && !resends_.empty())
+		resends_.take_all(); /* switched off on reload */
+	for (ResendSchedule::Entry &e : resends_.take_due(monotonic_us())) {
+		uint64 seq = ++resend_seq_;
+		if (e.flushdb)
+			engine_.submit_flushdb(Stream::Redelete, seq, 0);
+		engine_.submit(std::move(e.targets), Stream::Redelete, seq);
 	}
-	w.pending_targets = coalescer_.size();
-	w.connected = client_.connected();
-	SpinLockRelease(&q->stats_mutex);
+}
 
-	memset(&delta_, 0, sizeof(delta_));
+/* More than max_pending targets waiting (Redis away for long): cover them instead. */
+void
+Worker::enforce_max_pending()
+{
+	size_t waiting = coalescer_.size() + engine_.unsent_targets();
+	if (waiting <= static_cast<size_t>(guc_max_pending))
+		return;
+	std::vector<std::string> prefixes;
+	auto note = [&](const std::string &p) {
+		if (std::find(prefixes.begin(), prefixes.end(), p) == prefixes.end())
+			prefixes.push_back(p);
+	};
+	for (const Target &t : coalescer_.targets())
+		note(target_prefix(t));
+	uint64 lo = Min(coalescer_.min_seq(), engine_.min_held_seq(Stream::First));
+	DroppedTargets dropped = engine_.drop_unsent();
+	for (const std::string &p : dropped.prefixes)
+		note(p);
+	coalescer_.clear();
+	ereport(WARNING,
+			(errmsg("cachebust worker holds %zu targets, more than cachebust.max_pending (%d); running the fallback",
+					waiting, guc_max_pending)));
+	start_fallback(prefixes, false, lo == kNoSeq ? drained_upto_ : lo, drained_upto_,
+				   "more than cachebust.max_pending targets were waiting");
+}
+
+/* Progress and counters to shared memory. */
+void
+Worker::publish()
+{
+	uint64 held = held_from();
+	uint64 delivered = held == kNoSeq ? drained_upto_ : (held == 0 ? 0 : held - 1);
+	queue_publish_progress(delivered, jobs_.uncovered());
+	StatsGauges gauges{coalescer_.size() + engine_.held_targets(), jobs_.uncovered_batches(), engine_.connected()};
+	worker_stats_publish(stats_, gauges);
 }
 
 long
-Worker::sleep_ms(int64 now) const
+Worker::sleep_ms() const
 {
-	int64 sleep = kMaxSleepUs;
-	if (retry_at_us_ != 0)
-		sleep = Min(sleep, retry_at_us_ - now);
-	else {
-		if (!coalescer_.empty())
-			sleep = Min(sleep, coalescer_.time_to_close_us(now, policy_));
-		if (!redeletes_.empty())
-			sleep = Min(sleep, redeletes_.front().due_us - now);
-	}
+	if (drain_blocked_)
+		return 1; /* a batch is being copied in right now */
+	int64 sleep_us = kMaxSleepMs * 1000;
+	if (!coalescer_.empty())
+		sleep_us = Min(sleep_us, coalescer_.time_to_close_us(GetCurrentTimestamp(), policy_));
+	int64 now = monotonic_us();
+	if (engine_.deadline_us() != 0)
+		sleep_us = Min(sleep_us, engine_.deadline_us() - now);
+	if (!resends_.empty())
+		sleep_us = Min(sleep_us, resends_.next_due_us() - now);
 	/* Round up so we do not wake a hair before the deadline and spin. */
-	return static_cast<long>(Max((sleep + 999) / 1000, 0));
+	return static_cast<long>(Max((sleep_us + 999) / 1000, 0));
 }
 
-/*
- * Tells committing backends whether they need to wake us: not while we sleep
- * towards a window (or retry) deadline at which we drain anyway. Returns
- * false, meaning "do not sleep", when batches arrived since the last drain.
- */
-bool
-Worker::prepare_to_sleep(int64 now)
-{
-	/* (Not for redeletes: a first arrival must still open its window promptly.) */
-	bool deadline_ahead = retry_at_us_ != 0 ||
-						  (!coalescer_.empty() && !coalescer_.window_closed(now, policy_));
-	if (!deadline_ahead)
-		return true;
-
-	SharedQueue *q = shared_queue;
-	LWLockAcquire(q->lock, LW_EXCLUSIVE);
-	bool arrived = q->tail != q->head || q->overflow_pending;
-	if (!arrived)
-		q->worker_waits_for_deadline = true;
-	LWLockRelease(q->lock);
-	return !arrived;
-}
-
-/* Clean shutdown: deliver what is pending, within kShutdownDeliveryUs. */
-bool
-Worker::deliver_before_exit()
-{
-	int64 deadline = now_us() + kShutdownDeliveryUs;
-
-	for (;;) {
-		drain();
-		if (coalescer_.empty() && !fallback_needed_ &&
-			drained_seq_ <= pg_atomic_read_u64(&shared_queue->delivered_seq))
-			return true;
-		int64 now = now_us();
-		if (now >= deadline)
-			return false;
-		if (retry_at_us_ == 0 || now >= retry_at_us_)
-			send(now);
-		publish_stats();
-		if (retry_at_us_ != 0) {
-			long wait = static_cast<long>((Min(retry_at_us_, deadline) - now_us() + 999) / 1000);
-			if (wait > 0)
-				(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait, PG_WAIT_EXTENSION);
-		}
-	}
-}
-
+/* Sleeps until a deadline, the latch, or a socket; hands socket events to the engine. */
 void
-Worker::shut_down()
+Worker::wait(long timeout_ms)
 {
-	if (deliver_before_exit()) {
-		write_state_file(kStateClean);
-		ereport(LOG, (errmsg("cachebust worker shut down with everything delivered")));
-	} else {
-		ereport(WARNING,
-				(errmsg("cachebust worker shutting down with %zu undelivered targets", coalescer_.size()),
-				 errdetail("The fallback will run when the worker starts again.")));
+	/* Committing backends need not wake us while a window is open: we drain at its end. */
+	SharedQueue *q = shared_queue;
+	bool deadline_ahead = !coalescer_.empty() && !coalescer_.window_closed(GetCurrentTimestamp(), policy_);
+	if (deadline_ahead) {
+		LWLockAcquire(q->lock, LW_EXCLUSIVE);
+		bool arrived = q->tail != q->head || q->unrecorded_hi != 0;
+		if (!arrived)
+			q->worker_waits_for_deadline = true;
+		LWLockRelease(q->lock);
+		if (arrived)
+			timeout_ms = 0;
 	}
-	if (!redeletes_.empty())
-		ereport(LOG, (errmsg("cachebust worker: %zu delayed re-invalidations were not due yet and are not sent",
-							 redeletes_.size())));
-	publish_stats();
-	client_.disconnect();
+
+	sockets_.clear();
+	engine_.poll_entries(sockets_);
+	wait_set_.wait(sockets_, timeout_ms, ready_);
+	for (const WaitSet::Ready &r : ready_)
+		engine_.on_io(r.fd, r.readable, r.writable);
+	engine_.on_timer();
+}
+
+/* One turn of the loop: everything but the sleep. */
+void
+Worker::turn()
+{
+	if (pg_atomic_exchange_u32(&shared_queue->flush_requested, 0) != 0)
+		coalescer_.request_flush();
+	drain();
+	if (coalescer_.window_closed(GetCurrentTimestamp(), policy_))
+		close_window();
+	engine_.on_timer();
+	handle_report();
+	send_due_resends();
+	advance();
+	enforce_max_pending();
+	handle_report();
+	publish();
 }
 
 void
 Worker::run()
 {
-	load_settings();
-	if (previous_run_was_unclean()) {
-		ereport(LOG, (errmsg("cachebust worker: the previous run did not end cleanly; running the fallback")));
-		fallback_needed_ = true;
-	}
-	write_state_file(kStateRunning);
+	pg_call([&] { load_settings(); });
+	pg_call([&] { start(); });
 
 	for (;;) {
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending) {
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			load_settings();
-		}
-		if (pg_atomic_exchange_u32(&shared_queue->flush_requested, 0) != 0)
-			coalescer_.request_flush();
-
-		drain();
+		pg_call([&] {
+			CHECK_FOR_INTERRUPTS();
+			if (ConfigReloadPending) {
+				ConfigReloadPending = false;
+				ProcessConfigFile(PGC_SIGHUP);
+				load_settings();
+				/* (Tests wait for this line rather than for a guessed time.) */
+				ereport(LOG, (errmsg("cachebust worker reloaded its settings")));
+			}
+		});
 		if (shutdown_requested) {
-			shut_down();
+			pg_call([&] { shut_down(); });
 			return;
 		}
-		int64 now = now_us();
-		if (should_send(now))
-			send(now);
-		send_due_redeletes(now);
-		publish_stats();
-
-		now = now_us();
-		if (!prepare_to_sleep(now))
-			continue;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 sleep_ms(now), PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		pg_call([&] { turn(); });
+		long timeout = sleep_ms();
+		pg_call([&] { wait(timeout); });
 	}
+}
+
+/* Clean stop: deliver what is held, within kShutdownBudgetUs. */
+void
+Worker::shut_down()
+{
+	int64 deadline = monotonic_us() + kShutdownBudgetUs;
+	bool done = false;
+	for (;;) {
+		coalescer_.request_flush();
+		turn();
+		done = coalescer_.empty() && windows_.empty() && !drain_blocked_ && !jobs_.busy() &&
+			   engine_.min_held_seq(Stream::First) == kNoSeq;
+		int64 now = monotonic_us();
+		if (done || now >= deadline)
+			break;
+		/* Every wait is bounded by what is left of the budget. */
+		wait(Min(sleep_ms(), static_cast<long>((deadline - now + 999) / 1000)));
+	}
+
+	/* Second sends not yet due: kept for the next start. */
+	bool saved = worker_state_save_resends(resends_.take_all());
+	bool clean = done && saved;
+	if (clean)
+		ereport(LOG, (errmsg("cachebust worker shut down with everything delivered")));
+	else
+		ereport(WARNING,
+				(errmsg("cachebust worker shutting down with %zu undelivered targets",
+						coalescer_.size() + engine_.held_targets()),
+				 errdetail("The fallback runs when the worker starts again.")));
+	publish();
+	LWLockAcquire(shared_queue->lock, LW_EXCLUSIVE);
+	shared_queue->worker_exited_clean = clean;
+	LWLockRelease(shared_queue->lock);
 }
 
 static void
@@ -644,7 +636,7 @@ worker_register()
 	memset(&worker, 0, sizeof(worker));
 	/* It connects to no database, but as a backend it shows in pg_stat_activity. */
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	/* A standby commits nothing, so there is nothing to deliver there. */
+	/* A standby commits nothing; a promoted one starts us (and we run the fallback). */
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = kRestartSeconds;
 	strlcpy(worker.bgw_library_name, "cachebust", BGW_MAXLEN);
@@ -667,6 +659,8 @@ cachebust_worker_main(Datum)
 {
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, handle_sigterm);
+	/* pg_cancel_backend(): there is no query to cancel, and an ERROR here would end the worker. */
+	pqsignal(SIGINT, SIG_IGN);
 	BackgroundWorkerUnblockSignals();
 
 	if (shared_queue == nullptr)
@@ -678,20 +672,21 @@ cachebust_worker_main(Datum)
 	LWLockRelease(shared_queue->lock);
 	before_shmem_exit(detach_worker, 0);
 
+	CaughtError error;
+	error.pg_error = nullptr;
 	bool failed = false;
-	char message[512];
 	try {
 		Worker worker;
 		worker.run();
-	} catch (const std::exception &e) {
-		failed = true;
-		strlcpy(message, e.what(), sizeof(message));
 	} catch (...) {
+		catch_current_exception(error);
 		failed = true;
-		strlcpy(message, "unknown exception", sizeof(message));
 	}
-	if (failed)
-		ereport(FATAL, (errmsg("cachebust worker failed: %s", message)));
+	/* Every C++ object is gone here. */
+	if (failed) {
+		const char *message = error.pg_error != nullptr ? error.pg_error->message : error.message;
+		ereport(FATAL, (errmsg("cachebust worker failed: %s", message != nullptr ? message : "unknown error")));
+	}
 	/*
 	 * Exit code 0 would unregister the worker for good, so that a
 	 * pg_terminate_backend() stopped all delivery until the next server

@@ -20,22 +20,27 @@ make(TargetKind kind, bool glob, std::string key, bool immediate = false, uint32
 TEST(BatchCodec, RoundTripKeepsEveryField)
 {
 	PendingSet pending;
-	pending.add(make(TargetKind::Key, false, "user:1"), 1);
+	Target prefixed = make(TargetKind::Key, false, "app:user:1");
+	prefixed.prefix_len = 4;
+	pending.add(std::move(prefixed), 1);
 	pending.add(make(TargetKind::Tag, false, "app:tag:team:7", true, 8), 1);
 	pending.add(make(TargetKind::Bump, true, std::string("odd\0key\r\n\"", 10)), 1);
 	pending.add(make(TargetKind::Key, true, "search:*"), 1);
 
 	std::string bytes = encode_batch(pending);
 	EXPECT_EQ(bytes.size() % 8, 0u);
-	stamp_batch(bytes.data(), 42, 1234567);
+	stamp_batch(bytes.data(), 42, 1234567, 0xABCDEF);
 
 	DecodedBatch batch;
 	EXPECT_EQ(decode_batch(bytes.data(), bytes.size(), batch), bytes.size());
 	EXPECT_EQ(batch.seq, 42u);
 	EXPECT_EQ(batch.commit_time_us, 1234567);
+	EXPECT_EQ(batch.commit_lsn, 0xABCDEFu);
 	EXPECT_TRUE(batch.immediate);
+	EXPECT_FALSE(batch.lost);
 	ASSERT_EQ(batch.targets.size(), 4u);
-	EXPECT_EQ(batch.targets[0].key, "user:1");
+	EXPECT_EQ(batch.targets[0].key, "app:user:1");
+	EXPECT_EQ(batch.targets[0].prefix_len, 4u);
 	EXPECT_EQ(batch.targets[1].kind, TargetKind::Tag);
 	EXPECT_EQ(batch.targets[1].tag_prefix_len, 8u);
 	EXPECT_TRUE(batch.targets[1].immediate);
@@ -55,6 +60,18 @@ TEST(BatchCodec, NotImmediateUnlessATargetIs)
 	decode_batch(bytes.data(), bytes.size(), batch);
 	EXPECT_FALSE(batch.immediate);
 	EXPECT_EQ(batch_length(bytes.data()), bytes.size());
+}
+
+TEST(BatchCodec, LostBatchesListTheirPrefixes)
+{
+	std::string bytes = encode_lost_batch({"tenant1:", ""});
+	DecodedBatch batch;
+	EXPECT_EQ(decode_batch(bytes.data(), bytes.size(), batch), bytes.size());
+	EXPECT_TRUE(batch.lost);
+	ASSERT_EQ(batch.targets.size(), 2u);
+	EXPECT_EQ(batch.targets[0].key, "tenant1:");
+	EXPECT_EQ(target_prefix(batch.targets[0]), "tenant1:");
+	EXPECT_EQ(batch.targets[1].key, "");
 }
 
 TEST(BatchCodec, CorruptionIsDetected)

@@ -28,8 +28,8 @@ TEST(Coalescer, EmptySetNeverCloses)
 TEST(Coalescer, WindowOpensAtFirstArrivalAndClosesAfterDebounce)
 {
 	Coalescer c;
-	c.add_transaction({key("a")}, 90, 100);
-	c.add_transaction({key("b")}, 95, 40000); /* does not move the window */
+	c.add_transaction({key("a")}, 1, 90, 100);
+	c.add_transaction({key("b")}, 1, 95, 40000); /* does not move the window */
 	EXPECT_FALSE(c.window_closed(50099, policy));
 	EXPECT_EQ(c.time_to_close_us(50000, policy), 100);
 	EXPECT_TRUE(c.window_closed(50100, policy));
@@ -40,7 +40,7 @@ TEST(Coalescer, SameTargetIsSentOnce)
 {
 	Coalescer c;
 	for (int i = 0; i < 500; i++)
-		c.add_transaction({key("user:1"), key("team:2")}, i, i);
+		c.add_transaction({key("user:1"), key("team:2")}, 1, i, i);
 	EXPECT_EQ(c.size(), 2u);
 	Coalescer::Batch b = c.take();
 	EXPECT_EQ(b.targets.size(), 2u);
@@ -56,51 +56,49 @@ TEST(Coalescer, KindAndGlobAreDistinctTargets)
 	tag.kind = TargetKind::Tag;
 	Target pattern = key("x");
 	pattern.glob = true;
-	c.add_transaction({key("x"), tag, pattern}, 0, 0);
+	c.add_transaction({key("x"), tag, pattern}, 1, 0, 0);
 	EXPECT_EQ(c.size(), 3u);
 }
 
 TEST(Coalescer, ClosesEarlyAtMaxBatch)
 {
 	Coalescer c;
-	c.add_transaction({key("a"), key("b")}, 0, 0);
+	c.add_transaction({key("a"), key("b")}, 1, 0, 0);
 	EXPECT_FALSE(c.window_closed(1, policy));
-	c.add_transaction({key("c")}, 0, 1);
+	c.add_transaction({key("c")}, 1, 0, 1);
 	EXPECT_TRUE(c.window_closed(1, policy));
 }
 
 TEST(Coalescer, ClosesEarlyOnImmediateAndFlush)
 {
 	Coalescer c;
-	c.add_transaction({key("a", true)}, 0, 0);
+	c.add_transaction({key("a", true)}, 1, 0, 0);
 	EXPECT_TRUE(c.window_closed(0, policy));
 	c.take();
-	c.add_transaction({key("a")}, 0, 0);
+	c.add_transaction({key("a")}, 1, 0, 0);
 	EXPECT_FALSE(c.window_closed(0, policy));
 	c.request_flush();
 	EXPECT_TRUE(c.window_closed(0, policy));
 	c.take();
-	c.add_transaction({key("a")}, 0, 0);
+	c.add_transaction({key("a")}, 1, 0, 0);
 	EXPECT_FALSE(c.window_closed(0, policy)) << "take() must reset the flags";
 }
 
-TEST(Coalescer, RestoreMergesAFailedBatchWithNewArrivals)
+TEST(Coalescer, HoldsBackTheOldestCommit)
 {
 	Coalescer c;
-	c.add_transaction({key("a"), key("b")}, 10, 10);
-	Coalescer::Batch failed = c.take();
-	c.add_transaction({key("b"), key("c")}, 20, 20);
-	c.restore(std::move(failed), 10);
-	EXPECT_EQ(c.size(), 3u);
-	EXPECT_EQ(c.coalesced(), 0u);
-	Coalescer::Batch b = c.take();
-	EXPECT_EQ(b.commit_times_us.size(), 2u);
+	EXPECT_EQ(c.min_seq(), kNoSeq);
+	c.add_transaction({key("a")}, 7, 10, 10);
+	c.add_transaction({key("a"), key("b")}, 9, 20, 20);
+	EXPECT_EQ(c.min_seq(), 7u) << "a coalesced target keeps the oldest commit held";
+	c.take();
+	EXPECT_EQ(c.min_seq(), kNoSeq);
 }
 
 TEST(Coalescer, ZeroDebounceClosesAtOnce)
 {
 	Coalescer c;
-	c.add_transaction({key("a")}, 0, 5);
+	c.add_transaction({key("a")}, 1, 0, 5);
 	EXPECT_TRUE(c.window_closed(5, WindowPolicy{0, 10000}));
 }
 
@@ -113,9 +111,9 @@ TEST(Coalescer, DeduplicatesAcrossIndexGrowthAndReuse)
 		std::vector<Target> big;
 		for (int i = 0; i < 50000; i++)
 			big.push_back(key("k:" + std::to_string(i)));
-		c.add_transaction(big, 1, 1);
+		c.add_transaction(big, 1, 1, 1);
 		for (int i = 0; i < 60000; i += 2)
-			c.add_transaction({key("k:" + std::to_string(i))}, 2, 2);
+			c.add_transaction({key("k:" + std::to_string(i))}, 1, 2, 2);
 		EXPECT_EQ(c.size(), 55000u);
 		EXPECT_EQ(c.coalesced(), 25000u);
 

@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/redis_client.hpp"
+#include "redis_client.hpp"
 
 namespace cachebust::test {
 
@@ -41,12 +41,21 @@ free_port()
 class RedisServer
 {
   public:
-	explicit RedisServer(std::vector<std::string> extra = {}) : port_(free_port())
+	explicit RedisServer(std::vector<std::string> extra = {}) : extra_(std::move(extra))
 	{
+		start_on(free_port());
+	}
+
+	~RedisServer() { stop(); }
+
+	/* (Re)starts the server on port (an empty one: no persistence). */
+	void start_on(int port)
+	{
+		port_ = port;
 		std::vector<std::string> args = {"redis-server", "--port", std::to_string(port_),
 										 "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-										 "--daemonize", "no", "--loglevel", "warning"};
-		args.insert(args.end(), extra.begin(), extra.end());
+										 "--daemonize", "no", "--loglevel", "warning", "--logfile", "/dev/null"};
+		args.insert(args.end(), extra_.begin(), extra_.end());
 		pid_ = fork();
 		if (pid_ == 0) {
 			std::vector<char *> argv;
@@ -66,7 +75,8 @@ class RedisServer
 				return;
 			} catch (const RedisError &e) {
 				/* A server that wants a password is up too. */
-				if (std::string(e.what()).find("NOAUTH") != std::string::npos)
+				if (std::string(e.what()).find("NOAUTH") != std::string::npos ||
+					std::string(e.what()).find("AUTH") != std::string::npos)
 					return;
 				std::this_thread::sleep_for(std::chrono::milliseconds(25));
 			}
@@ -74,8 +84,6 @@ class RedisServer
 		stop();
 		throw std::runtime_error("redis-server did not start");
 	}
-
-	~RedisServer() { stop(); }
 
 	void stop()
 	{
@@ -94,7 +102,8 @@ class RedisServer
 	}
 
   private:
-	int port_;
+	std::vector<std::string> extra_;
+	int port_ = 0;
 	pid_t pid_ = -1;
 };
 

@@ -1,0 +1,414 @@
+/*
+ * engine.cpp — routing, the deployment's lanes, and what spans them.
+ */
+#include "core/delivery/engine.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "core/cpp_only.hpp"
+
+namespace cachebust {
+
+namespace {
+
+constexpr int64_t kRefusalLogIntervalUs = 60 * 1000 * 1000;
+
+/* A key as it may appear in a log line: at most 100 bytes, odd bytes escaped. */
+std::string
+printable_key(const std::string &key)
+{
+	std::string out;
+	for (size_t i = 0; i < key.size() && i < 100; i++) {
+		unsigned char c = static_cast<unsigned char>(key[i]);
+		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+			char buf[8];
+			snprintf(buf, sizeof(buf), "\\x%02x", c);
+			out += buf;
+		} else
+			out.push_back(static_cast<char>(c));
+	}
+	if (key.size() > 100)
+		out += "...";
+	return out;
+}
+
+} // namespace
+
+void
+DeliveryCounters::add(const DeliveryCounters &o)
+{
+	commands += o.commands;
+	errors += o.errors;
+	retries += o.retries;
+	reconnects += o.reconnects;
+	targets_failed += o.targets_failed;
+	tag_members_skipped += o.tag_members_skipped;
+	failovers += o.failovers;
+	keys_scanned += o.keys_scanned;
+	scan_passes += o.scan_passes;
+}
+
+DeliveryEngine::DeliveryEngine(uint64_t seed) : seed_(seed), scan_(static_cast<LaneHost &>(*this), 1000) {}
+
+DeliveryEngine::~DeliveryEngine()
+{
+	/* Connections die without running callbacks that point into lanes. */
+	lanes_.clear();
+}
+
+void
+DeliveryEngine::log(LogLevel level, std::string message)
+{
+	report_.logs.push_back(LogLine{level, std::move(message)});
+}
+
+ConnectionSettings
+DeliveryEngine::connection_settings(const Endpoint &endpoint) const
+{
+	ConnectionSettings cs;
+	cs.endpoint = endpoint;
+	cs.tls = tls_;
+	cs.user = settings_.url.user;
+	cs.password = settings_.url.password;
+	cs.db = settings_.url.db;
+	cs.connect_timeout_ms = settings_.connect_timeout_ms;
+	cs.command_timeout_ms = settings_.command_timeout_ms;
+	return cs;
+}
+
+void
+DeliveryEngine::configure(const EngineSettings &settings)
+{
+	bool reconnect = !have_settings_ || settings.configured != settings_.configured ||
+					 !(settings.url == settings_.url) || settings.tls != settings_.tls ||
+					 settings.connect_timeout_ms != settings_.connect_timeout_ms ||
+					 settings.command_timeout_ms != settings_.command_timeout_ms;
+	settings_ = settings;
+	have_settings_ = true;
+	lane_settings_.tag_depth = settings.tag_depth;
+	lane_settings_.unlink_chunk = settings.unlink_chunk;
+	lane_settings_.retry_max_ms = settings.retry_max_ms;
+	scan_.set_scan_count(settings.scan_count);
+	if (reconnect)
+		rebuild_lanes();
+}
+
+/* Replaces the lanes for new connection settings, keeping everything they held. */
+void
+DeliveryEngine::rebuild_lanes()
+{
+	for (auto &lane : lanes_)
+		lane->disconnect("cachebust's Redis settings changed");
+
+	/* Everything in flight is back in the lanes now; keep it for the new ones. */
+	for (auto &lane : lanes_) {
+		scan_.node_replaced(*lane, nullptr);
+		for (int s = 0; s < kStreams; s++) {
+			uint64_t seq = kNoSeq;
+			for (Target &t : lane->take_pending(static_cast<Stream>(s), seq))
+				unrouted_[s].insert(std::move(t), seq);
+		}
+		for (Special &sp : lane->take_specials())
+			unrouted_specials_.push_back(std::move(sp));
+	}
+	lanes_.clear();
+	tls_.reset();
+
+	if (!settings_.configured)
+		return;
+	if (settings_.url.tls) {
+		try {
+			tls_ = std::make_shared<TlsContext>(settings_.tls);
+		} catch (const TransportError &e) {
+			report_.new_error = true;
+			report_.last_error = e.what();
+			report_.last_error_endpoint.clear();
+			log(LogLevel::Warning, std::string("cachebust worker cannot use TLS: ") + e.what());
+			return; /* everything waits until the settings are fixed */
+		}
+	}
+	Endpoint endpoint;
+	if (settings_.url.transport == RedisUrl::Transport::Unix) {
+		endpoint.unix_socket = true;
+		endpoint.path = settings_.url.socket_path;
+	} else {
+		endpoint.host = settings_.url.hosts.at(0).host;
+		endpoint.port = settings_.url.hosts.at(0).port;
+	}
+	lanes_.push_back(std::make_unique<Lane>(static_cast<LaneHost &>(*this), connection_settings(endpoint), seed_ + lanes_.size()));
+
+	for (int s = 0; s < kStreams; s++) {
+		uint64_t seq = unrouted_[s].min_seq();
+		for (Target &t : unrouted_[s].take())
+			route(std::move(t), static_cast<Stream>(s), seq);
+	}
+	std::deque<Special> specials_left;
+	specials_left.swap(unrouted_specials_);
+	for (Special &sp : specials_left) {
+		if (sp.kind == Special::Kind::FlushDb)
+			submit_flushdb(sp.stream, sp.seq, sp.job);
+		else
+			lanes_.front()->add_special(std::move(sp));
+	}
+}
+
+Lane *
+DeliveryEngine::lane_for(const std::string &)
+{
+	return lanes_.empty() ? nullptr : lanes_.front().get();
+}
+
+std::vector<Lane *>
+DeliveryEngine::masters()
+{
+	std::vector<Lane *> out;
+	for (auto &lane : lanes_)
+		out.push_back(lane.get());
+	return out;
+}
+
+void
+DeliveryEngine::route(Target &&t, Stream s, uint64_t seq)
+{
+	if (t.glob) {
+		scan_.add(std::move(t), s, seq);
+		return;
+	}
+	Lane *lane = lane_for(t.key);
+	if (lane == nullptr)
+		unrouted_[static_cast<int>(s)].insert(std::move(t), seq);
+	else
+		lane->add(std::move(t), s, seq);
+}
+
+void
+DeliveryEngine::submit(std::vector<Target> &&targets, Stream s, uint64_t seq)
+{
+	for (Target &t : targets)
+		route(std::move(t), s, seq);
+	pump();
+}
+
+void
+DeliveryEngine::submit_flushdb(Stream s, uint64_t seq, uint32_t job)
+{
+	Special sp{Special::Kind::FlushDb, {"FLUSHDB", "ASYNC"}, s, seq, job};
+	if (lanes_.empty()) {
+		unrouted_specials_.push_back(std::move(sp));
+		return;
+	}
+	for (Lane *lane : masters())
+		lane->add_special(Special(sp));
+	pump();
+}
+
+void
+DeliveryEngine::publish(std::string message, uint64_t seq)
+{
+	Special sp{Special::Kind::Publish,
+			   {settings_.publish_sharded ? "SPUBLISH" : "PUBLISH", settings_.publish_channel,
+				std::move(message)},
+			   Stream::First, seq, 0};
+	Lane *lane = lane_for(settings_.publish_channel);
+	if (lane == nullptr)
+		unrouted_specials_.push_back(std::move(sp));
+	else
+		lane->add_special(std::move(sp));
+	pump();
+}
+
+void
+DeliveryEngine::unresolvable(const Target &t, Stream s, uint64_t seq, const std::string &)
+{
+	report_.fallback_needs.push_back(FallbackNeed{target_prefix(t), s, seq});
+	uint64_t &held = needs_min_seq_[static_cast<int>(s)];
+	held = std::min(held, seq);
+}
+
+void
+DeliveryEngine::job_failed(uint32_t job)
+{
+	report_.failed_jobs.push_back(job);
+}
+
+void
+DeliveryEngine::redirected(Lane &from, Target &&t, Stream s, uint64_t seq, const Classified &)
+{
+	/* Not a cluster: a redirection means we talk to the wrong server. */
+	from.add(std::move(t), s, seq);
+	from.disconnect("Redis answered with a cluster redirection; cachebust.redis_url does not name a cluster");
+	lane_failed(from, "Redis answered with a cluster redirection (use a redis-cluster:// URL)", false);
+}
+
+void
+DeliveryEngine::lane_failed(Lane &lane, const std::string &why, bool)
+{
+	std::string endpoint = lane.endpoint().describe();
+	report_.new_error = true;
+	report_.last_error = why;
+	report_.last_error_endpoint = endpoint;
+	/* One LOG line per outage, not one per retry. */
+	log(lane.failing() ? LogLevel::Debug : LogLevel::Log,
+		"cachebust worker: delivery to Redis at " + endpoint + " failed: " + why + "; retrying with backoff");
+}
+
+void
+DeliveryEngine::lane_recovered(Lane &lane)
+{
+	log(LogLevel::Log, "cachebust worker: delivery to Redis at " + lane.endpoint().describe() + " resumed");
+}
+
+void
+DeliveryEngine::note_refusal(const std::string &command, const std::string &key, const std::string &error,
+							 const char *resolution)
+{
+	report_.new_error = true;
+	report_.last_error = "Redis refused " + command + (key.empty() ? "" : " on \"" + printable_key(key) + "\"") +
+						 ": " + error;
+	report_.last_error_endpoint.clear();
+
+	int64_t now = monotonic_us();
+	if (refusal_logged_at_us_ != 0 && now - refusal_logged_at_us_ < kRefusalLogIntervalUs) {
+		refusals_unlogged_++;
+		return;
+	}
+	std::string message = "cachebust worker: " + report_.last_error + "; " + resolution;
+	if (refusals_unlogged_ > 0)
+		message += " (" + std::to_string(refusals_unlogged_) + " more refusals since the last report)";
+	log(LogLevel::Warning, std::move(message));
+	refusal_logged_at_us_ = now;
+	refusals_unlogged_ = 0;
+}
+
+uint64_t
+DeliveryEngine::min_held_seq(Stream s) const
+{
+	int i = static_cast<int>(s);
+	uint64_t min = std::min({needs_min_seq_[i], unrouted_[i].min_seq(), scan_.min_seq(s)});
+	for (const Special &sp : unrouted_specials_)
+		if (sp.stream == s)
+			min = std::min(min, sp.seq);
+	for (const auto &lane : lanes_)
+		min = std::min(min, lane->min_seq(s));
+	return min;
+}
+
+size_t
+DeliveryEngine::held_targets() const
+{
+	size_t n = scan_.held_targets();
+	for (const TargetSet &set : unrouted_)
+		n += set.size();
+	for (const auto &lane : lanes_)
+		n += lane->held_targets();
+	return n;
+}
+
+size_t
+DeliveryEngine::unsent_targets() const
+{
+	size_t n = scan_.held_targets();
+	for (const TargetSet &set : unrouted_)
+		n += set.size();
+	for (const auto &lane : lanes_)
+		n += lane->unsent_targets();
+	return n;
+}
+
+DroppedTargets
+DeliveryEngine::drop_unsent()
+{
+	DroppedTargets dropped;
+	for (int s = 0; s < kStreams; s++)
+		dropped.min_seq[s] = min_held_seq(static_cast<Stream>(s));
+	std::vector<Target> all = scan_.take_waiting();
+	for (auto &lane : lanes_)
+		for (Target &t : lane->take_unsent())
+			all.push_back(std::move(t));
+	for (TargetSet &set : unrouted_)
+		for (Target &t : set.take())
+			all.push_back(std::move(t));
+	dropped.count = all.size();
+	for (const Target &t : all) {
+		std::string prefix = target_prefix(t);
+		if (std::find(dropped.prefixes.begin(), dropped.prefixes.end(), prefix) == dropped.prefixes.end())
+			dropped.prefixes.push_back(std::move(prefix));
+	}
+	return dropped;
+}
+
+void
+DeliveryEngine::pump()
+{
+	scan_.start_if_due(masters());
+	for (auto &lane : lanes_) {
+		lane->pump();
+		scan_.step(*lane);
+		lane->connection().flush();
+	}
+}
+
+void
+DeliveryEngine::poll_entries(std::vector<PollEntry> &out) const
+{
+	for (const auto &lane : lanes_) {
+		const Connection &c = lane->connection();
+		if (c.fd() >= 0 && (c.want_read() || c.want_write()))
+			out.push_back(PollEntry{c.fd(), c.socket_id(), c.want_read(), c.want_write()});
+	}
+}
+
+int64_t
+DeliveryEngine::deadline_us() const
+{
+	int64_t deadline = 0;
+	for (const auto &lane : lanes_) {
+		int64_t d = lane->deadline_us();
+		if (d != 0 && (deadline == 0 || d < deadline))
+			deadline = d;
+	}
+	return deadline;
+}
+
+void
+DeliveryEngine::on_io(int fd, bool readable, bool writable)
+{
+	for (auto &lane : lanes_)
+		if (lane->connection().fd() == fd) {
+			lane->connection().on_io(readable, writable);
+			break;
+		}
+	pump();
+}
+
+void
+DeliveryEngine::on_timer()
+{
+	for (auto &lane : lanes_)
+		lane->on_timer();
+	pump();
+}
+
+bool
+DeliveryEngine::connected() const
+{
+	if (lanes_.empty())
+		return false;
+	for (const auto &lane : lanes_)
+		if (!lane->ready())
+			return false;
+	return true;
+}
+
+DeliveryReport
+DeliveryEngine::take_report()
+{
+	DeliveryReport out = std::move(report_);
+	report_ = DeliveryReport();
+	for (uint64_t &s : needs_min_seq_)
+		s = kNoSeq;
+	return out;
+}
+
+} // namespace cachebust

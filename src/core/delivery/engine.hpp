@@ -1,0 +1,138 @@
+/*
+ * engine.hpp — delivering targets to a Redis deployment.
+ *
+ * The worker hands the engine each closed coalescing window (and
+ * fallbacks, publications, second sends); the engine routes every target
+ * to the lane of the node that holds its key, matches globs in a shared
+ * SCAN pass, and resolves what Redis refuses. It is event driven and never
+ * blocks: the worker asks which sockets to wait for (poll_entries,
+ * deadline_us), waits on them together with its latch, and hands back what
+ * happened (on_io, on_timer).
+ *
+ * Progress is measured in commit sequence numbers, per stream:
+ * min_held_seq(s) is the oldest commit that still has a target waiting
+ * anywhere in the engine, so every commit below it is applied in Redis.
+ *
+ * Pure C++: no PostgreSQL here (the worker in src/pg is the only user).
+ */
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/delivery/lane.hpp"
+#include "core/delivery/report.hpp"
+#include "core/delivery/scan_pass.hpp"
+#include "core/redis/tls.hpp"
+#include "core/redis/url.hpp"
+
+namespace cachebust {
+
+struct EngineSettings {
+	bool configured = false; /* false: cachebust.redis_url is not set; everything waits */
+	RedisUrl url;
+	TlsSettings tls;
+	int connect_timeout_ms = 1000;
+	int command_timeout_ms = 2000;
+	int retry_max_ms = 5000;
+	int tag_depth = 3;
+	size_t unlink_chunk = 512;
+	size_t scan_count = 1000;
+	std::string publish_channel;
+	bool publish_sharded = false;
+};
+
+struct PollEntry {
+	int fd;
+	uint64_t socket_id; /* Connection::socket_id() */
+	bool read;
+	bool write;
+};
+
+/* Targets removed before they were sent (max_pending), and what they held back. */
+struct DroppedTargets {
+	size_t count = 0;
+	std::vector<std::string> prefixes;
+	uint64_t min_seq[kStreams] = {kNoSeq, kNoSeq, kNoSeq};
+};
+
+class DeliveryEngine final : private LaneHost
+{
+  public:
+	explicit DeliveryEngine(uint64_t seed);
+	~DeliveryEngine() override;
+	DeliveryEngine(const DeliveryEngine &) = delete;
+	DeliveryEngine &operator=(const DeliveryEngine &) = delete;
+
+	/* Applies settings. A changed endpoint, credentials, TLS or timeouts
+	 * reconnect; what was waiting or in flight is delivered to the new one. */
+	void configure(const EngineSettings &settings);
+
+	/* Targets to apply on behalf of commits >= seq (a closed window). */
+	void submit(std::vector<Target> &&targets, Stream s, uint64_t seq);
+	/* The flushdb fallback: FLUSHDB on every master. */
+	void submit_flushdb(Stream s, uint64_t seq, uint32_t job);
+	/* PUBLISH (or SPUBLISH) on publish_channel, held back as commit seq. */
+	void publish(std::string message, uint64_t seq);
+
+	uint64_t min_held_seq(Stream s) const;
+	/* Targets held anywhere, and those not sent yet (what max_pending bounds). */
+	size_t held_targets() const;
+	size_t unsent_targets() const;
+	DroppedTargets drop_unsent();
+
+	void poll_entries(std::vector<PollEntry> &out) const;
+	/* Monotonic time (core/redis/connection.hpp) of the next on_timer (0: none). */
+	int64_t deadline_us() const;
+	void on_io(int fd, bool readable, bool writable);
+	void on_timer();
+
+	/* Connected to every node. */
+	bool connected() const;
+	/* What happened since the last call. */
+	DeliveryReport take_report();
+
+  private:
+	/* LaneHost */
+	const LaneSettings &lane_settings() const override { return lane_settings_; }
+	DeliveryReport &report() override { return report_; }
+	void route(Target &&t, Stream s, uint64_t seq) override;
+	void unresolvable(const Target &t, Stream s, uint64_t seq, const std::string &why) override;
+	void redirected(Lane &from, Target &&t, Stream s, uint64_t seq, const Classified &c) override;
+	void lane_failed(Lane &lane, const std::string &why, bool reresolve) override;
+	void lane_recovered(Lane &lane) override;
+	void note_refusal(const std::string &command, const std::string &key, const std::string &error,
+					  const char *resolution) override;
+	void job_failed(uint32_t job) override;
+
+	void rebuild_lanes();
+	ConnectionSettings connection_settings(const Endpoint &endpoint) const;
+	Lane *lane_for(const std::string &key);
+	std::vector<Lane *> masters();
+	void pump();
+	void log(LogLevel level, std::string message);
+
+	uint64_t seed_;
+	EngineSettings settings_;
+	bool have_settings_ = false;
+	LaneSettings lane_settings_;
+	std::shared_ptr<TlsContext> tls_;
+	DeliveryReport report_;
+
+	std::vector<std::unique_ptr<Lane>> lanes_;
+	ScanPass scan_;
+	/* Waiting while there is no deployment to route to (no URL, bad TLS files). */
+	TargetSet unrouted_[kStreams];
+	std::deque<Special> unrouted_specials_;
+	/* Held back until the worker has taken the fallback needs from the report. */
+	uint64_t needs_min_seq_[kStreams] = {kNoSeq, kNoSeq, kNoSeq};
+
+	/* Refusals are logged at most once a minute, with how many followed. */
+	int64_t refusal_logged_at_us_ = 0;
+	uint64_t refusals_unlogged_ = 0;
+};
+
+} // namespace cachebust

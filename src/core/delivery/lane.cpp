@@ -1,0 +1,497 @@
+/*
+ * lane.cpp — one node's connection, its waiting targets, and what each
+ * reply means for them.
+ */
+#include "core/delivery/lane.hpp"
+
+#include <algorithm>
+
+#include "core/delivery/tag_script.hpp"
+#include "core/key_slot.hpp"
+
+#include "core/cpp_only.hpp"
+
+namespace cachebust {
+
+namespace {
+
+bool
+starts_with(std::string_view s, std::string_view prefix)
+{
+	return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+
+const char *
+op_name(int op)
+{
+	static const char *const names[] = {"UNLINK", "INCR", "the tag script"};
+	return names[op];
+}
+
+} // namespace
+
+Lane::Lane(LaneHost &host, ConnectionSettings settings, uint64_t seed)
+	: host_(host), conn_(std::move(settings)), backoff_(50, host.lane_settings().retry_max_ms, seed)
+{
+}
+
+Lane::~Lane() = default;
+
+bool
+Lane::sending() const
+{
+	return conn_.ready() && (retry_at_us_ == 0 || monotonic_us() >= retry_at_us_);
+}
+
+void
+Lane::add(Target &&t, Stream s, uint64_t seq)
+{
+	pending_[static_cast<int>(s)].insert(std::move(t), seq);
+}
+
+void
+Lane::add_special(Special &&sp)
+{
+	specials_.push_back(std::move(sp));
+}
+
+void
+Lane::connect()
+{
+	open_ = true;
+	was_ready_ = false;
+	script_loaded_ = false;
+	script_refused_ = false;
+	conn_.open();
+}
+
+void
+Lane::connection_lost(const std::string &why)
+{
+	open_ = false;
+	backoff_.set_cap(host_.lane_settings().retry_max_ms);
+	retry_at_us_ = monotonic_us() + static_cast<int64_t>(backoff_.next_delay_ms()) * 1000;
+	host_.report().counters.errors++;
+	host_.lane_failed(*this, why, true);
+	failing_ = true;
+}
+
+void
+Lane::back_off()
+{
+	backoff_.set_cap(host_.lane_settings().retry_max_ms);
+	retry_at_us_ = monotonic_us() + static_cast<int64_t>(backoff_.next_delay_ms()) * 1000;
+}
+
+void
+Lane::disconnect(const std::string &why)
+{
+	/* Deliberate: not an outage, so no backoff and nothing logged. */
+	open_ = false;
+	retry_at_us_ = 0;
+	conn_.close(why);
+}
+
+void
+Lane::retarget(const Endpoint &endpoint)
+{
+	if (endpoint == conn_.settings().endpoint)
+		return;
+	disconnect("the node moved to " + endpoint.describe());
+	ConnectionSettings settings = conn_.settings();
+	settings.endpoint = endpoint;
+	conn_.set_settings(std::move(settings));
+}
+
+void
+Lane::note_success()
+{
+	backoff_.reset();
+	if (failing_) {
+		failing_ = false;
+		host_.lane_recovered(*this);
+	}
+}
+
+void
+Lane::pump()
+{
+	if (conn_.closed()) {
+		if (open_)
+			connection_lost(conn_.error());
+		if (retry_at_us_ != 0 && monotonic_us() < retry_at_us_)
+			return;
+		connect();
+	}
+	if (!conn_.ready())
+		return;
+	if (!was_ready_) {
+		was_ready_ = true;
+		if (ever_connected_)
+			host_.report().counters.reconnects++;
+		ever_connected_ = true;
+	}
+	if (retry_at_us_ != 0) {
+		if (monotonic_us() < retry_at_us_)
+			return;
+		retry_at_us_ = 0;
+		if (held_targets() > 0 || !specials_.empty())
+			host_.report().counters.retries++;
+	}
+	while (!specials_.empty() && conn_.ready()) {
+		Special sp = std::move(specials_.front());
+		specials_.pop_front();
+		send_special(std::move(sp));
+	}
+	for (int s = 0; s < kStreams && conn_.ready(); s++)
+		if (!pending_[s].empty())
+			send_targets(static_cast<Stream>(s));
+	conn_.flush();
+}
+
+void
+Lane::send_raw(const Command &cmd, Connection::Callback cb)
+{
+	host_.report().counters.commands++;
+	conn_.send(cmd, std::move(cb));
+}
+
+void
+Lane::ensure_script()
+{
+	if (script_loaded_)
+		return;
+	script_loaded_ = true;
+	send_raw({"SCRIPT", "LOAD", kTagPopScript}, [this](Reply &r) {
+		if (r.type == Reply::Type::Error) {
+			/* e.g. NOPERM: tags are then resolved by their substitute. */
+			script_refused_ = true;
+			host_.report().counters.errors++;
+			host_.note_refusal("SCRIPT LOAD", std::string(), r.str, "tags are removed without their members");
+		}
+	});
+}
+
+void
+Lane::send_for(const std::shared_ptr<InFlight> &flight, Op op, std::vector<uint32_t> indices, Command cmd)
+{
+	flight->outstanding++;
+	send_raw(cmd, [this, flight, op, indices = std::move(indices)](Reply &r) {
+		on_reply(*flight, op, indices, r);
+		finish(flight);
+	});
+}
+
+void
+Lane::finish(const std::shared_ptr<InFlight> &flight)
+{
+	if (--flight->outstanding > 0)
+		return;
+	auto it = std::find(in_flight_.begin(), in_flight_.end(), flight);
+	if (it != in_flight_.end())
+		in_flight_.erase(it);
+}
+
+void
+Lane::send_targets(Stream s)
+{
+	TargetSet &set = pending_[static_cast<int>(s)];
+	auto flight = std::make_shared<InFlight>();
+	flight->stream = s;
+	flight->seq = set.min_seq();
+	flight->targets = set.take();
+	flight->outstanding = 1; /* held while the commands are being built */
+	in_flight_.push_back(flight);
+
+	const LaneSettings &settings = host_.lane_settings();
+	std::vector<uint32_t> keys;
+	for (uint32_t i = 0; i < flight->targets.size(); i++) {
+		const Target &t = flight->targets[i];
+		switch (t.kind) {
+		case TargetKind::Key:
+			if (t.delivery & kDeliverAlone)
+				send_for(flight, Op::Unlink, {i}, {"UNLINK", t.key});
+			else
+				keys.push_back(i);
+			break;
+		case TargetKind::Bump:
+			send_for(flight, Op::Incr, {i}, {"INCR", t.key});
+			break;
+		case TargetKind::Tag: {
+			ensure_script();
+			const char *mode = (t.delivery & kDeliverSetsOnly)	 ? "sets"
+							   : (t.delivery & kDeliverKeepSets) ? "keep"
+																 : "pop";
+			send_for(flight, Op::TagPop, {i}, {"EVALSHA", tag_pop_sha(), "1", t.key, mode});
+			break;
+		}
+		}
+	}
+
+	/* Multi-key UNLINKs; in a cluster each stays within one slot. */
+	std::vector<uint16_t> slots;
+	if (settings.group_by_slot) {
+		slots.resize(flight->targets.size());
+		for (uint32_t i : keys)
+			slots[i] = key_slot(flight->targets[i].key);
+		std::stable_sort(keys.begin(), keys.end(), [&](uint32_t a, uint32_t b) { return slots[a] < slots[b]; });
+	}
+	size_t chunk = std::max<size_t>(settings.unlink_chunk, 1);
+	for (size_t start = 0; start < keys.size();) {
+		size_t end = start + 1;
+		while (end < keys.size() && end - start < chunk &&
+			   (!settings.group_by_slot || slots[keys[end]] == slots[keys[start]]))
+			end++;
+		Command cmd;
+		cmd.reserve(end - start + 1);
+		cmd.push_back("UNLINK");
+		std::vector<uint32_t> indices(keys.begin() + start, keys.begin() + end);
+		for (uint32_t i : indices)
+			cmd.push_back(flight->targets[i].key);
+		send_for(flight, Op::Unlink, std::move(indices), std::move(cmd));
+		start = end;
+	}
+	finish(flight);
+}
+
+void
+Lane::requeue(InFlight &flight, const std::vector<uint32_t> &indices, uint8_t extra_flags)
+{
+	for (uint32_t i : indices) {
+		Target t = std::move(flight.targets[i]);
+		t.delivery |= extra_flags;
+		pending_[static_cast<int>(flight.stream)].insert(std::move(t), flight.seq);
+	}
+}
+
+void
+Lane::on_reply(InFlight &flight, Op op, const std::vector<uint32_t> &indices, Reply &reply)
+{
+	Classified c = classify_reply(reply);
+	switch (c.kind) {
+	case ReplyClass::Ok:
+		note_success();
+		if (op == Op::TagPop)
+			on_tag_members(flight, flight.targets[indices[0]], reply);
+		return;
+	case ReplyClass::Transient:
+		requeue(flight, indices, 0);
+		if (reply.type == Reply::Type::Failed)
+			return; /* the connection is gone; pump() notices and backs off */
+		host_.report().counters.errors++;
+		if (c.reconnect) {
+			/* READONLY and friends: this is no longer the master. */
+			conn_.close("Redis replied " + reply.str.substr(0, 200));
+			return;
+		}
+		if (!failing_)
+			host_.lane_failed(*this, "Redis replied " + reply.str.substr(0, 200), false);
+		failing_ = true;
+		back_off();
+		return;
+	case ReplyClass::NoScript:
+		script_loaded_ = false;
+		if (script_refused_)
+			on_refused(flight, op, indices, reply);
+		else
+			requeue(flight, indices, 0);
+		return;
+	case ReplyClass::Moved:
+	case ReplyClass::Ask:
+		for (uint32_t i : indices)
+			host_.redirected(*this, std::move(flight.targets[i]), flight.stream, flight.seq, c);
+		return;
+	case ReplyClass::Permanent:
+		host_.report().counters.errors++;
+		on_refused(flight, op, indices, reply);
+		return;
+	}
+}
+
+void
+Lane::on_refused(InFlight &flight, Op op, const std::vector<uint32_t> &indices, const Reply &reply)
+{
+	std::string error = reply.str.substr(0, 200);
+	if (op == Op::Unlink && indices.size() > 1) {
+		/* Find the refused key: each goes again on its own. */
+		requeue(flight, indices, kDeliverAlone);
+		return;
+	}
+	for (uint32_t i : indices) {
+		Target &t = flight.targets[i];
+		if (t.job != 0) {
+			/* A fallback's own command: no further substitute. */
+			host_.note_refusal(op_name(static_cast<int>(op)), t.key, error, "the fallback is incomplete");
+			host_.job_failed(t.job);
+			continue;
+		}
+		bool counted = (t.delivery & kDeliverSubstitute) != 0;
+		if (!counted)
+			host_.report().counters.targets_failed++;
+		if (op == Op::Unlink) {
+			host_.note_refusal("UNLINK", t.key, error, "the fallback covers its key prefix");
+			host_.unresolvable(t, flight.stream, flight.seq, error);
+			continue;
+		}
+		/* A bump or tag on a key of the wrong type: remove the key, the next read rebuilds it. */
+		host_.note_refusal(op_name(static_cast<int>(op)), t.key, error, "the key was removed instead");
+		Target substitute = std::move(t);
+		substitute.kind = TargetKind::Key;
+		substitute.glob = false;
+		substitute.depth = 0;
+		substitute.delivery = kDeliverAlone | kDeliverSubstitute;
+		pending_[static_cast<int>(flight.stream)].insert(std::move(substitute), flight.seq);
+	}
+}
+
+void
+Lane::on_tag_members(InFlight &flight, const Target &tag, Reply &reply)
+{
+	if (reply.type == Reply::Type::Integer) {
+		/* -1: the tag's own key held something else and was removed. */
+		if (reply.integer == -1 && tag.depth == 0) {
+			host_.report().counters.targets_failed++;
+			host_.note_refusal("the tag script", tag.key, "the key is not a set", "the key was removed");
+		}
+		return;
+	}
+	if (reply.type != Reply::Type::Array)
+		return;
+
+	std::string_view prefix(tag.key.data(), std::min<size_t>(tag.prefix_len, tag.key.size()));
+	std::string_view tag_prefix(tag.key.data(), std::min<size_t>(tag.tag_prefix_len, tag.key.size()));
+	int max_depth = host_.lane_settings().tag_depth;
+	for (Reply &member : reply.elements) {
+		if (member.type != Reply::Type::String)
+			continue;
+		if (!starts_with(member.str, prefix)) {
+			/* Another tenant's key (or a typo): never ours to delete. */
+			host_.report().counters.tag_members_skipped++;
+			continue;
+		}
+		Target t;
+		t.key = std::move(member.str);
+		t.prefix_len = tag.prefix_len;
+		t.job = tag.job;
+		if (tag.tag_prefix_len > 0 && starts_with(t.key, tag_prefix)) {
+			/* Possibly a nested tag set: expanded while within tag_depth. */
+			t.kind = TargetKind::Tag;
+			t.tag_prefix_len = tag.tag_prefix_len;
+			if (tag.depth < max_depth)
+				t.depth = static_cast<uint8_t>(tag.depth + 1);
+			else {
+				t.depth = tag.depth;
+				t.delivery = kDeliverKeepSets;
+			}
+		}
+		host_.route(std::move(t), flight.stream, flight.seq);
+	}
+}
+
+void
+Lane::send_special(Special &&sp)
+{
+	auto special = std::make_shared<Special>(std::move(sp));
+	specials_in_flight_.push_back(special);
+	send_raw(special->command, [this, special](Reply &r) {
+		Classified c = classify_reply(r);
+		if (c.kind == ReplyClass::Ok)
+			note_success();
+		else if (c.kind == ReplyClass::Permanent) {
+			host_.report().counters.errors++;
+			host_.note_refusal(special->command[0], std::string(), r.str.substr(0, 200),
+							   special->kind == Special::Kind::Publish ? "the message was dropped"
+																	   : "the fallback is incomplete");
+			if (special->kind == Special::Kind::FlushDb)
+				host_.job_failed(special->job);
+		} else {
+			specials_.push_front(*special);
+			if (r.type != Reply::Type::Failed) {
+				host_.report().counters.errors++;
+				back_off();
+			}
+		}
+		auto it = std::find(specials_in_flight_.begin(), specials_in_flight_.end(), special);
+		if (it != specials_in_flight_.end())
+			specials_in_flight_.erase(it);
+	});
+}
+
+uint64_t
+Lane::min_seq(Stream s) const
+{
+	uint64_t min = pending_[static_cast<int>(s)].min_seq();
+	for (const auto &f : in_flight_)
+		if (f->stream == s)
+			min = std::min(min, f->seq);
+	for (const Special &sp : specials_)
+		if (sp.stream == s)
+			min = std::min(min, sp.seq);
+	for (const auto &sp : specials_in_flight_)
+		if (sp->stream == s)
+			min = std::min(min, sp->seq);
+	return min;
+}
+
+size_t
+Lane::held_targets() const
+{
+	size_t n = 0;
+	for (const TargetSet &set : pending_)
+		n += set.size();
+	for (const auto &f : in_flight_)
+		n += f->targets.size();
+	return n;
+}
+
+size_t
+Lane::unsent_targets() const
+{
+	size_t n = 0;
+	for (const TargetSet &set : pending_)
+		n += set.size();
+	return n;
+}
+
+std::vector<Target>
+Lane::take_unsent()
+{
+	std::vector<Target> out;
+	for (TargetSet &set : pending_)
+		for (Target &t : set.take())
+			out.push_back(std::move(t));
+	return out;
+}
+
+std::vector<Target>
+Lane::take_pending(Stream s, uint64_t &seq)
+{
+	TargetSet &set = pending_[static_cast<int>(s)];
+	seq = set.min_seq();
+	return set.take();
+}
+
+std::deque<Special>
+Lane::take_specials()
+{
+	std::deque<Special> out;
+	out.swap(specials_);
+	return out;
+}
+
+int64_t
+Lane::deadline_us() const
+{
+	int64_t deadline = conn_.deadline_us();
+	if (retry_at_us_ != 0 && (deadline == 0 || retry_at_us_ < deadline))
+		deadline = retry_at_us_;
+	return deadline;
+}
+
+void
+Lane::on_timer()
+{
+	conn_.on_timer();
+}
+
+} // namespace cachebust

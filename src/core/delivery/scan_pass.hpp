@@ -1,0 +1,89 @@
+/*
+ * scan_pass.hpp — every glob target, matched in one SCAN pass.
+ *
+ * Patterns, TRUNCATE's tag and bump patterns and the prefix fallback all
+ * need to find keys by glob. One SCAN MATCH per glob would cost
+ * globs × keyspace and hold everything up behind it; instead all globs
+ * waiting when a pass starts are matched in one incremental SCAN of every
+ * node, on our side, with Redis's own glob rules (core/glob.hpp). Globs that
+ * arrive during a pass wait for the next one (a pass that started before
+ * them might already have gone past their keys).
+ *
+ * The pass never holds up other work: it keeps one SCAN in flight per node,
+ * on the node's ordinary connection, so keys, tags and bumps of later
+ * windows go out between its chunks, and the worker looks at its latch and
+ * signals between them. Each match becomes an ordinary target in its
+ * node's lane (UNLINK; a bump pattern's INCR; a tag pattern's tag pop,
+ * sets only), so refusals are resolved as for any target.
+ */
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/delivery/lane.hpp"
+#include "core/glob.hpp"
+
+namespace cachebust {
+
+class ScanPass
+{
+  public:
+	ScanPass(LaneHost &host, size_t scan_count) : host_(host), scan_count_(scan_count) {}
+
+	void set_scan_count(size_t n) { scan_count_ = n; }
+
+	/* A glob target, held back on behalf of commit seq. */
+	void add(Target &&glob, Stream s, uint64_t seq);
+
+	/* Starts the next pass over `nodes` if none runs and globs wait. */
+	void start_if_due(const std::vector<Lane *> &nodes);
+	/* Sends the node's next SCAN if it takes part in the pass and is due. */
+	void step(Lane &lane);
+	/* The node left the deployment (a cluster map change): its share of the
+	 * pass is done by `replacement` from the start; without one, the whole
+	 * pass starts over. */
+	void node_replaced(Lane &lane, Lane *replacement);
+
+	bool running() const { return !nodes_.empty(); }
+	uint64_t min_seq(Stream s) const;
+	size_t held_targets() const;
+	/* Removes the globs that wait for the next pass (max_pending). */
+	std::vector<Target> take_waiting();
+
+  private:
+	struct NodeScan {
+		Lane *lane;
+		std::string cursor = "0";
+		bool in_flight = false;
+		bool done = false;
+	};
+	struct PassGlob {
+		Target target;
+		Stream stream;
+	};
+
+	void on_reply(uint64_t pass, Lane &lane, Reply &reply);
+	void match(const std::string &key);
+	void finish_if_done();
+	void reset_pass();
+	NodeScan *node_for(const Lane &lane);
+
+	LaneHost &host_;
+	size_t scan_count_;
+
+	TargetSet waiting_[kStreams];
+
+	/* The running pass. */
+	uint64_t pass_ = 0;
+	std::vector<PassGlob> globs_;
+	GlobSet index_;
+	std::vector<std::vector<uint32_t>> by_pattern_; /* GlobSet id → globs_ indices */
+	uint64_t pass_min_seq_[kStreams] = {kNoSeq, kNoSeq, kNoSeq};
+	std::string match_; /* SCAN MATCH: the globs' common literal prefix, escaped, then * */
+	std::vector<NodeScan> nodes_;
+};
+
+} // namespace cachebust

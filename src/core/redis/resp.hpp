@@ -1,0 +1,67 @@
+/*
+ * resp.hpp — Redis commands and replies as values, and their wire form.
+ *
+ * hiredis does what it is good at here: redisFormatCommandArgv turns an
+ * argv vector into the protocol (binary-safe; user strings are never
+ * formatted into a command line) and its reader parses replies. Everything
+ * else — sockets, TLS, timeouts, pipelining — is ours, so the worker can
+ * wait on all of it with its latch.
+ */
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+struct redisReader;
+
+namespace cachebust {
+
+using Command = std::vector<std::string>;
+
+struct Reply {
+	/* Failed is not a Redis reply: the command never got one (connection lost, timeout). */
+	enum class Type { Status, Error, Integer, String, Nil, Array, Failed };
+
+	Type type = Type::Nil;
+	long long integer = 0;
+	std::string str; /* Status, Error, String, Failed */
+	std::vector<Reply> elements;
+
+	bool is_error() const { return type == Type::Error || type == Type::Failed; }
+
+	static Reply failed(std::string why)
+	{
+		Reply r;
+		r.type = Type::Failed;
+		r.str = std::move(why);
+		return r;
+	}
+};
+
+/* Appends the protocol form of cmd to out. */
+void append_command(std::string &out, const Command &cmd);
+
+/* Incremental reply parser over the bytes read from one connection. */
+class ReplyReader
+{
+  public:
+	ReplyReader();
+	~ReplyReader();
+	ReplyReader(const ReplyReader &) = delete;
+	ReplyReader &operator=(const ReplyReader &) = delete;
+
+	void feed(const char *data, size_t len);
+	/* Takes the next complete reply; false when more bytes are needed.
+	 * Throws std::runtime_error on a protocol error. */
+	bool next(Reply &out);
+	void reset();
+
+  private:
+	struct Deleter {
+		void operator()(redisReader *r) const;
+	};
+	std::unique_ptr<redisReader, Deleter> reader_;
+};
+
+} // namespace cachebust

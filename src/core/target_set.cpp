@@ -1,0 +1,96 @@
+/*
+ * target_set.cpp — the open-addressing deduplication index.
+ */
+#include "core/target_set.hpp"
+
+#include <algorithm>
+
+#include "core/pending_set.hpp"
+
+#include "core/cpp_only.hpp"
+
+namespace cachebust {
+
+void
+TargetSet::reserve_index(size_t count)
+{
+	size_t size = slots_.empty() ? 16 : slots_.size();
+	while (size < 2 * count)
+		size *= 2;
+	if (size == slots_.size())
+		return;
+	slots_.assign(size, 0);
+	size_t mask = size - 1;
+	for (size_t pos = 0; pos < targets_.size(); pos++) {
+		size_t i = hashes_[pos] & mask;
+		while (slots_[i] != 0)
+			i = (i + 1) & mask;
+		slots_[i] = static_cast<uint32_t>(pos + 1);
+	}
+}
+
+void
+TargetSet::reserve_more(size_t count)
+{
+	/* One big transaction must not cost a cascade of reallocations and rehashes. */
+	size_t needed = targets_.size() + count;
+	if (needed <= targets_.capacity())
+		return;
+	size_t capacity = std::max(needed, 2 * targets_.capacity());
+	targets_.reserve(capacity);
+	hashes_.reserve(capacity);
+	reserve_index(needed);
+}
+
+bool
+TargetSet::insert(Target &&t, uint64_t seq)
+{
+	if (seq < min_seq_)
+		min_seq_ = seq;
+	if (t.immediate)
+		immediate_ = true;
+	if (2 * (targets_.size() + 1) > slots_.size())
+		reserve_index(std::max<size_t>(2 * targets_.size(), 8));
+
+	uint32_t hash = static_cast<uint32_t>(target_hash(t));
+	size_t mask = slots_.size() - 1;
+	size_t i = hash & mask;
+	for (; slots_[i] != 0; i = (i + 1) & mask) {
+		size_t pos = slots_[i] - 1;
+		if (hashes_[pos] == hash && targets_[pos] == t) {
+			Target &kept = targets_[pos];
+			kept.immediate = kept.immediate || t.immediate;
+			/* The shallower tag expands further. */
+			kept.depth = std::min(kept.depth, t.depth);
+			return false;
+		}
+	}
+	targets_.push_back(std::move(t));
+	hashes_.push_back(hash);
+	slots_[i] = static_cast<uint32_t>(targets_.size());
+	return true;
+}
+
+std::vector<Target>
+TargetSet::take()
+{
+	std::vector<Target> out = std::move(targets_);
+	clear();
+	return out;
+}
+
+void
+TargetSet::clear()
+{
+	targets_.clear();
+	hashes_.clear();
+	/* Keep a small index for the next round; give a big one back. */
+	if (slots_.size() > 4096)
+		std::vector<uint32_t>().swap(slots_);
+	else
+		std::fill(slots_.begin(), slots_.end(), 0);
+	min_seq_ = kNoSeq;
+	immediate_ = false;
+}
+
+} // namespace cachebust

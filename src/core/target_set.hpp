@@ -1,0 +1,68 @@
+/*
+ * target_set.hpp — a deduplicated set of targets and the oldest commit it
+ * holds back.
+ *
+ * The worker keeps targets in such sets wherever they wait: in the
+ * coalescing window, and per Redis node while a command is due or being
+ * retried. Equal targets (kind, glob, key) are kept once, so a key updated
+ * thousands of times during a Redis outage is still sent once. Every
+ * target arrives on behalf of committed transactions; min_seq() is the
+ * oldest of them, and a session's commit counts as delivered only once no
+ * set anywhere holds back its sequence number.
+ */
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/target.hpp"
+
+namespace cachebust {
+
+/* "Holds back nothing." */
+constexpr uint64_t kNoSeq = UINT64_MAX;
+
+class TargetSet
+{
+  public:
+	TargetSet() = default;
+	TargetSet(const TargetSet &) = delete;
+	TargetSet &operator=(const TargetSet &) = delete;
+	TargetSet(TargetSet &&) = default;
+	TargetSet &operator=(TargetSet &&) = default;
+
+	/* Adds t on behalf of commit seq; false when an equal target was there
+	 * already (its immediate flag and tag depth are merged in). */
+	bool insert(Target &&t, uint64_t seq);
+	/* Makes room for count more targets without rehashing on the way. */
+	void reserve_more(size_t count);
+
+	bool empty() const { return targets_.empty(); }
+	size_t size() const { return targets_.size(); }
+	uint64_t min_seq() const { return min_seq_; }
+	bool any_immediate() const { return immediate_; }
+	const std::vector<Target> &targets() const { return targets_; }
+
+	/* Hands everything over and empties the set. */
+	std::vector<Target> take();
+	void clear();
+
+  private:
+	/* Makes room for `count` targets at a load factor of at most 1/2. */
+	void reserve_index(size_t count);
+
+	std::vector<Target> targets_;
+	/*
+	 * The deduplication index: open addressing with linear probing over
+	 * positions in targets_ (slot value = position + 1, 0 = empty), with each
+	 * target's hash kept beside it so probes and rehashes rarely touch the
+	 * keys. A node-based set cost one allocation per target, which dominated
+	 * the worker's time on large batches.
+	 */
+	std::vector<uint32_t> slots_;
+	std::vector<uint32_t> hashes_;
+	uint64_t min_seq_ = kNoSeq;
+	bool immediate_ = false;
+};
+
+} // namespace cachebust

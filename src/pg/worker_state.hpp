@@ -1,0 +1,49 @@
+/*
+ * worker_state.hpp — what survives the worker and the server: whether the
+ * last run ended with everything delivered, and the second sends that were
+ * not due yet when it ended.
+ *
+ * Files live in PGDATA/pg_cachebust/ (as pg_stat_statements keeps
+ * pg_stat/): `state` ("running <timeline>" or "clean <timeline>"),
+ * `prefixes` (prefix_registry.cpp) and `resend` (pending second sends).
+ *
+ * "clean" is written by the postmaster itself as it exits normally, after
+ * every backend and the worker are gone, and only when the queue is empty
+ * and everything in it was delivered: a fast shutdown stops backends and
+ * the worker at the same time, and a backend still committing can hand a
+ * batch over after the worker's last drain. Any other end (a crash, an
+ * immediate shutdown, such a late batch) leaves "running", and the next
+ * worker runs the fallback. A "clean" state written on another timeline
+ * (a base backup's copy, before a standby was promoted) counts as unclean.
+ */
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "pg/postgres.hpp"
+
+#include "core/delivery/resend_schedule.hpp"
+
+namespace cachebust::pg {
+
+/* Postmaster, at shared memory set-up: the directory, and the exit hook. */
+void worker_state_shmem_startup();
+
+/* Whether the previous run of the server ended cleanly on `timeline`; why not, if not. */
+bool worker_state_previous_run_clean(uint32 timeline, std::string &why);
+
+/* Durably records that a worker runs on `timeline`. ERROR if it cannot. */
+void worker_state_record_running(uint32 timeline);
+
+/* Second sends that were not due at the last clean stop (the file is removed).
+ * false when the file exists but cannot be read back (then run the fallback). */
+bool worker_state_load_resends(std::vector<ResendSchedule::Entry> &out);
+
+/* Writes them for the next start; false if that failed (then we did not stop cleanly). */
+bool worker_state_save_resends(const std::vector<ResendSchedule::Entry> &entries);
+
+/* Path of a file of ours, e.g. "pg_cachebust/prefixes". */
+std::string worker_state_path(const char *name);
+
+} // namespace cachebust::pg

@@ -1,0 +1,67 @@
+/*
+ * worker_stats.cpp — merging the worker's counters into shared memory.
+ */
+#include "pg/worker_stats.hpp"
+
+namespace cachebust::pg {
+
+void
+StatsDelta::add(const DeliveryReport &report, TimestampTz now)
+{
+	const DeliveryCounters &c = report.counters;
+	counters.redis_commands += c.commands;
+	counters.redis_errors += c.errors;
+	counters.retries += c.retries;
+	counters.reconnects += c.reconnects;
+	counters.targets_failed += c.targets_failed;
+	counters.tag_members_skipped += c.tag_members_skipped;
+	counters.failovers += c.failovers;
+	if (report.new_error)
+		note_error(report.last_error, report.last_error_endpoint, now);
+}
+
+void
+StatsDelta::note_error(const std::string &message, const std::string &endpoint, TimestampTz now)
+{
+	have_error = true;
+	last_error = message;
+	last_error_endpoint = endpoint;
+	last_error_time = now;
+}
+
+void
+worker_stats_publish(StatsDelta &delta, const StatsGauges &gauges)
+{
+	SharedQueue *q = shared_queue;
+	WorkerStats &w = q->worker;
+	const WorkerStats &d = delta.counters;
+
+	SpinLockAcquire(&q->stats_mutex);
+	w.targets_coalesced += d.targets_coalesced;
+	w.targets_delivered += d.targets_delivered;
+	w.targets_failed += d.targets_failed;
+	w.tag_members_skipped += d.tag_members_skipped;
+	w.redis_commands += d.redis_commands;
+	w.redis_errors += d.redis_errors;
+	w.retries += d.retries;
+	w.reconnects += d.reconnects;
+	w.failovers += d.failovers;
+	w.fallbacks += d.fallbacks;
+	w.fallbacks_refused += d.fallbacks_refused;
+	w.latency.merge(d.latency);
+	if (delta.last_delivery != 0)
+		w.last_delivery = delta.last_delivery;
+	if (delta.have_error) {
+		w.last_error_time = delta.last_error_time;
+		strlcpy(w.last_error, delta.last_error.c_str(), sizeof(w.last_error));
+		strlcpy(w.last_error_endpoint, delta.last_error_endpoint.c_str(), sizeof(w.last_error_endpoint));
+	}
+	w.pending_targets = gauges.pending_targets;
+	w.uncovered_batches = gauges.uncovered_batches;
+	w.connected = gauges.connected;
+	SpinLockRelease(&q->stats_mutex);
+
+	delta = StatsDelta();
+}
+
+} // namespace cachebust::pg

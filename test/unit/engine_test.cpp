@@ -1,0 +1,547 @@
+/* Tests of the delivery engine against a real redis-server: what each kind
+ * of target does, and that nothing one target does can stall the others. */
+#include "core/delivery/engine.hpp"
+
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "core/delivery/publish_message.hpp"
+#include "redis_server.hpp"
+
+using namespace cachebust;
+using cachebust::test::RedisServer;
+
+namespace {
+
+Target
+make(TargetKind kind, const std::string &key, bool glob = false, uint32_t tag_prefix_len = 0)
+{
+	Target t;
+	t.kind = kind;
+	t.key = key;
+	t.glob = glob;
+	t.tag_prefix_len = tag_prefix_len;
+	return t;
+}
+
+/* The engine plus what a worker would do around it: a poll() loop and the
+ * reports it hands back, accumulated. */
+class Harness
+{
+  public:
+	explicit Harness(const RedisUrl &url)
+	{
+		settings.configured = true;
+		settings.url = url;
+		settings.retry_max_ms = 100;
+		settings.connect_timeout_ms = 500;
+		settings.command_timeout_ms = 500;
+		engine.configure(settings);
+	}
+
+	void reconfigure() { engine.configure(settings); }
+
+	/* Runs the event loop until done() or timeout_ms pass; false on timeout. */
+	template <typename Done>
+	bool run_until(Done done, int timeout_ms = 5000)
+	{
+		int64_t deadline = monotonic_us() + static_cast<int64_t>(timeout_ms) * 1000;
+		for (;;) {
+			collect();
+			if (done())
+				return true;
+			if (monotonic_us() > deadline)
+				return false;
+			std::vector<PollEntry> entries;
+			engine.poll_entries(entries);
+			std::vector<pollfd> fds;
+			for (const PollEntry &e : entries)
+				fds.push_back(pollfd{e.fd, static_cast<short>((e.read ? POLLIN : 0) | (e.write ? POLLOUT : 0)), 0});
+			int timeout = 10;
+			int64_t d = engine.deadline_us();
+			if (d != 0)
+				timeout = std::max<int>(0, std::min<int64_t>(timeout, (d - monotonic_us()) / 1000 + 1));
+			if (poll(fds.data(), fds.size(), timeout) > 0)
+				for (const pollfd &p : fds)
+					if (p.revents != 0)
+						engine.on_io(p.fd, (p.revents & (POLLIN | POLLHUP | POLLERR)) != 0,
+									 (p.revents & POLLOUT) != 0);
+			engine.on_timer();
+		}
+	}
+
+	bool delivered(Stream s = Stream::First, int timeout_ms = 5000)
+	{
+		return run_until([&] { return engine.min_held_seq(s) == kNoSeq; }, timeout_ms);
+	}
+
+	void deliver(std::vector<Target> targets, uint64_t seq = 1)
+	{
+		engine.submit(std::move(targets), Stream::First, seq);
+		ASSERT_TRUE(delivered());
+	}
+
+	void collect()
+	{
+		DeliveryReport r = engine.take_report();
+		counters.add(r.counters);
+		for (LogLine &l : r.logs)
+			logs.push_back(std::move(l.message));
+		for (FallbackNeed &n : r.fallback_needs)
+			needs.push_back(std::move(n));
+		for (uint32_t j : r.failed_jobs)
+			failed_jobs.push_back(j);
+		if (r.new_error)
+			last_error = r.last_error;
+	}
+
+	EngineSettings settings;
+	DeliveryEngine engine{42};
+	DeliveryCounters counters;
+	std::vector<std::string> logs;
+	std::vector<FallbackNeed> needs;
+	std::vector<uint32_t> failed_jobs;
+	std::string last_error;
+};
+
+class EngineTest : public ::testing::Test
+{
+  protected:
+	void SetUp() override
+	{
+		admin.connect(server.url(), RedisTimeouts{});
+		admin.command({"FLUSHALL"});
+		admin.command({"SCRIPT", "FLUSH"});
+	}
+
+	void set(const std::string &key, const std::string &value = "cached") { admin.command({"SET", key, value}); }
+	bool exists(const std::string &key) { return admin.command({"EXISTS", key}).integer == 1; }
+
+	static RedisServer server;
+	RedisClient admin;
+	Harness h{server.url()};
+};
+
+RedisServer EngineTest::server;
+
+} // namespace
+
+TEST_F(EngineTest, UnlinksExactlyTheGivenKeys)
+{
+	std::vector<std::string> odd = {"a b", "line\r\nFLUSHALL\r\n", "\"quoted\" 'single'",
+									std::string("nul\0byte", 8), "*star", "tab\there"};
+	std::vector<Target> targets;
+	for (const std::string &k : odd) {
+		set(k);
+		targets.push_back(make(TargetKind::Key, k));
+	}
+	set("a");
+	set("b");
+	set("unrelated");
+	ASSERT_TRUE(h.run_until([&] { return h.engine.connected(); }));
+	h.counters = DeliveryCounters();
+	h.deliver(targets);
+	for (const std::string &k : odd)
+		EXPECT_FALSE(exists(k)) << k;
+	EXPECT_TRUE(exists("a"));
+	EXPECT_TRUE(exists("b"));
+	EXPECT_TRUE(exists("unrelated"));
+	EXPECT_EQ(h.counters.commands, 1u) << "all keys in one UNLINK";
+}
+
+TEST_F(EngineTest, ChunksLargeKeySets)
+{
+	h.settings.unlink_chunk = 100;
+	h.reconfigure();
+	ASSERT_TRUE(h.run_until([&] { return h.engine.connected(); }));
+	h.counters = DeliveryCounters();
+	std::vector<Target> targets;
+	for (int i = 0; i < 1050; i++) {
+		set("k" + std::to_string(i));
+		targets.push_back(make(TargetKind::Key, "k" + std::to_string(i)));
+	}
+	h.deliver(targets);
+	EXPECT_EQ(admin.command({"DBSIZE"}).integer, 0);
+	EXPECT_EQ(h.counters.commands, 11u);
+}
+
+TEST_F(EngineTest, TagsRemoveMembersAndTheSet)
+{
+	set("m1");
+	set("m2");
+	set("other");
+	admin.command({"SADD", "tag:t", "m1", "m2"});
+	h.deliver({make(TargetKind::Tag, "tag:t", false, 4)});
+	EXPECT_FALSE(exists("m1"));
+	EXPECT_FALSE(exists("m2"));
+	EXPECT_FALSE(exists("tag:t"));
+	EXPECT_TRUE(exists("other"));
+	/* a missing tag set is not an error */
+	h.deliver({make(TargetKind::Tag, "tag:none", false, 4)});
+	EXPECT_EQ(h.counters.targets_failed, 0u);
+}
+
+TEST_F(EngineTest, NestedTagsExpandToTheDepthBound)
+{
+	/* tag:l0 -> tag:l1 -> tag:l2 -> tag:l3, each with a leaf */
+	for (int i = 0; i < 4; i++) {
+		std::string leaf = "leaf" + std::to_string(i);
+		set(leaf);
+		admin.command({"SADD", "tag:l" + std::to_string(i), leaf});
+		if (i < 3)
+			admin.command({"SADD", "tag:l" + std::to_string(i), "tag:l" + std::to_string(i + 1)});
+	}
+	set("tag:plain-entry"); /* a cache entry that happens to live under the tag prefix */
+	admin.command({"SADD", "tag:l0", "tag:plain-entry"});
+	h.settings.tag_depth = 2;
+	h.reconfigure();
+	h.deliver({make(TargetKind::Tag, "tag:l0", false, 4)});
+	EXPECT_FALSE(exists("leaf0"));
+	EXPECT_FALSE(exists("leaf1"));
+	EXPECT_FALSE(exists("leaf2"));
+	EXPECT_FALSE(exists("tag:l2"));
+	EXPECT_FALSE(exists("tag:plain-entry"));
+	/* beyond the bound: left in place, still reachable through its own tag */
+	EXPECT_TRUE(exists("tag:l3"));
+	EXPECT_TRUE(exists("leaf3"));
+}
+
+TEST_F(EngineTest, CyclicTagsTerminate)
+{
+	set("x");
+	set("y");
+	admin.command({"SADD", "tag:a", "tag:b", "x"});
+	admin.command({"SADD", "tag:b", "tag:a", "y"});
+	h.deliver({make(TargetKind::Tag, "tag:a", false, 4)});
+	EXPECT_FALSE(exists("x"));
+	EXPECT_FALSE(exists("y"));
+	EXPECT_FALSE(exists("tag:a"));
+	EXPECT_FALSE(exists("tag:b"));
+}
+
+/* DESIGN.md: every key a role can reach starts with its key_prefix. */
+TEST_F(EngineTest, TagMembersOutsideThePrefixAreLeftAlone)
+{
+	set("app:mine");
+	set("other:secret");
+	set("app:tag:inner-member");
+	admin.command({"SADD", "app:tag:team:7", "app:mine", "other:secret", "app:tag:inner"});
+	admin.command({"SADD", "app:tag:inner", "app:tag:inner-member", "other:too"});
+	set("other:too");
+	Target tag = make(TargetKind::Tag, "app:tag:team:7", false, 8);
+	tag.prefix_len = 4;
+	h.deliver({tag});
+	EXPECT_FALSE(exists("app:mine"));
+	EXPECT_FALSE(exists("app:tag:inner-member"));
+	EXPECT_TRUE(exists("other:secret"));
+	EXPECT_TRUE(exists("other:too"));
+	EXPECT_EQ(h.counters.tag_members_skipped, 2u);
+}
+
+TEST_F(EngineTest, ScriptIsReloadedAfterScriptFlush)
+{
+	set("m");
+	admin.command({"SADD", "tag:t", "m"});
+	h.deliver({make(TargetKind::Tag, "tag:t", false, 4)});
+	admin.command({"SCRIPT", "FLUSH"});
+	set("m");
+	admin.command({"SADD", "tag:t", "m"});
+	h.deliver({make(TargetKind::Tag, "tag:t", false, 4)});
+	EXPECT_FALSE(exists("m"));
+}
+
+TEST_F(EngineTest, PatternsBumpsAndGlobKinds)
+{
+	set("s:1:a");
+	set("s:2:b");
+	set("s*literal");
+	set("sx");
+	admin.command({"SET", "v", "41"});
+	admin.command({"SET", "user:1:v", "1"});
+	admin.command({"SET", "user:2:v", "5"});
+	set("m1");
+	admin.command({"SADD", "tag:team:1", "m1"});
+	set("tag:team:not-a-set");
+	h.deliver({make(TargetKind::Key, "s:*", true), make(TargetKind::Bump, "v"),
+			   make(TargetKind::Bump, "user:*:v", true), make(TargetKind::Tag, "tag:team:*", true, 4)});
+	EXPECT_FALSE(exists("s:1:a"));
+	EXPECT_FALSE(exists("s:2:b"));
+	EXPECT_TRUE(exists("s*literal"));
+	EXPECT_TRUE(exists("sx"));
+	EXPECT_EQ(admin.command({"GET", "v"}).str, "42");
+	EXPECT_EQ(admin.command({"GET", "user:1:v"}).str, "2");
+	EXPECT_EQ(admin.command({"GET", "user:2:v"}).str, "6");
+	EXPECT_FALSE(exists("m1"));
+	EXPECT_FALSE(exists("tag:team:1"));
+	EXPECT_TRUE(exists("tag:team:not-a-set")) << "a tag pattern removes tag sets only";
+	EXPECT_EQ(h.counters.scan_passes, 1u) << "all globs of a window share one pass";
+}
+
+/* A subscriber on a plain socket: pub/sub pushes are not replies to anything. */
+class Subscriber
+{
+  public:
+	Subscriber(int port, const std::string &channel)
+	{
+		fd_ = socket(AF_INET, SOCK_STREAM, 0);
+		sockaddr_in addr{};
+		addr.sin_family = AF_INET;
+		addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		addr.sin_port = htons(static_cast<uint16_t>(port));
+		if (::connect(fd_, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0)
+			throw std::runtime_error("cannot connect the subscriber");
+		std::string cmd;
+		append_command(cmd, {"SUBSCRIBE", channel});
+		if (::write(fd_, cmd.data(), cmd.size()) != static_cast<ssize_t>(cmd.size()))
+			throw std::runtime_error("cannot subscribe");
+		next(); /* the subscription's confirmation */
+	}
+	~Subscriber() { close(fd_); }
+
+	/* The next push, waiting at most 5 s. */
+	Reply next()
+	{
+		Reply r;
+		for (int i = 0; i < 500 && !reader_.next(r); i++) {
+			pollfd p{fd_, POLLIN, 0};
+			if (poll(&p, 1, 10) > 0) {
+				char buf[4096];
+				ssize_t n = ::read(fd_, buf, sizeof(buf));
+				if (n > 0)
+					reader_.feed(buf, static_cast<size_t>(n));
+			}
+		}
+		return r;
+	}
+
+  private:
+	int fd_;
+	ReplyReader reader_;
+};
+
+TEST_F(EngineTest, PublishesAfterTheTargets)
+{
+	Subscriber subscriber(server.port(), "events");
+	h.settings.publish_channel = "events";
+	h.reconfigure();
+	std::vector<Target> batch = {make(TargetKind::Key, "k\"1"), make(TargetKind::Tag, "tag:t", false, 4)};
+	h.engine.publish(batch_json(batch), 1);
+	ASSERT_TRUE(h.delivered());
+	Reply r = subscriber.next();
+	ASSERT_EQ(r.type, Reply::Type::Array);
+	ASSERT_EQ(r.elements.size(), 3u);
+	EXPECT_EQ(r.elements[0].str, "message");
+	EXPECT_EQ(r.elements[2].str, "{\"keys\":[\"k\\\"1\"],\"tags\":[\"tag:t\"]}");
+}
+
+/* Issue 10, item 1: one refused command must not stall the rest. */
+TEST_F(EngineTest, ARefusedBumpIsReplacedByUnlinkAndStallsNothing)
+{
+	set("user:2", "a string, not a counter");
+	admin.command({"SADD", "not-a-counter", "x"});
+	set("k");
+	set("tag:string-not-set");
+	h.deliver({make(TargetKind::Key, "k"), make(TargetKind::Bump, "user:2"), make(TargetKind::Bump, "not-a-counter"),
+			   make(TargetKind::Tag, "tag:string-not-set", false, 4), make(TargetKind::Bump, "fine")});
+	EXPECT_FALSE(exists("k"));
+	EXPECT_FALSE(exists("user:2")) << "substitute: UNLINK, so the next read rebuilds it";
+	EXPECT_FALSE(exists("not-a-counter"));
+	EXPECT_FALSE(exists("tag:string-not-set"));
+	EXPECT_EQ(admin.command({"GET", "fine"}).str, "1");
+	EXPECT_EQ(h.counters.targets_failed, 3u);
+	EXPECT_TRUE(h.needs.empty()) << "substitutes worked; no fallback";
+	bool logged = false;
+	for (const std::string &l : h.logs)
+		logged = logged || l.find("user:2") != std::string::npos || l.find("not-a-counter") != std::string::npos;
+	EXPECT_TRUE(logged);
+}
+
+/* A refused UNLINK: the multi-key command is split, the refused key goes to
+ * the fallback for its prefix, every other key is applied. */
+TEST_F(EngineTest, ARefusedUnlinkIsIsolatedAndCoveredByTheFallback)
+{
+	admin.command({"ACL", "SETUSER", "limited", "on", ">pw", "~app:*", "+@all"});
+	RedisUrl url = server.url();
+	url.user = "limited";
+	url.password = "pw";
+	Harness limited(url);
+	set("app:1");
+	set("app:2");
+	set("other:1");
+	Target outside = make(TargetKind::Key, "other:1");
+	outside.prefix_len = 6;
+	limited.engine.submit({make(TargetKind::Key, "app:1"), outside, make(TargetKind::Key, "app:2")},
+						  Stream::First, 7);
+	ASSERT_TRUE(limited.run_until([&] { return !limited.needs.empty(); }));
+	EXPECT_FALSE(exists("app:1"));
+	EXPECT_FALSE(exists("app:2"));
+	EXPECT_TRUE(exists("other:1"));
+	ASSERT_EQ(limited.needs.size(), 1u);
+	EXPECT_EQ(limited.needs[0].prefix, "other:");
+	EXPECT_EQ(limited.needs[0].seq, 7u);
+	EXPECT_EQ(limited.counters.targets_failed, 1u);
+	EXPECT_NE(limited.last_error.find("NOPERM"), std::string::npos) << limited.last_error;
+	admin.command({"ACL", "DELUSER", "limited"});
+}
+
+TEST_F(EngineTest, TransientRefusalsAreRetriedUntilApplied)
+{
+	admin.command({"CONFIG", "SET", "maxmemory-policy", "noeviction"});
+	admin.command({"CONFIG", "SET", "maxmemory", "1"});
+	h.engine.submit({make(TargetKind::Bump, "ver")}, Stream::First, 3);
+	ASSERT_TRUE(h.run_until([&] { return h.last_error.find("OOM") != std::string::npos; }));
+	EXPECT_EQ(h.engine.min_held_seq(Stream::First), 3u) << "held while Redis refuses";
+	admin.command({"CONFIG", "SET", "maxmemory", "0"});
+	ASSERT_TRUE(h.delivered());
+	EXPECT_EQ(admin.command({"GET", "ver"}).str, "1") << "applied exactly once";
+	EXPECT_GT(h.counters.retries, 0u);
+	EXPECT_EQ(h.counters.targets_failed, 0u);
+}
+
+TEST_F(EngineTest, ReadOnlyReplicaReconnectsAndRetries)
+{
+	set("k");
+	int dead = cachebust::test::free_port();
+	admin.command({"REPLICAOF", "127.0.0.1", std::to_string(dead)});
+	h.engine.submit({make(TargetKind::Key, "k")}, Stream::First, 1);
+	ASSERT_TRUE(h.run_until([&] { return h.last_error.find("READONLY") != std::string::npos; }));
+	admin.command({"REPLICAOF", "NO", "ONE"});
+	ASSERT_TRUE(h.delivered());
+	EXPECT_FALSE(exists("k"));
+}
+
+TEST_F(EngineTest, SequenceNumbersAreHeldUntilApplied)
+{
+	EXPECT_EQ(h.engine.min_held_seq(Stream::First), kNoSeq);
+	admin.command({"CLIENT", "PAUSE", "300", "WRITE"});
+	h.engine.submit({make(TargetKind::Key, "a")}, Stream::First, 5);
+	h.engine.submit({make(TargetKind::Key, "b")}, Stream::First, 9);
+	EXPECT_EQ(h.engine.min_held_seq(Stream::First), 5u);
+	EXPECT_EQ(h.engine.min_held_seq(Stream::Redelete), kNoSeq) << "streams are independent";
+	ASSERT_TRUE(h.delivered());
+}
+
+/* Issue 10, item 2: a glob pass never holds keys of later windows back. */
+TEST_F(EngineTest, KeysAreDeliveredWhileAPassRuns)
+{
+	std::vector<Command> fill;
+	for (int i = 0; i < 50; i++) {
+		Command mset = {"MSET"};
+		for (int j = 0; j < 1000; j++) {
+			mset.push_back("bulk:" + std::to_string(i * 1000 + j));
+			mset.push_back("x");
+		}
+		fill.push_back(mset);
+	}
+	admin.pipeline(fill);
+	h.settings.scan_count = 50;
+	h.reconfigure();
+	std::vector<Target> globs;
+	for (int i = 0; i < 999; i++)
+		globs.push_back(make(TargetKind::Key, "nomatch:" + std::to_string(i) + "*", true));
+	/* No common prefix, so every key comes back and is matched here. */
+	globs.push_back(make(TargetKind::Key, "*:never", true));
+	h.engine.submit(std::move(globs), Stream::First, 1);
+	ASSERT_TRUE(h.run_until([&] { return h.counters.keys_scanned > 1000; }));
+	set("hot");
+	h.engine.submit({make(TargetKind::Key, "hot")}, Stream::First, 2);
+	ASSERT_TRUE(h.run_until([&] { return !exists("hot"); }));
+	EXPECT_EQ(h.counters.scan_passes, 0u) << "the key went out while the pass was still running";
+	EXPECT_EQ(h.engine.min_held_seq(Stream::First), 1u) << "the globs still hold their commit back";
+	ASSERT_TRUE(h.delivered(Stream::First, 30000));
+	EXPECT_EQ(h.counters.scan_passes, 1u) << "1000 patterns, one pass";
+	EXPECT_EQ(admin.command({"DBSIZE"}).integer, 50000);
+}
+
+TEST_F(EngineTest, FallbackJobsAndTheirFailures)
+{
+	set("app:1");
+	set("app*x");
+	set("other:1");
+	Target prefix = make(TargetKind::Key, "app:*", true);
+	prefix.job = 5;
+	h.deliver({prefix});
+	EXPECT_FALSE(exists("app:1"));
+	EXPECT_TRUE(exists("app*x")) << "the prefix is matched literally";
+	EXPECT_TRUE(exists("other:1"));
+	EXPECT_TRUE(h.failed_jobs.empty());
+
+	h.engine.submit_flushdb(Stream::First, 2, 6);
+	ASSERT_TRUE(h.delivered());
+	EXPECT_EQ(admin.command({"DBSIZE"}).integer, 0);
+
+	/* An ACL without SCAN: the pass cannot run, the fallback is incomplete. */
+	admin.command({"ACL", "SETUSER", "noscan", "on", ">pw", "~*", "+@all", "-scan"});
+	RedisUrl url = server.url();
+	url.user = "noscan";
+	url.password = "pw";
+	Harness limited(url);
+	Target fallback = make(TargetKind::Key, "app:*", true);
+	fallback.job = 9;
+	limited.engine.submit({fallback}, Stream::First, 3);
+	ASSERT_TRUE(limited.delivered());
+	ASSERT_EQ(limited.failed_jobs.size(), 1u);
+	EXPECT_EQ(limited.failed_jobs[0], 9u);
+	admin.command({"ACL", "DELUSER", "noscan"});
+}
+
+TEST_F(EngineTest, NothingIsLostWhileRedisIsDown)
+{
+	RedisServer own;
+	RedisClient own_admin;
+	own_admin.connect(own.url(), RedisTimeouts{});
+	Harness o(own.url());
+	ASSERT_TRUE(o.run_until([&] { return o.engine.connected(); }));
+	int port = own.port();
+	own.stop();
+	for (int i = 0; i < 100; i++)
+		o.engine.submit({make(TargetKind::Key, "k" + std::to_string(i % 10))}, Stream::First, 10 + i);
+	ASSERT_TRUE(o.run_until([&] { return !o.engine.connected() && o.counters.errors > 0; }));
+	EXPECT_EQ(o.engine.min_held_seq(Stream::First), 10u);
+	EXPECT_LE(o.engine.held_targets(), 10u) << "equal targets wait once";
+	own.start_on(port);
+	RedisClient again;
+	again.connect(own.url(), RedisTimeouts{});
+	for (int i = 0; i < 10; i++)
+		again.command({"SET", "k" + std::to_string(i), "stale"});
+	ASSERT_TRUE(o.delivered(Stream::First, 10000));
+	EXPECT_EQ(again.command({"DBSIZE"}).integer, 0);
+	EXPECT_GE(o.counters.reconnects, 1u);
+	bool resumed = false;
+	for (const std::string &l : o.logs)
+		resumed = resumed || l.find("resumed") != std::string::npos;
+	EXPECT_TRUE(resumed);
+}
+
+TEST_F(EngineTest, UnconfiguredEngineHoldsEverything)
+{
+	DeliveryEngine e(1);
+	EngineSettings none;
+	e.configure(none);
+	e.submit({make(TargetKind::Key, "a")}, Stream::First, 4);
+	EXPECT_EQ(e.min_held_seq(Stream::First), 4u);
+	EXPECT_FALSE(e.connected());
+	std::vector<PollEntry> entries;
+	e.poll_entries(entries);
+	EXPECT_TRUE(entries.empty()) << "connects to nothing nobody named";
+	DroppedTargets dropped = e.drop_unsent();
+	EXPECT_EQ(dropped.count, 1u);
+	EXPECT_EQ(dropped.min_seq[0], 4u);
+}
+
+TEST(Json, EscapesControlQuotesAndInvalidUtf8)
+{
+	EXPECT_EQ(json_string("plain"), "\"plain\"");
+	EXPECT_EQ(json_string("a\"b\\c\n\x01"), "\"a\\\"b\\\\c\\u000a\\u0001\"");
+	EXPECT_EQ(json_string("caf\xc3\xa9"), "\"caf\xc3\xa9\"");
+	EXPECT_EQ(json_string("bad\xff\xc3"), "\"bad\\u00ff\\u00c3\"");
+	EXPECT_EQ(json_string("\xed\xa0\x80"), "\"\\u00ed\\u00a0\\u0080\"") << "surrogates are not valid UTF-8";
+	std::vector<Target> ts = {make(TargetKind::Bump, "v"), make(TargetKind::Key, "p*", true),
+							  make(TargetKind::Key, "k")};
+	EXPECT_EQ(batch_json(ts), "{\"keys\":[\"k\"],\"patterns\":[\"p*\"],\"bumps\":[\"v\"]}");
+	EXPECT_EQ(batch_json({}), "{}");
+}
