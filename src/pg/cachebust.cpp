@@ -25,8 +25,9 @@ _PG_init(void)
 {
 	using namespace cachebust::pg;
 
-	define_gucs();
+	/* First: defining the GUCs can already log a rejected redis_url. */
 	install_log_redaction();
+	define_gucs();
 	capture_init();
 	trigger_init();
 

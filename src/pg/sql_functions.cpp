@@ -16,6 +16,7 @@ extern "C" {
 #include "access/relation.h"
 #include "catalog/pg_authid.h"
 #include "access/xlog.h"
+#include "mb/pg_wchar.h"
 #include "utils/acl.h"
 #include "catalog/pg_type_d.h"
 #include "utils/array.h"
@@ -98,6 +99,7 @@ PG_FUNCTION_INFO_V1(cachebust_full_key);
 PG_FUNCTION_INFO_V1(cachebust_stats);
 PG_FUNCTION_INFO_V1(cachebust_reset_stats);
 PG_FUNCTION_INFO_V1(cachebust_check_targets);
+PG_FUNCTION_INFO_V1(cachebust_trigger_targets);
 
 PGDLLEXPORT Datum
 cachebust_invalidate_key(PG_FUNCTION_ARGS)
@@ -367,6 +369,41 @@ cachebust_check_targets(PG_FUNCTION_ARGS)
 		check_renderable(spec, current_prefixes(), trigger_name, table_name);
 		PG_RETURN_VOID();
 	});
+}
+
+/*
+ * _trigger_targets(tgargs bytea), of 0.1.0: its watches view calls it until
+ * ALTER EXTENSION cachebust UPDATE replaces both. Bytes that are not valid in
+ * the database encoding come out as \xNN, so the text is always valid.
+ */
+PGDLLEXPORT Datum
+cachebust_trigger_targets(PG_FUNCTION_ARGS)
+{
+	bytea *args = PG_GETARG_BYTEA_PP(0);
+	const char *p = VARDATA_ANY(args);
+	const char *end = p + VARSIZE_ANY_EXHDR(args);
+	ArrayBuildState *astate = nullptr;
+
+	while (p < end) {
+		int len = static_cast<int>(strnlen(p, end - p));
+		StringInfoData arg;
+		initStringInfo(&arg);
+		for (int i = 0; i < len;) {
+			int valid = pg_encoding_verifymbstr(GetDatabaseEncoding(), p + i, len - i);
+			appendBinaryStringInfo(&arg, p + i, valid);
+			i += valid;
+			if (i < len) {
+				appendStringInfo(&arg, "\\x%02x", static_cast<unsigned char>(p[i]));
+				i++;
+			}
+		}
+		astate = accumArrayResult(astate, PointerGetDatum(cstring_to_text_with_len(arg.data, arg.len)), false,
+								  TEXTOID, CurrentMemoryContext);
+		p += len + 1;
+	}
+	if (astate == nullptr)
+		PG_RETURN_DATUM(PointerGetDatum(construct_empty_array(TEXTOID)));
+	PG_RETURN_DATUM(makeArrayResult(astate, CurrentMemoryContext));
 }
 
 } // extern "C"

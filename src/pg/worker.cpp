@@ -119,6 +119,7 @@ class Worker
 	WaitSet wait_set_;
 	StatsDelta stats_;
 
+	bool first_load_ = true;
 	FallbackMode fallback_mode_ = FallbackMode::Prefix;
 	int redelete_ms_ = 0;
 	std::string publish_channel_;
@@ -191,16 +192,17 @@ Worker::load_settings()
 	s.publish_channel = publish_channel_;
 	s.publish_sharded = guc_publish_sharded;
 
-	bool endpoint_changed = !(s.url == engine_settings_.url) || s.configured != engine_settings_.configured;
+	bool endpoint_changed = first_load_ || !(s.url == engine_settings_.url) || s.configured != engine_settings_.configured;
+	first_load_ = false;
 	engine_settings_ = s;
 	engine_.configure(s);
 	if (endpoint_changed) {
 		if (s.configured)
 			log(LOG, "cachebust worker delivers to " + s.url.redacted());
 		else {
-			stats_.note_error("cachebust.redis_url is not set: invalidations wait until it is", std::string(),
-							  GetCurrentTimestamp());
-			log(WARNING, "cachebust.redis_url is not set; invalidations are held until it is");
+			stats_.note_error("cachebust.redis_url is not set (or its value was rejected): invalidations wait until it is",
+							  std::string(), GetCurrentTimestamp());
+			log(WARNING, "cachebust.redis_url is not set (or its value was rejected); invalidations are held until it is");
 		}
 	}
 
@@ -347,10 +349,19 @@ Worker::start_fallback(const std::vector<std::string> &prefixes, bool incomplete
 		engine_.submit_flushdb(Stream::First, lo, job);
 }
 
+/*
+ * Every prefix ever registered, and this server's own cachebust.key_prefix:
+ * the registry file is not replicated, so a promoted standby knows only what
+ * was registered when it was cloned, plus its configuration.
+ */
 void
 Worker::fallback_for_all_registered(uint64 lo, uint64 hi, const std::string &why)
 {
 	RegisteredPrefixes registered = prefix_registry_snapshot();
+	std::string own = setting(guc_key_prefix);
+	if (!own.empty() &&
+		std::find(registered.prefixes.begin(), registered.prefixes.end(), own) == registered.prefixes.end())
+		registered.prefixes.push_back(own);
 	start_fallback(registered.prefixes, registered.overflowed, lo, hi, why);
 }
 

@@ -9,7 +9,7 @@ use CachebustTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time usleep);
+use Time::HiRes qw(time);
 
 my $redis = start_redis();
 my $node = cachebust_node('cluster', $redis);
@@ -37,8 +37,7 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE ba
 	'0', 'the worker has no database connection');
 
 # ---- publish_channel: one JSON message per delivered batch
-$node->safe_psql('postgres', q{ALTER SYSTEM SET cachebust.publish_channel = 'cb-events'; SELECT pg_reload_conf();});
-usleep(300_000);
+reload_settings($node, q{ALTER SYSTEM SET cachebust.publish_channel = 'cb-events'});
 my $sub = bless({ port => $redis->{port} }, "CachebustTest::Redis");
 $sub->cmd('SUBSCRIBE', 'cb-events');
 $node->safe_psql('db1', q{INSERT INTO t VALUES (42); SELECT cachebust.wait_for_delivery(5000)});
@@ -55,8 +54,7 @@ $redis2->cmd('SELECT', 2);
 $redis2->cmd('SET', 'db1:7', 1);
 $redis->cmd('SET', 'db1:7', 1);
 my $url2 = $redis2->url(2);
-$node->safe_psql('postgres', qq{ALTER SYSTEM SET cachebust.redis_url = '$url2'; SELECT pg_reload_conf();});
-usleep(500_000);
+reload_settings($node, "ALTER SYSTEM SET cachebust.redis_url = '$url2'");
 is($node->safe_psql('db1', 'INSERT INTO t VALUES (7); SELECT cachebust.wait_for_delivery(5000)'), 't', 'delivered after reload');
 is($redis2->exists_key('db1:7'), 0, 'key removed on the new Redis, in db 2');
 is($redis->exists_key('db1:7'), 1, 'the old Redis is no longer used');
@@ -65,8 +63,7 @@ is($redis->exists_key('db1:7'), 1, 'the old Redis is no longer used');
 $redis2->cmd('ACL', 'SETUSER', 'cbuser', 'on', '>s3cret-pw', '~*', '&*', '+@all');
 $redis2->cmd('SET', 'db1:8', 1);
 my $acl_url = "redis://cbuser:s3cret-pw\@127.0.0.1:$redis2->{port}/2";
-$node->safe_psql('postgres', qq{ALTER SYSTEM SET cachebust.redis_url = '$acl_url'; SELECT pg_reload_conf();});
-usleep(500_000);
+reload_settings($node, "ALTER SYSTEM SET cachebust.redis_url = '$acl_url'");
 is($node->safe_psql('db1', 'INSERT INTO t VALUES (8); SELECT cachebust.wait_for_delivery(5000)'), 't', 'delivered as ACL user');
 is($redis2->exists_key('db1:8'), 0, 'key removed through the ACL user');
 my $log = slurp_file($node->logfile);

@@ -7,7 +7,7 @@ use lib $FindBin::Bin;
 use CachebustTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time usleep);
+use Time::HiRes qw(time);
 
 my $redis = start_redis();
 my $node = cachebust_node('failures', $redis, qq{
@@ -23,12 +23,6 @@ SELECT cachebust.watch('items', keys => ARRAY['item:{id}']);
 INSERT INTO items SELECT g, 'v' FROM generate_series(1, 2000) g;
 SELECT cachebust.wait_for_delivery(5000);
 });
-
-sub stat_value
-{
-	my ($column) = @_;
-	return $node->safe_psql('postgres', "SELECT $column FROM cachebust.stats()");
-}
 
 sub fill
 {
@@ -52,14 +46,14 @@ my $t0 = time;
 $node->safe_psql('postgres', "UPDATE items SET v = 'down' WHERE id = $_") for 1 .. 50;
 my $down_elapsed = time - $t0;
 ok(!wait_all_delivered($node, 0.5), 'not delivered while Redis is down');
-ok(wait_until(sub { stat_value('connected') eq 'f' }, 5), 'stats show the worker disconnected');
-like(stat_value('last_error'), qr/\S/, 'and the last error');
-cmp_ok(stat_value('pending_targets'), '==', 50, 'the worker holds the 50 pending targets');
+ok(wait_until(sub { stat_value($node, 'connected') eq 'f' }, 5), 'stats show the worker disconnected');
+like(stat_value($node, 'last_error'), qr/\S/, 'and the last error');
+cmp_ok(stat_value($node, 'pending_targets'), '==', 50, 'the worker holds the 50 pending targets');
 $redis->start;
 fill(1, 50);   # the restarted Redis has no data (no persistence); refill stale copies
 ok(wait_all_delivered($node, 10), 'delivered after Redis came back');
 is(count_existing(1, 50), 0, 'all 50 keys written during the outage are invalidated');
-cmp_ok(stat_value('retries') + 0, '>', 0, 'retries were counted');
+cmp_ok(stat_value($node, 'retries') + 0, '>', 0, 'retries were counted');
 note(sprintf('50 commits while Redis was down took %.0f ms', $down_elapsed * 1000));
 
 # ---- CLIENT PAUSE longer than the command timeout
@@ -74,23 +68,21 @@ fill(100, 120);
 $redis->cmd('SET', 'outside:prefix', 1);
 is($node->safe_psql('postgres', q{SELECT cachebust.invalidate_key(VARIADIC array_agg(repeat('x', 100) || g)) FROM generate_series(1, 2000) g \g /dev/null
   SELECT cachebust.wait_for_delivery(10000)}), 't', 'overflowed transaction covered by the fallback');
-cmp_ok(stat_value('overflows'), '>=', 1, 'overflow counted');
-cmp_ok(stat_value('fallbacks'), '>=', 1, 'fallback counted');
+cmp_ok(stat_value($node, 'overflows'), '>=', 1, 'overflow counted');
+cmp_ok(stat_value($node, 'fallbacks'), '>=', 1, 'fallback counted');
 is(count_existing(100, 120), 0, 'fallback removed the prefixed keys');
 is($redis->exists_key('outside:prefix'), 1, 'fallback left keys outside key_prefix alone');
 
 # ---- clean fast shutdown with a long window: pending delivered before exit
-$node->safe_psql('postgres', q{ALTER SYSTEM SET cachebust.debounce_ms = 60000; SELECT pg_reload_conf();});
-usleep(300_000);
+reload_settings($node, 'ALTER SYSTEM SET cachebust.debounce_ms = 60000');
 fill(200, 210);
 $node->safe_psql('postgres', "UPDATE items SET v = 'bye' WHERE id BETWEEN 200 AND 210");
 $node->stop('fast');
 is(count_existing(200, 210), 0, 'fast shutdown delivered the pending targets');
 $redis->cmd('SET', 'app:survivor', 1);
 $node->start;
-$node->safe_psql('postgres', q{ALTER SYSTEM RESET cachebust.debounce_ms; SELECT pg_reload_conf();});
-usleep(500_000);
-is(stat_value('fallbacks'), '0', 'no fallback after a clean restart');
+reload_settings($node, 'ALTER SYSTEM RESET cachebust.debounce_ms');
+is(stat_value($node, 'fallbacks'), '0', 'no fallback after a clean restart');
 is($redis->exists_key('app:survivor'), 1, 'cache kept after a clean restart');
 
 # ---- a database with its own key_prefix: recorded for the fallback

@@ -10,7 +10,7 @@ use CachebustTest;
 use IPC::Run;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time usleep);
+use Time::HiRes qw(time);
 
 # Persistent, so that stale entries survive the crash as they would in production.
 my $redis = start_redis('--appendonly', 'yes', '--appendfsync', 'always');
@@ -25,19 +25,6 @@ CREATE TABLE kv (id int PRIMARY KEY, v int NOT NULL DEFAULT 0);
 INSERT INTO kv SELECT g FROM generate_series(1, $rows) g;
 SELECT cachebust.watch('kv', keys => ARRAY['kv:{id}']);
 });
-
-sub stat_value
-{
-	my ($column) = @_;
-	return $node->safe_psql('postgres', "SELECT $column FROM cachebust.stats()");
-}
-
-sub worker_pid
-{
-	return eval {
-		$node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'cachebust worker'});
-	} // '';
-}
 
 # How many of these keys exist (EXISTS counts, 1000 keys per command).
 sub count_existing
@@ -88,11 +75,15 @@ my $update_script = "\\set id random(1, $rows)\nUPDATE kv SET v = v + 1 WHERE id
 # ---- kill -9 of a persistent Redis during a write load, restart from its AOF
 fill(map { "app:kv:$_" } 1 .. $rows);
 $redis->cmd('SET', 'outside', 'x');
-my ($bench, $bench_out) = start_pgbench($update_script, 2, 6);
-usleep(2_000_000);
+my ($bench, $bench_out) = start_pgbench($update_script, 2, 8);
+# Kill Redis once the load is going, bring it back after commits kept going without it.
+my $committed = sub { stat_value($node, 'transactions_enqueued') };
+my $before = $committed->();
+ok(wait_until(sub { $committed->() >= $before + 200 }, 20), 'the write load is running');
 $redis->stop('KILL');
 my $outage_start = time;
-usleep(2_500_000);
+my $at_kill = $committed->();
+ok(wait_until(sub { $committed->() >= $at_kill + 300 }, 20), 'commits go on while Redis is down');
 $redis->start;   # reloads the append-only file: every stale entry is back
 my $outage = time - $outage_start;
 ok($bench->finish, 'pgbench ran through the outage without errors') or diag($$bench_out);
@@ -107,8 +98,8 @@ my @untouched = split /,/, $untouched;
 cmp_ok(scalar(@untouched), '>', 0, scalar(@untouched) . ' rows were not updated');
 is(count_existing(map { "app:kv:$_" } @untouched), scalar(@untouched),
 	'keys of rows not updated are still cached (exact delivery, no fallback)');
-is(stat_value('fallbacks'), '0', 'no fallback was needed');
-cmp_ok(stat_value('retries') + stat_value('reconnects'), '>', 0, 'the worker retried and reconnected');
+is(stat_value($node, 'fallbacks'), '0', 'no fallback was needed');
+cmp_ok(stat_value($node, 'retries') + stat_value($node, 'reconnects'), '>', 0, 'the worker retried and reconnected');
 note(sprintf('Redis was down %.1f s during the load; %d updated keys checked, %d stale',
 	$outage, scalar(@updated), $stale));
 
@@ -130,26 +121,24 @@ cmp_ok($ratio, '<', 2.0, sprintf('commit latency with Redis down is within 2x of
 my $secure = start_redis('--requirepass', 'right-pw');
 $secure->cmd('SET', 'app:kv:1', 'cached');
 my $base = "127.0.0.1:$secure->{port}/0";
-$node->safe_psql('postgres', qq{ALTER SYSTEM SET cachebust.redis_url = 'redis://:wrong-pw\@$base'; SELECT pg_reload_conf();});
-usleep(300_000);
+reload_settings($node, "ALTER SYSTEM SET cachebust.redis_url = 'redis://:wrong-pw\@$base'");
 $node->safe_psql('postgres', 'UPDATE kv SET v = v + 1 WHERE id = 1');
-ok(wait_until(sub { stat_value('last_error') =~ /WRONGPASS|invalid password|AUTH/i }, 5), 'authentication failure reported in stats');
-unlike(stat_value('last_error'), qr/wrong-pw/, 'without the password');
+ok(wait_until(sub { stat_value($node, 'last_error') =~ /WRONGPASS|invalid password|AUTH/i }, 5), 'authentication failure reported in stats');
+unlike(stat_value($node, 'last_error'), qr/wrong-pw/, 'without the password');
 is($secure->exists_key('app:kv:1'), 1, 'nothing delivered with the wrong password');
 $node->safe_psql('postgres', qq{ALTER SYSTEM SET cachebust.redis_url = 'redis://:right-pw\@$base'; SELECT pg_reload_conf();});
 ok(wait_all_delivered($node, 10), 'delivered once the right password was loaded');
 is($secure->exists_key('app:kv:1'), 0, 'the key was removed');
 unlike(slurp_file($node->logfile), qr/wrong-pw|right-pw/, 'neither password appears in the server log');
 $secure->stop;
-$node->safe_psql('postgres', qq{ALTER SYSTEM SET cachebust.redis_url = '${\ $redis->url }'; SELECT pg_reload_conf();});
-usleep(300_000);
+reload_settings($node, "ALTER SYSTEM SET cachebust.redis_url = '${\ $redis->url }'");
 
 # ---- READONLY replica: retried until the server is writable again
 my $dead_port = PostgreSQL::Test::Cluster::get_free_port();
 $redis->cmd('SET', 'app:kv:2', 'cached');
 $redis->cmd('REPLICAOF', '127.0.0.1', $dead_port);
 $node->safe_psql('postgres', 'UPDATE kv SET v = v + 1 WHERE id = 2');
-ok(wait_until(sub { stat_value('last_error') =~ /READONLY/ }, 5), 'READONLY replies reported');
+ok(wait_until(sub { stat_value($node, 'last_error') =~ /READONLY/ }, 5), 'READONLY replies reported');
 is($redis->exists_key('app:kv:2'), 1, 'a read-only replica deletes nothing');
 $redis->cmd('REPLICAOF', 'NO', 'ONE');
 ok(wait_all_delivered($node, 10), 'delivered once the server is a primary again');
@@ -160,42 +149,41 @@ $node->safe_psql('postgres', q{CREATE TABLE versions (id int); SELECT cachebust.
 $redis->cmd('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
 $redis->cmd('CONFIG', 'SET', 'maxmemory', '1');
 $node->safe_psql('postgres', 'INSERT INTO versions VALUES (1)');
-ok(wait_until(sub { stat_value('last_error') =~ /OOM/ }, 5), 'OOM replies reported');
+ok(wait_until(sub { stat_value($node, 'last_error') =~ /OOM/ }, 5), 'OOM replies reported');
 $redis->cmd('CONFIG', 'SET', 'maxmemory', '0');
 ok(wait_all_delivered($node, 10), 'delivered once Redis accepts writes');
 is($redis->cmd('GET', 'app:ver:1'), '1', 'the bump was applied exactly once');
 
 # ---- more than max_pending targets while Redis is unreachable: fallback
-$node->safe_psql('postgres', qq{ALTER SYSTEM SET cachebust.max_pending = 100;
-  ALTER SYSTEM SET cachebust.redis_url = 'redis://127.0.0.1:$dead_port/0'; SELECT pg_reload_conf();});
-usleep(300_000);
+reload_settings($node, 'ALTER SYSTEM SET cachebust.max_pending = 100',
+	"ALTER SYSTEM SET cachebust.redis_url = 'redis://127.0.0.1:$dead_port/0'");
 fill(map { "app:kv:$_" } 1 .. 300);
-my $fallbacks_before = stat_value('fallbacks');
+my $fallbacks_before = stat_value($node, 'fallbacks');
 $node->safe_psql('postgres', 'UPDATE kv SET v = v + 1 WHERE id <= 150');
 ok(wait_until(sub { slurp_file($node->logfile) =~ /more than cachebust.max_pending/ }, 5), 'the bound was hit and logged');
-cmp_ok(stat_value('pending_targets'), '<=', 100, 'the worker holds no more than max_pending');
+cmp_ok(stat_value($node, 'pending_targets'), '<=', 100, 'the worker holds no more than max_pending');
 $node->safe_psql('postgres', qq{ALTER SYSTEM SET cachebust.redis_url = '${\ $redis->url }'; SELECT pg_reload_conf();});
 ok(wait_all_delivered($node, 10), 'delivered after Redis became reachable');
-cmp_ok(stat_value('fallbacks'), '>', $fallbacks_before, 'the fallback ran');
+cmp_ok(stat_value($node, 'fallbacks'), '>', $fallbacks_before, 'the fallback ran');
 is(count_existing(map { "app:kv:$_" } 1 .. 300), 0, 'it removed every prefixed key');
 is($redis->exists_key('outside'), 1, 'and nothing outside key_prefix');
 $node->safe_psql('postgres', q{ALTER SYSTEM RESET cachebust.max_pending; SELECT pg_reload_conf();});
 
 # ---- the worker terminated again and again: restarted each time, writes go on
-my $fallbacks = stat_value('fallbacks');
+my $fallbacks = stat_value($node, 'fallbacks');
 for my $round (1 .. 5)
 {
-	my $pid = worker_pid();
+	my $pid = worker_pid($node);
 	$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
 	$node->safe_psql('postgres', "UPDATE kv SET v = v + 1 WHERE id = 10 + $round");
-	ok(wait_until(sub { my $p = worker_pid(); $p =~ /^\d+$/ && $p != $pid }, 10), "worker restarted after termination $round");
+	ok(wait_until(sub { my $p = worker_pid($node); $p =~ /^\d+$/ && $p != $pid }, 10), "worker restarted after termination $round");
 }
 $redis->cmd('SET', 'app:kv:20', 'cached');
 is($node->safe_psql('postgres', 'UPDATE kv SET v = v + 1 WHERE id = 20; SELECT cachebust.wait_for_delivery(10000)'),
 	't', 'delivery works after repeated terminations');
 is($redis->exists_key('app:kv:20'), 0, 'and invalidates');
 ok(wait_all_delivered($node, 10), 'every commit made between terminations was delivered');
-is(stat_value('fallbacks'), $fallbacks, 'terminations are clean stops: no fallback');
+is(stat_value($node, 'fallbacks'), $fallbacks, 'terminations are clean stops: no fallback');
 my $restarts = () = slurp_file($node->logfile) =~ /cachebust worker shut down with everything delivered/g;
 cmp_ok($restarts, '>=', 5, 'each termination delivered before exiting');
 

@@ -14,7 +14,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-our @EXPORT = qw(start_redis cachebust_node wait_until wait_all_delivered);
+our @EXPORT = qw(start_redis cachebust_node wait_until wait_all_delivered reload_settings stat_value worker_pid);
 
 # ---- Redis -------------------------------------------------------------
 
@@ -61,16 +61,43 @@ sub wait_all_delivered
 	}, $timeout // 10);
 }
 
-# A node with cachebust preloaded, delivering to $redis.
+# Applies ALTER SYSTEM statements (or none), reloads, and waits until the
+# worker says it has reloaded: no guessing how long a reload takes.
+sub reload_settings
+{
+	my ($node, @statements) = @_;
+	my $offset = -s $node->logfile;
+	$node->safe_psql('postgres', join('', map { "$_;\n" } @statements) . 'SELECT pg_reload_conf();');
+	$node->wait_for_log(qr/cachebust worker reloaded its settings/, $offset);
+}
+
+# One column of cachebust.stats.
+sub stat_value
+{
+	my ($node, $column, $db) = @_;
+	return $node->safe_psql($db // 'postgres', "SELECT $column FROM cachebust.stats()");
+}
+
+# The worker's pid ('' while there is none).
+sub worker_pid
+{
+	my ($node) = @_;
+	return eval {
+		$node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'cachebust worker'});
+	} // '';
+}
+
+# A node with cachebust preloaded, delivering to $redis (undef: no
+# cachebust.redis_url at all, so the worker delivers nowhere).
 sub cachebust_node
 {
 	my ($name, $redis, $extra_conf) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init;
-	my $url = $redis ? $redis->url : 'redis://127.0.0.1:9/0';
+	my $url = $redis ? "cachebust.redis_url = '" . $redis->url . "'" : '';
 	$node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'cachebust'
-cachebust.redis_url = '$url'
+$url
 cachebust.debounce_ms = 20
 cachebust.retry_max_ms = 200
 max_prepared_transactions = 2
