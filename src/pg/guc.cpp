@@ -68,7 +68,9 @@ check_redis_url(char **newval, void **, GucSource)
 	if (*newval == nullptr || **newval == '\0')
 		return true;
 	try {
-		RedisUrl::parse(*newval);
+		RedisUrl url = RedisUrl::parse(*newval);
+		if (url.topology != RedisUrl::Topology::Single)
+			throw RedisUrlError("redis-sentinel and redis-cluster URLs are not supported by this build yet");
 		return true;
 	} catch (const std::exception &e) {
 		strlcpy(detail, e.what(), sizeof(detail));
