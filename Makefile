@@ -37,6 +37,7 @@ CORE_SRCS = \
 	src/core/delivery/publish_message.cpp \
 	src/core/delivery/lane.cpp \
 	src/core/delivery/scan_pass.cpp \
+	src/core/delivery/sentinel.cpp \
 	src/core/delivery/engine.cpp \
 	src/core/delivery/fallback.cpp \
 	src/core/delivery/resend_schedule.cpp

@@ -6,6 +6,7 @@ packages=(
 	postgresql-15 postgresql-server-dev-15 postgresql-contrib
 	libhiredis-dev redis-server redis-tools
 	libgtest-dev libipc-run-perl
+	python3-django python3-django-redis python3-redis python3-psycopg2
 )
 missing=()
 for p in "${packages[@]}"; do

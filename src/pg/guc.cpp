@@ -69,8 +69,8 @@ check_redis_url(char **newval, void **, GucSource)
 		return true;
 	try {
 		RedisUrl url = RedisUrl::parse(*newval);
-		if (url.topology != RedisUrl::Topology::Single)
-			throw RedisUrlError("redis-sentinel and redis-cluster URLs are not supported by this build yet");
+		if (url.topology == RedisUrl::Topology::Cluster)
+			throw RedisUrlError("redis-cluster URLs are not supported by this build yet");
 		return true;
 	} catch (const std::exception &e) {
 		strlcpy(detail, e.what(), sizeof(detail));

@@ -6,6 +6,7 @@ package CachebustTest;
 use strict;
 use warnings;
 
+use Cwd ();
 use Exporter 'import';
 use IO::Socket::INET;
 use POSIX ':sys_wait_h';
@@ -14,7 +15,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-our @EXPORT = qw(start_redis cachebust_node wait_until wait_all_delivered reload_settings stat_value worker_pid);
+our @EXPORT = qw(start_redis start_sentinel make_tls_certs cachebust_node wait_until wait_all_delivered reload_settings stat_value worker_pid);
 
 # ---- Redis -------------------------------------------------------------
 
@@ -33,6 +34,59 @@ sub start_redis
 	}
 	$self->start;
 	return $self;
+}
+
+# Starts a redis-sentinel on a free loopback port monitoring $service at
+# 127.0.0.1:$master_port (quorum $quorum); it fails over within seconds.
+# Extra lines go into its configuration file (TLS, passwords).
+sub start_sentinel
+{
+	my ($service, $master_port, $quorum, @extra_lines) = @_;
+	my $self = bless {}, 'CachebustTest::Redis';
+	$self->{port} = PostgreSQL::Test::Cluster::get_free_port();
+	$self->{dir} = Cwd::abs_path(PostgreSQL::Test::Utils::tempdir('sentinel'));
+	my $conf = "$self->{dir}/sentinel.conf";
+	open(my $fh, '>', $conf) or die "cannot write $conf: $!";
+	print $fh join("\n",
+		"port $self->{port}",
+		'bind 127.0.0.1',
+		"dir $self->{dir}",
+		"sentinel monitor $service 127.0.0.1 $master_port $quorum",
+		"sentinel down-after-milliseconds $service 1000",
+		"sentinel failover-timeout $service 4000",
+		"sentinel parallel-syncs $service 1",
+		@extra_lines), "\n";
+	close $fh;
+	$self->{program} = 'redis-sentinel';
+	$self->{args} = [$conf];
+	$self->start;
+	return $self;
+}
+
+# A CA and certificates signed by it, made with openssl in $dir:
+# $dir/$ca.crt, and for each name $dir/$name.crt / .key with the given
+# subjectAltName (e.g. "IP:127.0.0.1,DNS:localhost").
+sub make_tls_certs
+{
+	my ($dir, $ca, %certs) = @_;
+	my @ec = ('-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes');
+	unless (-f "$dir/$ca.crt")
+	{
+		system_or_bail('openssl', 'req', '-x509', @ec, '-keyout', "$dir/$ca.key", '-out', "$dir/$ca.crt",
+			'-days', '2', '-subj', "/CN=$ca");
+	}
+	for my $name (sort keys %certs)
+	{
+		open(my $ext, '>', "$dir/$name.ext") or die;
+		print $ext "subjectAltName=$certs{$name}\nextendedKeyUsage=serverAuth,clientAuth\n";
+		close $ext;
+		system_or_bail('openssl', 'req', @ec, '-keyout', "$dir/$name.key", '-out', "$dir/$name.csr",
+			'-subj', "/CN=$name");
+		system_or_bail('openssl', 'x509', '-req', '-in', "$dir/$name.csr", '-CA', "$dir/$ca.crt",
+			'-CAkey', "$dir/$ca.key", '-CAcreateserial', '-out', "$dir/$name.crt", '-days', '2',
+			'-extfile', "$dir/$name.ext");
+		chmod 0600, "$dir/$name.key";
+	}
 }
 
 # Polls $code until it returns true or $timeout seconds pass.
@@ -134,6 +188,10 @@ sub start
 	{
 		open(STDOUT, '>>', $log) or die;
 		open(STDERR, '>&', \*STDOUT) or die;
+		if ($self->{program})
+		{
+			exec($self->{program}, @{ $self->{args} }) or die "exec $self->{program}: $!";
+		}
 		exec('redis-server', '--port', $self->{port}, '--bind', '127.0.0.1',
 			'--save', '', '--appendonly', 'no', '--dir', $self->{dir},
 			'--daemonize', 'no', @{ $self->{extra} })
@@ -145,6 +203,15 @@ sub start
 		return defined $reply && $reply eq 'PONG';
 	}, 10);
 	die "redis-server did not start on port $self->{port}" unless $up;
+}
+
+# Restarts the server with other extra arguments (e.g. a renewed certificate).
+sub restart_with
+{
+	my ($self, @extra) = @_;
+	$self->stop;
+	$self->{extra} = [@extra];
+	$self->start;
 }
 
 # Stops the server: 'TERM' (default) or 'KILL' for a crash.
@@ -175,11 +242,21 @@ sub reconnect
 sub cmd
 {
 	my ($self, @argv) = @_;
-	$self->reconnect unless $self->{sock};
 	my $req = '*' . scalar(@argv) . "\r\n";
 	$req .= '$' . length($_) . "\r\n$_\r\n" for @argv;
-	print { $self->{sock} } $req or die "write to redis: $!";
-	return $self->read_reply;
+	# A server may drop its clients (Sentinel does at a failover): reconnect once.
+	for my $attempt (1, 2)
+	{
+		$self->reconnect unless $self->{sock};
+		my $reply = eval {
+			print { $self->{sock} } $req or die "write to redis: $!\n";
+			[ $self->read_reply ];
+		};
+		return $reply->[0] if $reply;
+		my $error = $@;
+		die $error if $error =~ /^redis error:/ || $attempt == 2;
+		delete $self->{sock};
+	}
 }
 
 # Reads one reply (also used for pub/sub messages).

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -105,6 +106,55 @@ class RedisServer
 	std::vector<std::string> extra_;
 	int port_ = 0;
 	pid_t pid_ = -1;
+};
+
+/* A redis-sentinel monitoring `service` at 127.0.0.1:master_port. */
+class SentinelServer
+{
+  public:
+	SentinelServer(const std::string &service, int master_port) : port_(free_port())
+	{
+		dir_ = "/tmp/cachebust-sentinel-" + std::to_string(getpid()) + "-" + std::to_string(port_);
+		mkdir(dir_.c_str(), 0700);
+		std::string conf = dir_ + "/sentinel.conf";
+		FILE *f = fopen(conf.c_str(), "w");
+		fprintf(f, "port %d\nbind 127.0.0.1\ndir %s\nlogfile /dev/null\nsentinel monitor %s 127.0.0.1 %d 1\n",
+				port_, dir_.c_str(), service.c_str(), master_port);
+		fclose(f);
+		pid_ = fork();
+		if (pid_ == 0) {
+			execlp("redis-sentinel", "redis-sentinel", conf.c_str(), static_cast<char *>(nullptr));
+			_exit(127);
+		}
+		for (int i = 0; i < 200; i++) {
+			try {
+				RedisClient c;
+				c.connect(RedisUrl::parse("redis://127.0.0.1:" + std::to_string(port_)), RedisTimeouts{200, 200});
+				return;
+			} catch (const RedisError &) {
+				std::this_thread::sleep_for(std::chrono::milliseconds(25));
+			}
+		}
+		throw std::runtime_error("redis-sentinel did not start");
+	}
+
+	~SentinelServer()
+	{
+		if (pid_ > 0) {
+			kill(pid_, SIGKILL);
+			waitpid(pid_, nullptr, 0);
+		}
+		std::string rm = "rm -rf " + dir_;
+		if (system(rm.c_str()) != 0) {
+		}
+	}
+
+	int port() const { return port_; }
+
+  private:
+	int port_;
+	pid_t pid_ = -1;
+	std::string dir_;
 };
 
 } // namespace cachebust::test

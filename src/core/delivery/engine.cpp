@@ -128,15 +128,50 @@ DeliveryEngine::rebuild_lanes()
 			return; /* everything waits until the settings are fixed */
 		}
 	}
-	Endpoint endpoint;
-	if (settings_.url.transport == RedisUrl::Transport::Unix) {
-		endpoint.unix_socket = true;
-		endpoint.path = settings_.url.socket_path;
+	sentinel_.reset();
+	master_known_ = false;
+	recent_.clear();
+	forgotten_prefixes_.clear();
+	remember_applied_ = settings_.url.topology != RedisUrl::Topology::Single;
+	if (settings_.url.topology == RedisUrl::Topology::Sentinel) {
+		std::vector<Endpoint> sentinels;
+		for (const HostPort &hp : settings_.url.hosts) {
+			Endpoint e;
+			e.host = hp.host;
+			e.port = hp.port;
+			sentinels.push_back(e);
+		}
+		ConnectionSettings base;
+		base.tls = tls_;
+		base.password = settings_.url.sentinel_password;
+		base.connect_timeout_ms = settings_.connect_timeout_ms;
+		base.command_timeout_ms = settings_.command_timeout_ms;
+		sentinel_ = std::make_unique<SentinelResolver>(sentinels, settings_.url.service, base,
+													   settings_.retry_max_ms, seed_);
+		/* The master, wherever the sentinels say it is; it must say so itself. */
+		ConnectionSettings cs = connection_settings(Endpoint());
+		cs.check = {"ROLE"};
+		cs.accept_check = [](const Reply &r, std::string &why) {
+			std::string role = r.type == Reply::Type::Array && !r.elements.empty() ? r.elements[0].str : "?";
+			if (role == "master")
+				return true;
+			why = "the server the sentinels named is a " + role + ", not the master";
+			return false;
+		};
+		lanes_.push_back(std::make_unique<Lane>(static_cast<LaneHost &>(*this), cs, seed_));
+		lanes_.front()->hold(true);
+		sentinel_->request();
 	} else {
-		endpoint.host = settings_.url.hosts.at(0).host;
-		endpoint.port = settings_.url.hosts.at(0).port;
+		Endpoint endpoint;
+		if (settings_.url.transport == RedisUrl::Transport::Unix) {
+			endpoint.unix_socket = true;
+			endpoint.path = settings_.url.socket_path;
+		} else {
+			endpoint.host = settings_.url.hosts.at(0).host;
+			endpoint.port = settings_.url.hosts.at(0).port;
+		}
+		lanes_.push_back(std::make_unique<Lane>(static_cast<LaneHost &>(*this), connection_settings(endpoint), seed_));
 	}
-	lanes_.push_back(std::make_unique<Lane>(static_cast<LaneHost &>(*this), connection_settings(endpoint), seed_ + lanes_.size()));
 
 	for (int s = 0; s < kStreams; s++) {
 		uint64_t seq = unrouted_[s].min_seq();
@@ -242,8 +277,13 @@ DeliveryEngine::redirected(Lane &from, Target &&t, Stream s, uint64_t seq, const
 }
 
 void
-DeliveryEngine::lane_failed(Lane &lane, const std::string &why, bool)
+DeliveryEngine::lane_failed(Lane &lane, const std::string &why, bool reresolve)
 {
+	if (sentinel_ && reresolve) {
+		/* Ask where the master is before connecting again. */
+		lane.hold(true);
+		sentinel_->request();
+	}
 	std::string endpoint = lane.endpoint().describe();
 	report_.new_error = true;
 	report_.last_error = why;
@@ -338,9 +378,88 @@ DeliveryEngine::drop_unsent()
 	return dropped;
 }
 
+/* Takes the sentinels' answer: a master found (maybe a new one), or none. */
+void
+DeliveryEngine::follow_sentinel()
+{
+	bool found;
+	Endpoint master;
+	std::string error;
+	if (!sentinel_ || !sentinel_->take_result(found, master, error) || lanes_.empty())
+		return;
+	Lane &lane = *lanes_.front();
+	if (!found) {
+		report_.new_error = true;
+		report_.last_error = error;
+		report_.last_error_endpoint.clear();
+		log(sentinel_failing_ ? LogLevel::Debug : LogLevel::Log,
+			"cachebust worker: " + error + "; asking again with backoff");
+		sentinel_failing_ = true;
+		return;
+	}
+	sentinel_failing_ = false;
+	Endpoint before = lane.endpoint();
+	if (master_known_ && master != before)
+		master_changed(lane, before, master);
+	else if (!master_known_)
+		log(LogLevel::Log, "cachebust worker: the sentinels name " + master.describe() + " as the master of \"" +
+							   settings_.url.service + "\"");
+	master_known_ = true;
+	lane.retarget(master);
+	lane.hold(false);
+}
+
+/* A failover: count it, and send again what the new master may have missed. */
+void
+DeliveryEngine::master_changed(Lane &lane, const Endpoint &from, const Endpoint &to)
+{
+	report_.counters.failovers++;
+	log(LogLevel::Log, "cachebust worker: the master moved from " + from.describe() + " to " + to.describe() +
+						   "; sending the last " + std::to_string(settings_.failover_resend_ms) +
+						   " ms of invalidations again");
+	int64_t since = monotonic_us() - static_cast<int64_t>(settings_.failover_resend_ms) * 1000;
+	(void) lane;
+	for (const Applied &a : recent_)
+		if (a.at_us >= since) {
+			Target t = a.target;
+			t.delivery &= static_cast<uint8_t>(~kDeliverSubstitute);
+			route(std::move(t), Stream::Redelete, 0);
+		}
+	for (const auto &forgotten : forgotten_prefixes_)
+		if (forgotten.second >= since)
+			report_.fallback_needs.push_back(FallbackNeed{forgotten.first, Stream::Redelete, 0});
+	forgotten_prefixes_.clear();
+}
+
+void
+DeliveryEngine::applied(Lane &, const Target &t)
+{
+	if (!remember_applied_)
+		return;
+	int64_t now = monotonic_us();
+	int64_t since = now - static_cast<int64_t>(settings_.failover_resend_ms) * 1000;
+	while (!recent_.empty() && recent_.front().at_us < since)
+		recent_.pop_front();
+	if (recent_.size() >= settings_.max_pending) {
+		/* Bounded memory: what is forgotten is covered by its prefix instead. */
+		std::string prefix = target_prefix(recent_.front().target);
+		bool known = false;
+		for (auto &f : forgotten_prefixes_)
+			if (f.first == prefix) {
+				f.second = recent_.front().at_us;
+				known = true;
+			}
+		if (!known)
+			forgotten_prefixes_.push_back({prefix, recent_.front().at_us});
+		recent_.pop_front();
+	}
+	recent_.push_back(Applied{now, t});
+}
+
 void
 DeliveryEngine::pump()
 {
+	follow_sentinel();
 	scan_.start_if_due(masters());
 	for (auto &lane : lanes_) {
 		lane->pump();
@@ -352,6 +471,8 @@ DeliveryEngine::pump()
 void
 DeliveryEngine::poll_entries(std::vector<PollEntry> &out) const
 {
+	if (sentinel_)
+		sentinel_->poll_entries(out);
 	for (const auto &lane : lanes_) {
 		const Connection &c = lane->connection();
 		if (c.fd() >= 0 && (c.want_read() || c.want_write()))
@@ -362,7 +483,7 @@ DeliveryEngine::poll_entries(std::vector<PollEntry> &out) const
 int64_t
 DeliveryEngine::deadline_us() const
 {
-	int64_t deadline = 0;
+	int64_t deadline = sentinel_ ? sentinel_->deadline_us() : 0;
 	for (const auto &lane : lanes_) {
 		int64_t d = lane->deadline_us();
 		if (d != 0 && (deadline == 0 || d < deadline))
@@ -374,6 +495,8 @@ DeliveryEngine::deadline_us() const
 void
 DeliveryEngine::on_io(int fd, bool readable, bool writable)
 {
+	if (sentinel_)
+		sentinel_->on_io(fd, readable, writable);
 	for (auto &lane : lanes_)
 		if (lane->connection().fd() == fd) {
 			lane->connection().on_io(readable, writable);
@@ -385,6 +508,8 @@ DeliveryEngine::on_io(int fd, bool readable, bool writable)
 void
 DeliveryEngine::on_timer()
 {
+	if (sentinel_)
+		sentinel_->on_timer();
 	for (auto &lane : lanes_)
 		lane->on_timer();
 	pump();

@@ -26,6 +26,7 @@
 #include "core/delivery/lane.hpp"
 #include "core/delivery/report.hpp"
 #include "core/delivery/scan_pass.hpp"
+#include "core/delivery/sentinel.hpp"
 #include "core/redis/tls.hpp"
 #include "core/redis/url.hpp"
 
@@ -43,6 +44,10 @@ struct EngineSettings {
 	size_t scan_count = 1000;
 	std::string publish_channel;
 	bool publish_sharded = false;
+	/* After a master changes, what was applied this recently is sent again
+	 * (bounded by max_pending targets; beyond that, the fallback). */
+	int failover_resend_ms = 10000;
+	size_t max_pending = 1000000;
 };
 
 struct PollEntry {
@@ -107,6 +112,10 @@ class DeliveryEngine final : private LaneHost
 	void note_refusal(const std::string &command, const std::string &key, const std::string &error,
 					  const char *resolution) override;
 	void job_failed(uint32_t job) override;
+	void applied(Lane &lane, const Target &t) override;
+
+	void follow_sentinel();
+	void master_changed(Lane &lane, const Endpoint &from, const Endpoint &to);
 
 	void rebuild_lanes();
 	ConnectionSettings connection_settings(const Endpoint &endpoint) const;
@@ -129,6 +138,26 @@ class DeliveryEngine final : private LaneHost
 	std::deque<Special> unrouted_specials_;
 	/* Held back until the worker has taken the fallback needs from the report. */
 	uint64_t needs_min_seq_[kStreams] = {kNoSeq, kNoSeq, kNoSeq};
+
+	/* Sentinel: who says where the master is. */
+	std::unique_ptr<SentinelResolver> sentinel_;
+	bool master_known_ = false;
+	bool sentinel_failing_ = false;
+
+	/*
+	 * Redis replication is asynchronous: a replica promoted to master may
+	 * lack writes the old master acknowledged. What was applied in the last
+	 * failover_resend_ms is kept (with Sentinel and Cluster) and sent again
+	 * to a new master; prefixes of what the bound made us forget are
+	 * covered by the fallback instead.
+	 */
+	struct Applied {
+		int64_t at_us;
+		Target target;
+	};
+	std::deque<Applied> recent_;
+	std::vector<std::pair<std::string, int64_t>> forgotten_prefixes_; /* prefix, when */
+	bool remember_applied_ = false;
 
 	/* Refusals are logged at most once a minute, with how many followed. */
 	int64_t refusal_logged_at_us_ = 0;

@@ -119,7 +119,7 @@ Lane::pump()
 	if (conn_.closed()) {
 		if (open_)
 			connection_lost(conn_.error());
-		if (retry_at_us_ != 0 && monotonic_us() < retry_at_us_)
+		if (held_ || (retry_at_us_ != 0 && monotonic_us() < retry_at_us_))
 			return;
 		connect();
 	}
@@ -271,6 +271,8 @@ Lane::on_reply(InFlight &flight, Op op, const std::vector<uint32_t> &indices, Re
 	switch (c.kind) {
 	case ReplyClass::Ok:
 		note_success();
+		for (uint32_t i : indices)
+			host_.applied(*this, flight.targets[i]);
 		if (op == Op::TagPop)
 			on_tag_members(flight, flight.targets[indices[0]], reply);
 		return;

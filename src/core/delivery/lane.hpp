@@ -73,6 +73,8 @@ class LaneHost
 							  const std::string &error, const char *resolution) = 0;
 	/* A fallback could not run completely. */
 	virtual void job_failed(uint32_t job) = 0;
+	/* Redis acknowledged t on this lane (remembered to resend after a failover). */
+	virtual void applied(Lane &lane, const Target &t) = 0;
 };
 
 class Lane
@@ -108,6 +110,8 @@ class Lane
 	void back_off();
 	/* Moves the lane to another node (a new master); reconnects. */
 	void retarget(const Endpoint &endpoint);
+	/* While held, a closed lane does not reconnect (its node is being looked up). */
+	void hold(bool held) { held_ = held; }
 
 	uint64_t min_seq(Stream s) const;
 	size_t held_targets() const;
@@ -155,6 +159,7 @@ class Lane
 	std::vector<std::shared_ptr<InFlight>> in_flight_;
 	std::vector<std::shared_ptr<Special>> specials_in_flight_;
 	bool open_ = false;		 /* opened, and its closing not yet handled */
+	bool held_ = false;
 	bool was_ready_ = false; /* the current connection became ready */
 };
 
