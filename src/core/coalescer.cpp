@@ -13,12 +13,16 @@ Coalescer::add_transaction(std::vector<Target> targets, uint64_t seq, int64_t co
 {
 	if (targets.empty())
 		return;
-	if (set_.empty())
+	if (set_.empty()) {
+		/* A transaction's targets are distinct already (its pending set). */
 		opened_at_us_ = now_us;
-	set_.reserve_more(targets.size());
-	for (Target &t : targets)
-		if (!set_.insert(std::move(t), seq))
-			coalesced_++;
+		set_.insert_distinct(std::move(targets), seq);
+	} else {
+		set_.reserve_more(targets.size());
+		for (Target &t : targets)
+			if (!set_.insert(std::move(t), seq))
+				coalesced_++;
+	}
 	commit_times_us_.push_back(commit_time_us);
 }
 

@@ -32,6 +32,8 @@ TargetSet::reserve_index(size_t count)
 void
 TargetSet::reserve_more(size_t count)
 {
+	if (!indexed_)
+		build_index();
 	/* One big transaction must not cost a cascade of reallocations and rehashes. */
 	size_t needed = targets_.size() + count;
 	if (needed <= targets_.capacity())
@@ -42,9 +44,46 @@ TargetSet::reserve_more(size_t count)
 	reserve_index(needed);
 }
 
+void
+TargetSet::build_index()
+{
+	std::vector<Target> adopted = std::move(targets_);
+	targets_.clear();
+	hashes_.clear();
+	slots_.clear();
+	indexed_ = true;
+	uint64_t min_seq = min_seq_;
+	bool immediate = immediate_;
+	reserve_more(adopted.size());
+	for (Target &t : adopted)
+		insert(std::move(t), min_seq);
+	immediate_ = immediate;
+}
+
+void
+TargetSet::insert_distinct(std::vector<Target> &&targets, uint64_t seq)
+{
+	if (targets.empty())
+		return;
+	if (targets_.empty()) {
+		targets_ = std::move(targets);
+		hashes_.clear();
+		indexed_ = false;
+		min_seq_ = std::min(min_seq_, seq);
+		for (const Target &t : targets_)
+			immediate_ = immediate_ || t.immediate;
+		return;
+	}
+	reserve_more(targets.size());
+	for (Target &t : targets)
+		insert(std::move(t), seq);
+}
+
 bool
 TargetSet::insert(Target &&t, uint64_t seq)
 {
+	if (!indexed_)
+		build_index();
 	if (seq < min_seq_)
 		min_seq_ = seq;
 	if (t.immediate)
@@ -84,6 +123,7 @@ TargetSet::clear()
 {
 	targets_.clear();
 	hashes_.clear();
+	indexed_ = true;
 	/* Keep a small index for the next round; give a big one back. */
 	if (slots_.size() > 4096)
 		std::vector<uint32_t>().swap(slots_);

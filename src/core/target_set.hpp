@@ -34,6 +34,10 @@ class TargetSet
 	/* Adds t on behalf of commit seq; false when an equal target was there
 	 * already (its immediate flag and tag depth are merged in). */
 	bool insert(Target &&t, uint64_t seq);
+	/* Adds targets that are distinct among themselves (a transaction's
+	 * batch, a closed window). Into an empty set they are adopted as they
+	 * are, without hashing: the index is built only if more must merge in. */
+	void insert_distinct(std::vector<Target> &&targets, uint64_t seq);
 	/* Makes room for count more targets without rehashing on the way. */
 	void reserve_more(size_t count);
 
@@ -50,6 +54,8 @@ class TargetSet
   private:
 	/* Makes room for `count` targets at a load factor of at most 1/2. */
 	void reserve_index(size_t count);
+	/* Builds the index of adopted targets (merging any duplicates away). */
+	void build_index();
 
 	std::vector<Target> targets_;
 	/*
@@ -61,6 +67,7 @@ class TargetSet
 	 */
 	std::vector<uint32_t> slots_;
 	std::vector<uint32_t> hashes_;
+	bool indexed_ = true; /* false: targets_ was adopted and slots_/hashes_ are not built yet */
 	uint64_t min_seq_ = kNoSeq;
 	bool immediate_ = false;
 };

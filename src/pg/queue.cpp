@@ -263,9 +263,11 @@ queue_drain(std::string &out)
 			break;
 		}
 		pg_read_barrier();
-		size_t offset = out.size();
-		out.resize(offset + header.total_len);
-		ring_copy_out(q->data, q->capacity, pos, out.data() + offset, header.total_len);
+		/* Appended in (at most) two pieces: no zero-filling of a large buffer first. */
+		size_t offset = pos % q->capacity;
+		size_t first = Min(static_cast<size_t>(header.total_len), static_cast<size_t>(q->capacity - offset));
+		out.append(q->data + offset, first);
+		out.append(q->data, header.total_len - first);
 		pos += header.total_len;
 	}
 

@@ -276,8 +276,7 @@ Worker::drain()
 		}
 		coalescer_.add_transaction(std::move(batch.targets), batch.seq, batch.commit_time_us, now);
 	}
-	if (drain_buffer_.capacity() > 16 * 1024 * 1024)
-		std::string().swap(drain_buffer_);
+	/* (The buffer keeps its size, at most queue_size: reused, it is not faulted in again.) */
 	if (d.unrecorded_lo != 0)
 		fallback_for_all_registered(d.unrecorded_lo, d.unrecorded_hi,
 									"commits could not be recorded in the full queue");

@@ -127,3 +127,21 @@ TEST(Coalescer, DeduplicatesAcrossIndexGrowthAndReuse)
 					batch.targets.end());
 	}
 }
+
+/* A transaction's batch is adopted without hashing; later arrivals still dedup against it. */
+TEST(TargetSet, AdoptedBatchesStillDeduplicate)
+{
+	TargetSet set;
+	set.insert_distinct({key("a"), key("b", true)}, 5);
+	EXPECT_EQ(set.size(), 2u);
+	EXPECT_EQ(set.min_seq(), 5u);
+	EXPECT_TRUE(set.any_immediate());
+	EXPECT_FALSE(set.insert(key("a"), 3)) << "the adopted index is built on demand";
+	EXPECT_EQ(set.min_seq(), 3u);
+	set.insert_distinct({key("b"), key("c")}, 9);
+	EXPECT_EQ(set.size(), 3u);
+	std::vector<Target> all = set.take();
+	EXPECT_EQ(all.size(), 3u);
+	EXPECT_TRUE(set.empty());
+	EXPECT_EQ(set.min_seq(), kNoSeq);
+}

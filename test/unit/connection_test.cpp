@@ -142,3 +142,16 @@ TEST(ReplyClass, TransientPermanentAndRedirects)
 	EXPECT_EQ(classify_reply(Reply::failed("gone")).kind, ReplyClass::Transient);
 	EXPECT_EQ(classify_reply(Reply()).kind, ReplyClass::Ok);
 }
+
+TEST(Resp, CommandsAreBinarySafeBulkStrings)
+{
+	std::string out;
+	append_command(out, Command{"SET", std::string("a\0b", 3), "\r\n"});
+	EXPECT_EQ(out, std::string("*3\r\n$3\r\nSET\r\n$3\r\na\0b\r\n$2\r\n\r\n\r\n", 30));
+	std::string views;
+	append_command(views, std::vector<std::string_view>{"SET", std::string_view("a\0b", 3), "\r\n"});
+	EXPECT_EQ(views, out);
+	std::string empty;
+	append_command(empty, Command{"ECHO", ""});
+	EXPECT_EQ(empty, "*2\r\n$4\r\nECHO\r\n$0\r\n\r\n");
+}

@@ -295,7 +295,7 @@ class Subscriber
 		if (::connect(fd_, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0)
 			throw std::runtime_error("cannot connect the subscriber");
 		std::string cmd;
-		append_command(cmd, {"SUBSCRIBE", channel});
+		append_command(cmd, Command{"SUBSCRIBE", channel});
 		if (::write(fd_, cmd.data(), cmd.size()) != static_cast<ssize_t>(cmd.size()))
 			throw std::runtime_error("cannot subscribe");
 		next(); /* the subscription's confirmation */

@@ -220,8 +220,15 @@ DeliveryEngine::route(Target &&t, Stream s, uint64_t seq)
 void
 DeliveryEngine::submit(std::vector<Target> &&targets, Stream s, uint64_t seq)
 {
-	for (Target &t : targets)
-		route(std::move(t), s, seq);
+	/* The common case, a window of plain targets for one node, is handed over whole. */
+	bool globs = false;
+	for (const Target &t : targets)
+		globs = globs || t.glob;
+	if (!globs && lanes_.size() == 1 && !lane_settings_.group_by_slot)
+		lanes_.front()->add_batch(std::move(targets), s, seq);
+	else
+		for (Target &t : targets)
+			route(std::move(t), s, seq);
 	pump();
 }
 

@@ -50,6 +50,12 @@ Lane::add(Target &&t, Stream s, uint64_t seq)
 }
 
 void
+Lane::add_batch(std::vector<Target> &&targets, Stream s, uint64_t seq)
+{
+	pending_[static_cast<int>(s)].insert_distinct(std::move(targets), seq);
+}
+
+void
 Lane::add_special(Special &&sp)
 {
 	specials_.push_back(std::move(sp));
@@ -173,10 +179,12 @@ Lane::ensure_script()
 }
 
 void
-Lane::send_for(const std::shared_ptr<InFlight> &flight, Op op, std::vector<uint32_t> indices, Command cmd)
+Lane::send_for(const std::shared_ptr<InFlight> &flight, Op op, std::vector<uint32_t> indices,
+			   const std::vector<std::string_view> &argv)
 {
 	flight->outstanding++;
-	send_raw(cmd, [this, flight, op, indices = std::move(indices)](Reply &r) {
+	host_.report().counters.commands++;
+	conn_.send_views(argv, [this, flight, op, indices = std::move(indices)](Reply &r) {
 		on_reply(*flight, op, indices, r);
 		finish(flight);
 	});
@@ -205,6 +213,8 @@ Lane::send_targets(Stream s)
 
 	const LaneSettings &settings = host_.lane_settings();
 	std::vector<uint32_t> keys;
+	keys.reserve(flight->targets.size());
+	const std::string &sha = tag_pop_sha();
 	for (uint32_t i = 0; i < flight->targets.size(); i++) {
 		const Target &t = flight->targets[i];
 		switch (t.kind) {
@@ -222,7 +232,7 @@ Lane::send_targets(Stream s)
 			const char *mode = (t.delivery & kDeliverSetsOnly)	 ? "sets"
 							   : (t.delivery & kDeliverKeepSets) ? "keep"
 																 : "pop";
-			send_for(flight, Op::TagPop, {i}, {"EVALSHA", tag_pop_sha(), "1", t.key, mode});
+			send_for(flight, Op::TagPop, {i}, {"EVALSHA", sha, "1", t.key, mode});
 			break;
 		}
 		}
@@ -237,18 +247,18 @@ Lane::send_targets(Stream s)
 		std::stable_sort(keys.begin(), keys.end(), [&](uint32_t a, uint32_t b) { return slots[a] < slots[b]; });
 	}
 	size_t chunk = std::max<size_t>(settings.unlink_chunk, 1);
+	std::vector<std::string_view> argv;
 	for (size_t start = 0; start < keys.size();) {
 		size_t end = start + 1;
 		while (end < keys.size() && end - start < chunk &&
 			   (!settings.group_by_slot || slots[keys[end]] == slots[keys[start]]))
 			end++;
-		Command cmd;
-		cmd.reserve(end - start + 1);
-		cmd.push_back("UNLINK");
+		argv.clear();
+		argv.push_back("UNLINK");
 		std::vector<uint32_t> indices(keys.begin() + start, keys.begin() + end);
 		for (uint32_t i : indices)
-			cmd.push_back(flight->targets[i].key);
-		send_for(flight, Op::Unlink, std::move(indices), std::move(cmd));
+			argv.push_back(flight->targets[i].key);
+		send_for(flight, Op::Unlink, std::move(indices), argv);
 		start = end;
 	}
 	finish(flight);

@@ -95,6 +95,8 @@ class Lane
 	bool sending() const;
 
 	void add(Target &&t, Stream s, uint64_t seq);
+	/* Targets distinct among themselves (a closed window), taken as a whole. */
+	void add_batch(std::vector<Target> &&targets, Stream s, uint64_t seq);
 	void add_special(Special &&sp);
 	/* Sends `cmd` on this lane's connection outside of any batch (SCAN):
 	 * the reply goes to cb. Counted as a command. */
@@ -136,7 +138,7 @@ class Lane
 	void send_targets(Stream s);
 	void send_special(Special &&sp);
 	void send_for(const std::shared_ptr<InFlight> &flight, Op op, std::vector<uint32_t> indices,
-				  Command cmd);
+				  const std::vector<std::string_view> &argv);
 	void on_reply(InFlight &flight, Op op, const std::vector<uint32_t> &indices, Reply &reply);
 	void on_refused(InFlight &flight, Op op, const std::vector<uint32_t> &indices, const Reply &reply);
 	void on_tag_members(InFlight &flight, const Target &tag, Reply &reply);

@@ -13,6 +13,8 @@ namespace {
 
 /* Output already written is dropped from the buffer once it is this large. */
 constexpr size_t kCompactBytes = 1024 * 1024;
+/* A pipeline is written out as it grows past this, not held whole in memory. */
+constexpr size_t kWriteAheadBytes = 256 * 1024;
 constexpr size_t kReadChunk = 64 * 1024;
 
 } // namespace
@@ -161,10 +163,25 @@ Connection::become_ready()
 void
 Connection::append(const Command &cmd, Callback cb)
 {
+	append_command(out_, cmd);
+	appended(std::move(cb));
+}
+
+void
+Connection::append_views(const std::vector<std::string_view> &argv, Callback cb)
+{
+	append_command(out_, argv);
+	appended(std::move(cb));
+}
+
+void
+Connection::appended(Callback cb)
+{
 	if (callbacks_.empty())
 		progress_at_us_ = monotonic_us(); /* the reply clock starts now */
-	append_command(out_, cmd);
 	callbacks_.push_back(std::move(cb));
+	if (state_ == State::Ready && out_.size() - out_pos_ >= kWriteAheadBytes)
+		write_out();
 }
 
 void
@@ -183,6 +200,16 @@ Connection::send(const Command &cmd, Callback cb)
 		queued_.push_back(Queued{cmd, std::move(cb)});
 		break;
 	}
+}
+
+void
+Connection::send_views(const std::vector<std::string_view> &argv, Callback cb)
+{
+	if (state_ == State::Ready) {
+		append_views(argv, std::move(cb));
+		return;
+	}
+	send(Command(argv.begin(), argv.end()), std::move(cb));
 }
 
 void

@@ -73,6 +73,8 @@ class Connection
 
 	/* Queues a command; cb runs once with its reply. On a closed connection cb runs at once. */
 	void send(const Command &cmd, Callback cb);
+	/* The same from views of the arguments, which need only live through the call. */
+	void send_views(const std::vector<std::string_view> &argv, Callback cb);
 	/* Writes what it can now (call after a burst of send()). */
 	void flush();
 	/* Commands sent or queued that have no reply yet. */
@@ -102,6 +104,8 @@ class Connection
 	void write_out();
 	void read_in();
 	void append(const Command &cmd, Callback cb);
+	void append_views(const std::vector<std::string_view> &argv, Callback cb);
+	void appended(Callback cb);
 
 	ConnectionSettings settings_;
 	State state_ = State::Closed;

@@ -1,16 +1,16 @@
 /*
  * resp.hpp — Redis commands and replies as values, and their wire form.
  *
- * hiredis does what it is good at here: redisFormatCommandArgv turns an
- * argv vector into the protocol (binary-safe; user strings are never
- * formatted into a command line) and its reader parses replies. Everything
- * else — sockets, TLS, timeouts, pipelining — is ours, so the worker can
- * wait on all of it with its latch.
+ * Commands are argv vectors, encoded as RESP arrays of bulk strings
+ * (binary-safe; user strings are never formatted into a command line).
+ * hiredis parses the replies. Everything else — sockets, TLS, timeouts,
+ * pipelining — is ours, so the worker can wait on all of it with its latch.
  */
 #pragma once
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 struct redisReader;
@@ -41,6 +41,8 @@ struct Reply {
 
 /* Appends the protocol form of cmd to out. */
 void append_command(std::string &out, const Command &cmd);
+/* The same from views of the arguments (no copy of large keys before formatting). */
+void append_command(std::string &out, const std::vector<std::string_view> &argv);
 
 /* Incremental reply parser over the bytes read from one connection. */
 class ReplyReader
