@@ -224,7 +224,8 @@ Worker::start()
 	TimeLineID timeline = GetWALInsertionTimeLine();
 
 	LWLockAcquire(q->lock, LW_EXCLUSIVE);
-	bool first_in_run = !q->worker_started;
+	bool recorded = q->state_recorded;
+	bool previous_worker = q->worker_started;
 	bool previous_clean = q->worker_exited_clean;
 	uint64 delivered = pg_atomic_read_u64(&q->delivered_seq);
 	uint64 drained = q->worker_drained_seq;
@@ -234,16 +235,18 @@ Worker::start()
 	LWLockRelease(q->lock);
 
 	drained_upto_ = window_hi_ = drained;
-	if (first_in_run) {
+	if (!recorded) {
+		/* The first worker of this run of the server (or one whose predecessor could not record). */
 		std::string why;
 		if (!worker_state_previous_run_clean(timeline, why))
 			/* Seq 0 stands for every commit before this run of the server. */
 			fallback_for_all_registered(0, 0, "the previous run of the server: " + why);
+		/* Without this record a crash could go unnoticed: ERROR (so FATAL) rather than deliver. */
 		worker_state_record_running(timeline);
 		LWLockAcquire(q->lock, LW_EXCLUSIVE);
 		q->state_recorded = true;
 		LWLockRelease(q->lock);
-	} else if (!previous_clean && drained > delivered)
+	} else if (previous_worker && !previous_clean && drained > delivered)
 		fallback_for_all_registered(delivered + 1, drained,
 									"the previous worker stopped without delivering everything it held");
 

@@ -72,6 +72,20 @@ note($log =~ /undelivered invalidations at shutdown/
 	? 'a commit arrived after the last drain: the fallback ran at the start'
 	: 'everything was delivered before the shutdown');
 
+# ---- item 5: a worker that cannot record that it runs does not deliver
+$node->stop;
+my $state_dir = $node->data_dir . '/pg_cachebust';
+chmod 0500, $state_dir or die "chmod: $!";
+$node->start;
+$redis->cmd('SET', 'app:kv:1', 'cached');
+is($node->safe_psql('postgres', 'UPDATE kv SET v = v + 1 WHERE id = 1; SELECT cachebust.wait_for_delivery(1000)'), 'f',
+	'nothing is delivered while the state file cannot be written');
+ok(wait_until(sub { slurp_file($node->logfile) =~ /FATAL:  cachebust worker failed: cachebust worker cannot record its state/ }),
+	'the worker stops with FATAL and says why');
+is($redis->exists_key('app:kv:1'), 1, 'and did not deliver');
+chmod 0700, $state_dir or die "chmod: $!";
+ok(wait_until(sub { $redis->exists_key('app:kv:1') == 0 }, 20), 'once the directory is writable again, a new worker delivers');
+
 # ---- item 7: a shutdown Redis cannot finish is bounded all the same
 reload_settings($node, 'ALTER SYSTEM SET cachebust.command_timeout_ms = 30000',
 	'ALTER SYSTEM SET cachebust.debounce_ms = 0');

@@ -217,7 +217,7 @@ my $tls_master_port = PostgreSQL::Test::Cluster::get_free_port();
 my $tls_master = start_redis(tls_args($tls_master_port, 'server'));
 my $sentinel_tls_port = PostgreSQL::Test::Cluster::get_free_port();
 my $tls_sentinel = start_sentinel('secure', $tls_master_port, 1,
-	'sentinel auth-pass secure tls-pw', 'tls-replication yes',
+	'sentinel auth-pass secure tls-pw', 'tls-replication yes', 'requirepass sentinel-pw',
 	"tls-port $sentinel_tls_port", "tls-cert-file $certs/server.crt", "tls-key-file $certs/server.key",
 	"tls-ca-cert-file $certs/ca.crt", 'tls-auth-clients no');
 ok(wait_until(sub { ($tls_sentinel->cmd('SENTINEL', 'get-master-addr-by-name', 'secure') // [])->[1] eq $tls_master_port }, 20),
@@ -225,6 +225,7 @@ ok(wait_until(sub { ($tls_sentinel->cmd('SENTINEL', 'get-master-addr-by-name', '
 my $both = cachebust_node('tls_sentinel', undef, qq{
 cachebust.key_prefix = 'app:'
 cachebust.redis_url = 'rediss-sentinel://:tls-pw\@127.0.0.1:$sentinel_tls_port/secure'
+cachebust.sentinel_password = 'sentinel-pw'
 cachebust.tls_ca_file = '$certs/ca.crt'
 });
 $both->safe_psql('postgres', q{CREATE TABLE t (id int); SELECT cachebust.watch('t', keys => ARRAY['t:{id}'])});
@@ -233,6 +234,7 @@ is($both->safe_psql('postgres', 'INSERT INTO t VALUES (1); SELECT cachebust.wait
 	'rediss-sentinel: delivered through a TLS sentinel to a TLS master');
 is($tls_master->exists_key('app:t:1'), 0, 'the key is gone');
 like(slurp_file($both->logfile), qr/delivers to rediss-sentinel:/, 'over rediss-sentinel');
+unlike(slurp_file($both->logfile), qr/sentinel-pw|tls-pw/, 'the sentinel password (cachebust.sentinel_password) is not logged');
 $both->stop;
 $tls_sentinel->stop;
 $tls_master->stop;

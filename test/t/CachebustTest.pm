@@ -59,6 +59,10 @@ sub start_sentinel
 	close $fh;
 	$self->{program} = 'redis-sentinel';
 	$self->{args} = [$conf];
+	for (@extra_lines)
+	{
+		$self->{password} = $1 if /^requirepass (\S+)$/;
+	}
 	$self->start;
 	return $self;
 }
