@@ -6,6 +6,9 @@ CREATE TRIGGER unknown_col AFTER UPDATE ON accounts
 FOR EACH ROW EXECUTE FUNCTION cachebust.invalidate('acct:{nmae}');
 UPDATE accounts SET name = name;
 DROP TRIGGER unknown_col ON accounts;
+-- The hint names the closest column, as PostgreSQL does for misspelt columns.
+SELECT cachebust.check_targets('accounts', ARRAY['acct:{i}']);
+SELECT cachebust.check_targets('accounts', ARRAY['acct:{nothing_like_it}']);
 
 CREATE TRIGGER malformed AFTER UPDATE ON accounts
 FOR EACH ROW EXECUTE FUNCTION cachebust.invalidate('acct:{id');

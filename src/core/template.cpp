@@ -3,6 +3,8 @@
  */
 #include "core/template.hpp"
 
+#include <algorithm>
+
 #include "core/cpp_only.hpp"
 
 namespace cachebust {
@@ -267,6 +269,46 @@ TriggerSpec::parse(const std::vector<std::string> &args)
 	if (spec.targets.empty())
 		throw TargetError("no targets given (expected arguments like 'user:{id}' or 'tag=team:{team_id}')");
 	return spec;
+}
+
+namespace {
+
+/* Levenshtein distance of a and b. */
+size_t
+edit_distance(std::string_view a, std::string_view b)
+{
+	std::vector<size_t> row(b.size() + 1);
+	for (size_t j = 0; j <= b.size(); j++)
+		row[j] = j;
+	for (size_t i = 1; i <= a.size(); i++) {
+		size_t diagonal = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= b.size(); j++) {
+			size_t above = row[j];
+			row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+			diagonal = above;
+		}
+	}
+	return row[b.size()];
+}
+
+} // namespace
+
+std::string
+closest_name(std::string_view name, const std::vector<std::string> &candidates)
+{
+	std::string best;
+	size_t best_distance = SIZE_MAX;
+	size_t limit = std::max<size_t>(2, name.size() / 3);
+	for (const std::string &c : candidates) {
+		size_t d = edit_distance(name, c);
+		bool prefix = !name.empty() && c.size() > name.size() && c.compare(0, name.size(), name) == 0;
+		if ((d <= limit || prefix) && d < best_distance) {
+			best = c;
+			best_distance = d;
+		}
+	}
+	return best;
 }
 
 Target

@@ -80,6 +80,13 @@ class TriggerSpec
 };
 
 /*
+ * The candidate closest to a misspelt name, for a hint ("team" → "team_id",
+ * "emial" → "email"), or "" when none is close enough: an edit distance of
+ * at most max(2, len/3), or a candidate that starts with the name.
+ */
+std::string closest_name(std::string_view name, const std::vector<std::string> &candidates);
+
+/*
  * Builds a target from the manual SQL functions: `text` is used verbatim
  * (for glob targets it is a pattern whose wildcards are the caller's),
  * with the prefixes applied (glob-escaped for glob targets).

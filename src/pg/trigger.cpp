@@ -82,16 +82,25 @@ compile_targets(const std::vector<std::string> &args, TupleDesc tupdesc, const c
 			}
 		}
 		if (attnums[slot] == InvalidAttrNumber) {
-			/* Name the first template that uses the column. */
+			/* Name the first template that uses the column, and the closest column there is. */
 			std::string tpl;
 			for (const TargetTemplate &t : spec.targets)
 				for (const auto &seg : t.segments)
 					if (seg.is_column && seg.slot == slot && tpl.empty())
 						tpl = t.source;
+			std::vector<std::string> columns;
+			for (int i = 0; i < tupdesc->natts; i++)
+				if (!TupleDescAttr(tupdesc, i)->attisdropped)
+					columns.emplace_back(NameStr(TupleDescAttr(tupdesc, i)->attname));
+			std::string closest = closest_name(name, columns);
 			throw UserError(ERRCODE_UNDEFINED_COLUMN,
 							std::string("cachebust trigger \"") + trigger_name + "\" on table \"" +
 								table_name + "\": column \"" + name + "\" in target \"" + tpl +
-								"\" does not exist");
+								"\" does not exist",
+							std::string(),
+							closest.empty() ? std::string()
+											: "Perhaps you meant to reference the column \"" + std::string(table_name) +
+												  "." + closest + "\".");
 		}
 	}
 	return spec;

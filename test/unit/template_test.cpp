@@ -203,3 +203,13 @@ TEST(GlobEscape, EscapesExactlyTheGlobCharacters)
 	EXPECT_EQ(glob_escape("a*b?c[d]e\\f-g^h"), "a\\*b\\?c\\[d\\]e\\\\f-g^h");
 	EXPECT_EQ(glob_escape(""), "");
 }
+
+TEST(ClosestName, SuggestsLikePostgres)
+{
+	std::vector<std::string> columns = {"id", "team_id", "email", "name"};
+	EXPECT_EQ(closest_name("team", columns), "team_id");
+	EXPECT_EQ(closest_name("emial", columns), "email");
+	EXPECT_EQ(closest_name("nmae", columns), "name");
+	EXPECT_EQ(closest_name("zzzzzz", columns), "");
+	EXPECT_EQ(closest_name("x", {}), "");
+}
