@@ -37,7 +37,9 @@ CORE_SRCS = \
 	src/core/delivery/publish_message.cpp \
 	src/core/delivery/lane.cpp \
 	src/core/delivery/scan_pass.cpp \
+	src/core/delivery/ask_in_turn.cpp \
 	src/core/delivery/sentinel.cpp \
+	src/core/delivery/cluster_map.cpp \
 	src/core/delivery/engine.cpp \
 	src/core/delivery/fallback.cpp \
 	src/core/delivery/resend_schedule.cpp

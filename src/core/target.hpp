@@ -54,6 +54,7 @@ constexpr uint8_t kDeliverAlone = 1;	  /* in a command of its own (isolates a re
 constexpr uint8_t kDeliverSetsOnly = 2;	  /* Tag: leave keys that are not sets alone */
 constexpr uint8_t kDeliverKeepSets = 4;	  /* Tag: leave sets alone, remove other keys */
 constexpr uint8_t kDeliverSubstitute = 8; /* stands in for a refused target (counted once) */
+constexpr uint8_t kDeliverAsking = 16;	  /* Cluster: ASKING first (the slot is migrating) */
 
 /* "key", "pattern", "tag", "tag_pattern", "bump" or "bump_pattern". */
 const char *target_kind_name(TargetKind kind, bool glob);

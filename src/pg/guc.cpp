@@ -68,9 +68,7 @@ check_redis_url(char **newval, void **, GucSource)
 	if (*newval == nullptr || **newval == '\0')
 		return true;
 	try {
-		RedisUrl url = RedisUrl::parse(*newval);
-		if (url.topology == RedisUrl::Topology::Cluster)
-			throw RedisUrlError("redis-cluster URLs are not supported by this build yet");
+		RedisUrl::parse(*newval);
 		return true;
 	} catch (const std::exception &e) {
 		strlcpy(detail, e.what(), sizeof(detail));

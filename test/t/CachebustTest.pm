@@ -15,7 +15,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-our @EXPORT = qw(start_redis start_sentinel make_tls_certs cachebust_node wait_until wait_all_delivered reload_settings stat_value worker_pid);
+our @EXPORT = qw(start_redis start_sentinel start_cluster make_tls_certs cachebust_node wait_until wait_all_delivered reload_settings stat_value worker_pid);
 
 # ---- Redis -------------------------------------------------------------
 
@@ -65,6 +65,33 @@ sub start_sentinel
 	}
 	$self->start;
 	return $self;
+}
+
+# A Redis Cluster of $masters masters with $replicas replicas each, made by
+# redis-cli --cluster create; nodes time out after a second, so a killed
+# master is replaced quickly. Returns a CachebustTest::Cluster.
+sub start_cluster
+{
+	my ($masters, $replicas) = @_;
+	my @nodes;
+	for (1 .. $masters * (1 + $replicas))
+	{
+		my $node = bless {}, 'CachebustTest::Redis';
+		$node->{port} = PostgreSQL::Test::Cluster::get_free_port();
+		$node->{dir} = Cwd::abs_path(PostgreSQL::Test::Utils::tempdir('cluster'));
+		$node->{extra} = [ '--cluster-enabled', 'yes', '--cluster-config-file', "$node->{dir}/nodes.conf",
+			'--cluster-port', PostgreSQL::Test::Cluster::get_free_port(), '--cluster-node-timeout', '1000',
+			'--enable-debug-command', 'local' ];
+		$node->start;
+		push @nodes, $node;
+	}
+	system_or_bail('redis-cli', '--cluster', 'create', (map { "127.0.0.1:$_->{port}" } @nodes),
+		'--cluster-replicas', $replicas, '--cluster-yes');
+	my $cluster = bless { nodes => \@nodes }, 'CachebustTest::Cluster';
+	CachebustTest::wait_until(sub {
+		!grep { ($_->cmd('CLUSTER', 'INFO') // '') !~ /cluster_state:ok/ } @nodes;
+	}, 30) or die 'the cluster did not come up';
+	return $cluster;
 }
 
 # A CA and certificates signed by it, made with openssl in $dir:
@@ -313,5 +340,93 @@ sub DESTROY
 	my ($self) = @_;
 	$self->stop if $self->{pid};
 }
+
+package CachebustTest::Cluster;
+
+use strict;
+use warnings;
+
+# Redis Cluster's CRC16 (XMODEM) and hash tags, for the test's own routing.
+sub slot
+{
+	my ($key) = @_;
+	if ($key =~ /\{/)
+	{
+		my $open = index($key, '{');
+		my $close = index($key, '}', $open + 1);
+		$key = substr($key, $open + 1, $close - $open - 1) if $close > $open + 1;
+	}
+	my $crc = 0;
+	for my $byte (unpack('C*', $key))
+	{
+		$crc ^= $byte << 8;
+		for (1 .. 8)
+		{
+			$crc = ($crc & 0x8000) ? (($crc << 1) ^ 0x1021) & 0xffff : ($crc << 1) & 0xffff;
+		}
+	}
+	return $crc % 16384;
+}
+
+sub nodes { return @{ $_[0]{nodes} }; }
+
+# The masters, now (after failovers too), as Redis objects that are running.
+sub masters
+{
+	my ($self) = @_;
+	return grep { $_->{pid} && (eval { $_->cmd('ROLE')->[0] } // '') eq 'master' } $self->nodes;
+}
+
+# The node serving $key's slot, asked of the cluster itself.
+sub node_for
+{
+	my ($self, $key) = @_;
+	my $slot = slot($key);
+	for my $asked (grep { $_->{pid} } $self->nodes)
+	{
+		my $slots = eval { $asked->cmd('CLUSTER', 'SLOTS') } or next;
+		for my $range (@$slots)
+		{
+			next unless $slot >= $range->[0] && $slot <= $range->[1];
+			my ($port) = $range->[2][1];
+			my ($node) = grep { $_->{port} == $port } $self->nodes;
+			return $node if $node;
+		}
+	}
+	die "no node serves slot $slot";
+}
+
+# A command on the key's node (following MOVED once).
+sub cmd_key
+{
+	my ($self, $key, @cmd) = @_;
+	my $node = $self->node_for($key);
+	my $reply = eval { $node->cmd(@cmd) };
+	return $reply unless $@;
+	die $@ unless $@ =~ /MOVED \d+ [\d.]+:(\d+)/;
+	my ($moved) = grep { $_->{port} == $1 } $self->nodes;
+	return $moved->cmd(@cmd);
+}
+
+sub exists_key { my ($self, $key) = @_; return $self->cmd_key($key, 'EXISTS', $key); }
+sub set_key { my ($self, $key, $value) = @_; return $self->cmd_key($key, 'SET', $key, $value // 'cached'); }
+
+# How many of @keys exist, wherever they live.
+sub count_existing
+{
+	my ($self, @keys) = @_;
+	my $n = 0;
+	$n += $self->exists_key($_) for @keys;
+	return $n;
+}
+
+sub url
+{
+	my ($self, $seeds) = @_;
+	my @nodes = $self->nodes;
+	return 'redis-cluster://' . join(',', map { "127.0.0.1:$_->{port}" } @nodes[ 0 .. ($seeds // 2) - 1 ]);
+}
+
+sub stop { $_->stop for $_[0]->nodes; }
 
 1;

@@ -76,7 +76,7 @@ TEST(Sentinel, UnknownServiceAndUnreachableSentinelsAreReported)
 		std::string error;
 		ASSERT_TRUE(resolve(down, found, where, error));
 		EXPECT_FALSE(found);
-		EXPECT_NE(error.find("no sentinel named the master of \"cache\""), std::string::npos) << error;
+		EXPECT_NE(error.find("no sentinel told the master of \"cache\""), std::string::npos) << error;
 		EXPECT_NE(error.find("Connection refused"), std::string::npos) << error;
 	}
 

@@ -3,6 +3,8 @@
  */
 #include "core/delivery/engine.hpp"
 
+#include "core/key_slot.hpp"
+
 #include <algorithm>
 #include <cstdio>
 
@@ -13,6 +15,8 @@ namespace cachebust {
 namespace {
 
 constexpr int64_t kRefusalLogIntervalUs = 60 * 1000 * 1000;
+/* A cluster's slot map is asked for again this often (and at every trouble). */
+constexpr int64_t kMapRefreshUs = 10 * 1000 * 1000;
 
 /* A key as it may appear in a log line: at most 100 bytes, odd bytes escaped. */
 std::string
@@ -129,11 +133,31 @@ DeliveryEngine::rebuild_lanes()
 		}
 	}
 	sentinel_.reset();
+	cluster_ask_.reset();
+	cluster_map_ = ClusterMap();
+	lane_settings_.group_by_slot = settings_.url.topology == RedisUrl::Topology::Cluster;
 	master_known_ = false;
 	recent_.clear();
 	forgotten_prefixes_.clear();
 	remember_applied_ = settings_.url.topology != RedisUrl::Topology::Single;
-	if (settings_.url.topology == RedisUrl::Topology::Sentinel) {
+	if (settings_.url.topology == RedisUrl::Topology::Cluster) {
+		/* Lanes come with the slot map: one per master. */
+		std::vector<Endpoint> seeds;
+		for (const HostPort &hp : settings_.url.hosts) {
+			Endpoint e;
+			e.host = hp.host;
+			e.port = hp.port;
+			seeds.push_back(e);
+		}
+		ConnectionSettings base = connection_settings(Endpoint());
+		cluster_ask_ = std::make_unique<AskInTurn>(
+			seeds, base, Command{"CLUSTER", "SLOTS"},
+			[this](const Reply &r, const Endpoint &asked, std::string &why) {
+				return cluster_answer_.load(r, asked, why);
+			},
+			"cluster node", "how the slots are spread", settings_.retry_max_ms, seed_);
+		cluster_ask_->request();
+	} else if (settings_.url.topology == RedisUrl::Topology::Sentinel) {
 		std::vector<Endpoint> sentinels;
 		for (const HostPort &hp : settings_.url.hosts) {
 			Endpoint e;
@@ -189,9 +213,130 @@ DeliveryEngine::rebuild_lanes()
 }
 
 Lane *
-DeliveryEngine::lane_for(const std::string &)
+DeliveryEngine::lane_for(const std::string &key)
 {
-	return lanes_.empty() ? nullptr : lanes_.front().get();
+	if (!cluster())
+		return lanes_.empty() ? nullptr : lanes_.front().get();
+	const Endpoint *master = cluster_map_.master_for_slot(key_slot(key));
+	return master == nullptr ? nullptr : &lane_at(*master);
+}
+
+/* The lane of a cluster node, made on first use. */
+Lane &
+DeliveryEngine::lane_at(const Endpoint &endpoint)
+{
+	for (auto &lane : lanes_)
+		if (lane->endpoint() == endpoint)
+			return *lane;
+	lanes_.push_back(std::make_unique<Lane>(static_cast<LaneHost &>(*this), connection_settings(endpoint),
+											seed_ + lanes_.size()));
+	return *lanes_.back();
+}
+
+/* A node that no longer serves slots: what waits for it goes where its slots went. */
+void
+DeliveryEngine::retire_lane(size_t index)
+{
+	std::unique_ptr<Lane> lane = std::move(lanes_[index]);
+	lanes_.erase(lanes_.begin() + static_cast<long>(index));
+	lane->disconnect("the node no longer serves slots");
+	scan_.node_replaced(*lane, nullptr);
+	for (int s = 0; s < kStreams; s++) {
+		uint64_t seq = kNoSeq;
+		for (Target &t : lane->take_pending(static_cast<Stream>(s), seq)) {
+			t.delivery &= static_cast<uint8_t>(~kDeliverAsking);
+			route(std::move(t), static_cast<Stream>(s), seq);
+		}
+	}
+	for (Special &sp : lane->take_specials()) {
+		if (sp.kind == Special::Kind::FlushDb)
+			submit_flushdb(sp.stream, sp.seq, sp.job);
+		else if (!lanes_.empty())
+			lanes_.front()->add_special(std::move(sp));
+		else
+			unrouted_specials_.push_back(std::move(sp));
+	}
+}
+
+/* Takes a new slot map: lanes for new masters, none for old ones, waiting targets routed. */
+void
+DeliveryEngine::apply_cluster_map(const ClusterMap &map)
+{
+	bool first = cluster_map_.empty();
+	cluster_map_ = map;
+	for (const Endpoint &master : map.masters())
+		lane_at(master);
+	std::vector<std::string> gone;
+	for (size_t i = lanes_.size(); i-- > 0;) {
+		bool serves = false;
+		for (const Endpoint &master : map.masters())
+			serves = serves || lanes_[i]->endpoint() == master;
+		if (!serves) {
+			gone.push_back(lanes_[i]->endpoint().describe());
+			retire_lane(i);
+		}
+	}
+	if (first)
+		log(LogLevel::Log, "cachebust worker: the cluster has " + std::to_string(map.masters().size()) + " masters");
+	else if (!gone.empty()) {
+		/* A master replaced (a failover) or emptied (resharding): send recent work again, it is cheap. */
+		report_.counters.failovers += gone.size();
+		std::string list;
+		for (const std::string &g : gone)
+			list += (list.empty() ? "" : ", ") + g;
+		log(LogLevel::Log, "cachebust worker: cluster node(s) " + list +
+							   " no longer serve slots; their targets go to the new owners, and the last " +
+							   std::to_string(settings_.failover_resend_ms) + " ms of invalidations are sent again");
+		resend_recent();
+	}
+	for (int s = 0; s < kStreams; s++) {
+		uint64_t seq = unrouted_[s].min_seq();
+		std::vector<Target> waiting = unrouted_[s].take();
+		for (Target &t : waiting)
+			route(std::move(t), static_cast<Stream>(s), seq);
+	}
+	std::deque<Special> specials;
+	specials.swap(unrouted_specials_);
+	for (Special &sp : specials) {
+		if (sp.kind == Special::Kind::FlushDb)
+			submit_flushdb(sp.stream, sp.seq, sp.job);
+		else if (!lanes_.empty())
+			lanes_.front()->add_special(std::move(sp));
+	}
+}
+
+void
+DeliveryEngine::follow_cluster()
+{
+	if (!cluster_ask_)
+		return;
+	if (monotonic_us() >= next_map_refresh_us_) {
+		cluster_ask_->request();
+		next_map_refresh_us_ = monotonic_us() + kMapRefreshUs;
+	}
+	bool answered;
+	std::string error;
+	if (!cluster_ask_->take_result(answered, error))
+		return;
+	if (!answered) {
+		report_.new_error = true;
+		report_.last_error = error;
+		report_.last_error_endpoint.clear();
+		log(cluster_failing_ ? LogLevel::Debug : LogLevel::Log, "cachebust worker: " + error + "; asking again with backoff");
+		cluster_failing_ = true;
+		return;
+	}
+	cluster_failing_ = false;
+	apply_cluster_map(cluster_answer_);
+	/* Ask the nodes we know now, the seeds last. */
+	std::vector<Endpoint> servers = cluster_map_.masters();
+	for (const HostPort &hp : settings_.url.hosts) {
+		Endpoint e;
+		e.host = hp.host;
+		e.port = hp.port;
+		servers.push_back(e);
+	}
+	cluster_ask_->set_servers(servers);
 }
 
 std::vector<Lane *>
@@ -275,8 +420,22 @@ DeliveryEngine::job_failed(uint32_t job)
 }
 
 void
-DeliveryEngine::redirected(Lane &from, Target &&t, Stream s, uint64_t seq, const Classified &)
+DeliveryEngine::redirected(Lane &from, Target &&t, Stream s, uint64_t seq, const Classified &c)
 {
+	if (cluster()) {
+		if (c.kind == ReplyClass::Ask) {
+			/* The slot is migrating and this key has moved: ask the importing node, this once. */
+			t.delivery |= kDeliverAsking | kDeliverAlone;
+			lane_at(c.target).add(std::move(t), s, seq);
+			return;
+		}
+		/* MOVED: the slot lives elsewhere now; correct the map, refresh it, route again. */
+		cluster_map_.move_slot(c.slot, c.target);
+		cluster_ask_->request();
+		t.delivery &= static_cast<uint8_t>(~kDeliverAsking);
+		route(std::move(t), s, seq);
+		return;
+	}
 	/* Not a cluster: a redirection means we talk to the wrong server. */
 	from.add(std::move(t), s, seq);
 	from.disconnect("Redis answered with a cluster redirection; cachebust.redis_url does not name a cluster");
@@ -291,6 +450,8 @@ DeliveryEngine::lane_failed(Lane &lane, const std::string &why, bool reresolve)
 		lane.hold(true);
 		sentinel_->request();
 	}
+	if (cluster_ask_ && reresolve)
+		cluster_ask_->request(); /* a failover moves the node's slots to its replica */
 	std::string endpoint = lane.endpoint().describe();
 	report_.new_error = true;
 	report_.last_error = why;
@@ -424,14 +585,24 @@ DeliveryEngine::master_changed(Lane &lane, const Endpoint &from, const Endpoint 
 	log(LogLevel::Log, "cachebust worker: the master moved from " + from.describe() + " to " + to.describe() +
 						   "; sending the last " + std::to_string(settings_.failover_resend_ms) +
 						   " ms of invalidations again");
-	int64_t since = monotonic_us() - static_cast<int64_t>(settings_.failover_resend_ms) * 1000;
 	(void) lane;
+	resend_recent();
+}
+
+/* What was applied lately goes again, to whoever serves it now (asynchronous replication). */
+void
+DeliveryEngine::resend_recent()
+{
+	int64_t since = monotonic_us() - static_cast<int64_t>(settings_.failover_resend_ms) * 1000;
+	std::vector<Target> again;
 	for (const Applied &a : recent_)
 		if (a.at_us >= since) {
 			Target t = a.target;
-			t.delivery &= static_cast<uint8_t>(~kDeliverSubstitute);
-			route(std::move(t), Stream::Redelete, 0);
+			t.delivery &= static_cast<uint8_t>(~(kDeliverSubstitute | kDeliverAsking));
+			again.push_back(std::move(t));
 		}
+	for (Target &t : again)
+		route(std::move(t), Stream::Redelete, 0);
 	for (const auto &forgotten : forgotten_prefixes_)
 		if (forgotten.second >= since)
 			report_.fallback_needs.push_back(FallbackNeed{forgotten.first, Stream::Redelete, 0});
@@ -467,8 +638,10 @@ void
 DeliveryEngine::pump()
 {
 	follow_sentinel();
+	follow_cluster();
 	scan_.start_if_due(masters());
-	for (auto &lane : lanes_) {
+	for (size_t i = 0; i < lanes_.size(); i++) {
+		Lane *lane = lanes_[i].get();
 		lane->pump();
 		scan_.step(*lane);
 		lane->connection().flush();
@@ -480,6 +653,8 @@ DeliveryEngine::poll_entries(std::vector<PollEntry> &out) const
 {
 	if (sentinel_)
 		sentinel_->poll_entries(out);
+	if (cluster_ask_)
+		cluster_ask_->poll_entries(out);
 	for (const auto &lane : lanes_) {
 		const Connection &c = lane->connection();
 		if (c.fd() >= 0 && (c.want_read() || c.want_write()))
@@ -491,6 +666,13 @@ int64_t
 DeliveryEngine::deadline_us() const
 {
 	int64_t deadline = sentinel_ ? sentinel_->deadline_us() : 0;
+	if (cluster_ask_) {
+		int64_t d = cluster_ask_->deadline_us();
+		if (d == 0 || next_map_refresh_us_ < d)
+			d = next_map_refresh_us_;
+		if (d != 0 && (deadline == 0 || d < deadline))
+			deadline = d;
+	}
 	for (const auto &lane : lanes_) {
 		int64_t d = lane->deadline_us();
 		if (d != 0 && (deadline == 0 || d < deadline))
@@ -504,11 +686,16 @@ DeliveryEngine::on_io(int fd, bool readable, bool writable)
 {
 	if (sentinel_)
 		sentinel_->on_io(fd, readable, writable);
-	for (auto &lane : lanes_)
+	if (cluster_ask_)
+		cluster_ask_->on_io(fd, readable, writable);
+	/* (By index: a reply may add a lane, a MOVED to a new node.) */
+	for (size_t i = 0; i < lanes_.size(); i++) {
+		Lane *lane = lanes_[i].get();
 		if (lane->connection().fd() == fd) {
 			lane->connection().on_io(readable, writable);
 			break;
 		}
+	}
 	pump();
 }
 
@@ -517,8 +704,10 @@ DeliveryEngine::on_timer()
 {
 	if (sentinel_)
 		sentinel_->on_timer();
-	for (auto &lane : lanes_)
-		lane->on_timer();
+	if (cluster_ask_)
+		cluster_ask_->on_timer();
+	for (size_t i = 0; i < lanes_.size(); i++)
+		lanes_[i]->on_timer();
 	pump();
 }
 

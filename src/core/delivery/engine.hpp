@@ -26,6 +26,7 @@
 #include "core/delivery/lane.hpp"
 #include "core/delivery/report.hpp"
 #include "core/delivery/scan_pass.hpp"
+#include "core/delivery/cluster_map.hpp"
 #include "core/delivery/sentinel.hpp"
 #include "core/redis/tls.hpp"
 #include "core/redis/url.hpp"
@@ -116,6 +117,12 @@ class DeliveryEngine final : private LaneHost
 
 	void follow_sentinel();
 	void master_changed(Lane &lane, const Endpoint &from, const Endpoint &to);
+	void resend_recent();
+	void follow_cluster();
+	void apply_cluster_map(const ClusterMap &map);
+	Lane &lane_at(const Endpoint &endpoint);
+	void retire_lane(size_t index);
+	bool cluster() const { return settings_.configured && settings_.url.topology == RedisUrl::Topology::Cluster; }
 
 	void rebuild_lanes();
 	ConnectionSettings connection_settings(const Endpoint &endpoint) const;
@@ -143,6 +150,13 @@ class DeliveryEngine final : private LaneHost
 	std::unique_ptr<SentinelResolver> sentinel_;
 	bool master_known_ = false;
 	bool sentinel_failing_ = false;
+
+	/* Cluster: the slot map, who is asked for it, and when next. */
+	ClusterMap cluster_map_;
+	ClusterMap cluster_answer_;
+	std::unique_ptr<AskInTurn> cluster_ask_;
+	int64_t next_map_refresh_us_ = 0;
+	bool cluster_failing_ = false;
 
 	/*
 	 * Redis replication is asynchronous: a replica promoted to master may

@@ -217,6 +217,9 @@ Lane::send_targets(Stream s)
 	const std::string &sha = tag_pop_sha();
 	for (uint32_t i = 0; i < flight->targets.size(); i++) {
 		const Target &t = flight->targets[i];
+		/* A migrating slot: the importing node takes the next command only after ASKING. */
+		if (t.delivery & kDeliverAsking)
+			send_raw({"ASKING"}, [](Reply &) {});
 		switch (t.kind) {
 		case TargetKind::Key:
 			if (t.delivery & kDeliverAlone)
