@@ -8,6 +8,8 @@
 # latency_max), with the keys absent and then present (DEBUG POPULATE);
 # rounds alternate the deployments; medians and min–max are printed, with
 # the worker's CPU seconds per million targets (/proc/<pid>/stat).
+# Each deployment is also measured with redis-benchmark (pipelined UNLINK of
+# absent keys, one client per master), in the same rounds.
 #   bench/topologies.sh        (as root)  knobs: DELIVERY_KEYS, TOPO_RUNS, TOPOLOGIES
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -102,20 +104,48 @@ switch_to() {
 }
 fill() { # keys bench:k:1..N on the nodes that own them
 	if [ "$1" = cluster ]; then
-		for p in "${cluster_ports[@]}"; do redis-cli -p "$p" flushall >/dev/null; done
-		# DEBUG POPULATE ignores slots; populate each master with the keys of its own slots.
-		psql -c "SELECT 1" >/dev/null
-		python3 - "$keys" "${cluster_ports[@]}" <<'PY'
-import sys, redis
-n = int(sys.argv[1]); ports = [int(p) for p in sys.argv[2:]]
-c = redis.cluster.RedisCluster(host="127.0.0.1", port=ports[0])
-pipe = c.pipeline(transaction=False)
+		# DEBUG POPULATE ignores slots: write each master's share of the keys
+		# as a RESP stream for redis-cli --pipe (slots computed as Redis does),
+		# once; the slot map does not change during the run.
+		[ -f "$work/fill-${cluster_ports[0]}.resp" ] || /usr/bin/python3 - "$keys" "$work" "${cluster_ports[@]}" <<'PY'
+import subprocess, sys
+n, work, ports = int(sys.argv[1]), sys.argv[2], [int(p) for p in sys.argv[3:]]
+table = []
+for b in range(256):
+    crc = b << 8
+    for _ in range(8):
+        crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    table.append(crc)
+def crc16(data):  # CRC16-CCITT (XMODEM), Redis Cluster's key slot hash
+    crc = 0
+    for b in data:
+        crc = ((crc << 8) & 0xFFFF) ^ table[(crc >> 8) ^ b]
+    return crc
+owner = {}
+for port in ports:
+    out = subprocess.run(["redis-cli", "-p", str(port), "cluster", "myid"], capture_output=True, text=True).stdout.strip()
+    owner[out] = port
+slot_port = [0] * 16384
+for line in subprocess.run(["redis-cli", "-p", str(ports[0]), "cluster", "nodes"], capture_output=True, text=True).stdout.splitlines():
+    f = line.split()
+    if "master" not in f[2] or f[0] not in owner:
+        continue
+    for r in f[8:]:
+        if r.startswith("["):
+            continue
+        lo, _, hi = r.partition("-")
+        for s in range(int(lo), int(hi or lo) + 1):
+            slot_port[s] = owner[f[0]]
+streams = {p: open("%s/fill-%d.resp" % (work, p), "wb") for p in ports}
 for i in range(1, n + 1):
-    pipe.set("bench:k:%d" % i, "x")
-    if i % 10000 == 0:
-        pipe.execute()
-pipe.execute()
+    k = b"bench:k:%d" % i
+    streams[slot_port[crc16(k) % 16384]].write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\nx\r\n" % (len(k), k))
+for f in streams.values():
+    f.close()
 PY
+		for p in "${cluster_ports[@]}"; do
+			redis-cli -p "$p" --pipe <"$work/fill-$p.resp" >/dev/null
+		done
 	else
 		redis-cli -p "$plain_port" flushall >/dev/null
 		redis-cli -p "$plain_port" debug populate "$((keys + 1))" bench:k >/dev/null
@@ -136,9 +166,23 @@ worker_pid() { psql -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'c
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 median() { tr ' ' '\n' | grep . | sort -n | awk '{ a[NR] = $1 } END { printf "%s (%s–%s)", a[int((NR + 1) / 2)], a[1], a[NR] }'; }
 
-declare -A absent present cpu
+# redis-benchmark's pipelined single-key UNLINK of absent keys on the same
+# deployment: what Redis itself sustains with one client per master.
+redis_benchmark() { # topology -> requests/s
+	local args=(-p "$plain_port" -c 1)
+	local key='bench:k:__rand_int__'
+	case $1 in
+	tls) args=(-p "$tls_port" -c 1 --tls --cacert "$work/ca.crt") ;;
+	cluster) args=(--cluster -p "${cluster_ports[0]}" -c 3) key='bench:{tag}:k:__rand_int__' ;;
+	esac
+	redis-benchmark "${args[@]}" -n "$keys" -r "$keys" -P 512 -q UNLINK "$key" 2>/dev/null | tr '\r' '\n' |
+		awk '/requests per second/ { for (i = 2; i <= NF; i++) if ($i == "requests") r = $(i - 1) } END { printf "%.0f", r }'
+}
+
+declare -A absent present cpu native
 for r in $(seq 1 "$runs"); do
 	for t in $topologies; do
+		native[$t]+="$(redis_benchmark "$t") "
 		switch_to "$t"
 		pid=$(worker_pid)
 		t0=$(ticks "$pid")
@@ -160,6 +204,10 @@ for t in $topologies; do
 	med=${a%% *}
 	[ -z "$base" ] && base=$med
 	ratio=$(awk -v a="$med" -v b="$base" 'BEGIN { printf "%.2f", a / b }')
+	n=$(echo "${native[$t]}" | median)
+	vs_native=$(awk -v a="$med" -v b="${n%% *}" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
 	printf '  %-8s absent %s  present %s  worker %s CPU s per million targets  (absent ÷ %s: %s)\n' \
 		"$t" "$a" "$p" "$c" "${topologies%% *}" "$ratio"
+	printf '  %-8s redis-benchmark UNLINK -P 512, one client per master: %s  (cachebust absent ÷ redis-benchmark: %s)\n' \
+		"" "$n" "$vs_native"
 done

@@ -138,6 +138,7 @@ DeliveryEngine::rebuild_lanes()
 	lane_settings_.group_by_slot = settings_.url.topology == RedisUrl::Topology::Cluster;
 	master_known_ = false;
 	recent_.clear();
+	recent_targets_ = 0;
 	forgotten_prefixes_.clear();
 	remember_applied_ = settings_.url.topology != RedisUrl::Topology::Single;
 	if (settings_.url.topology == RedisUrl::Topology::Cluster) {
@@ -365,16 +366,56 @@ DeliveryEngine::route(Target &&t, Stream s, uint64_t seq)
 void
 DeliveryEngine::submit(std::vector<Target> &&targets, Stream s, uint64_t seq)
 {
-	/* The common case, a window of plain targets for one node, is handed over whole. */
+	/* The common case, a window of plain targets, is handed over whole:
+	 * to the one node, or in one share per cluster master. */
 	bool globs = false;
 	for (const Target &t : targets)
 		globs = globs || t.glob;
-	if (!globs && lanes_.size() == 1 && !lane_settings_.group_by_slot)
+	if (globs)
+		for (Target &t : targets)
+			route(std::move(t), s, seq);
+	else if (cluster())
+		submit_by_master(std::move(targets), s, seq);
+	else if (lanes_.size() == 1)
 		lanes_.front()->add_batch(std::move(targets), s, seq);
 	else
 		for (Target &t : targets)
 			route(std::move(t), s, seq);
 	pump();
+}
+
+/* Splits distinct targets among the cluster's masters, looking each slot's
+ * master up once; shares stay distinct, so lanes adopt them without hashing. */
+void
+DeliveryEngine::submit_by_master(std::vector<Target> &&targets, Stream s, uint64_t seq)
+{
+	constexpr int kUnknown = -1, kUnrouted = -2;
+	std::vector<int> share_of_slot(kClusterSlots, kUnknown);
+	std::vector<Lane *> share_lane;
+	std::vector<std::vector<Target>> shares;
+	for (Target &t : targets) {
+		int &share = share_of_slot[key_slot(t.key)];
+		if (share == kUnknown) {
+			Lane *lane = lane_for(t.key);
+			auto known = std::find(share_lane.begin(), share_lane.end(), lane);
+			if (lane == nullptr)
+				share = kUnrouted;
+			else if (known != share_lane.end())
+				share = static_cast<int>(known - share_lane.begin());
+			else {
+				share = static_cast<int>(share_lane.size());
+				share_lane.push_back(lane);
+				shares.emplace_back();
+				shares.back().reserve(targets.size() / 2);
+			}
+		}
+		if (share == kUnrouted)
+			unrouted_[static_cast<int>(s)].insert(std::move(t), seq);
+		else
+			shares[static_cast<size_t>(share)].push_back(std::move(t));
+	}
+	for (size_t i = 0; i < shares.size(); i++)
+		share_lane[i]->add_batch(std::move(shares[i]), s, seq);
 }
 
 void
@@ -596,11 +637,12 @@ DeliveryEngine::resend_recent()
 	int64_t since = monotonic_us() - static_cast<int64_t>(settings_.failover_resend_ms) * 1000;
 	std::vector<Target> again;
 	for (const Applied &a : recent_)
-		if (a.at_us >= since) {
-			Target t = a.target;
-			t.delivery &= static_cast<uint8_t>(~(kDeliverSubstitute | kDeliverAsking));
-			again.push_back(std::move(t));
-		}
+		if (a.at_us >= since)
+			for (const Target &applied : a.targets) {
+				Target t = applied;
+				t.delivery &= static_cast<uint8_t>(~(kDeliverSubstitute | kDeliverAsking));
+				again.push_back(std::move(t));
+			}
 	for (Target &t : again)
 		route(std::move(t), Stream::Redelete, 0);
 	for (const auto &forgotten : forgotten_prefixes_)
@@ -610,28 +652,36 @@ DeliveryEngine::resend_recent()
 }
 
 void
-DeliveryEngine::applied(Lane &, const Target &t)
+DeliveryEngine::applied(Lane &, std::vector<Target> &&targets)
 {
-	if (!remember_applied_)
+	if (!remember_applied_ || targets.empty())
 		return;
 	int64_t now = monotonic_us();
 	int64_t since = now - static_cast<int64_t>(settings_.failover_resend_ms) * 1000;
+	auto forget_oldest = [this] {
+		recent_targets_ -= recent_.front().targets.size();
+		recent_.pop_front();
+	};
 	while (!recent_.empty() && recent_.front().at_us < since)
-		recent_.pop_front();
-	if (recent_.size() >= settings_.max_pending) {
+		forget_oldest();
+	recent_targets_ += targets.size();
+	recent_.push_back(Applied{now, std::move(targets)});
+	while (recent_targets_ > settings_.max_pending && recent_.size() > 1) {
 		/* Bounded memory: what is forgotten is covered by its prefix instead. */
-		std::string prefix = target_prefix(recent_.front().target);
-		bool known = false;
-		for (auto &f : forgotten_prefixes_)
-			if (f.first == prefix) {
-				f.second = recent_.front().at_us;
-				known = true;
-			}
-		if (!known)
-			forgotten_prefixes_.push_back({prefix, recent_.front().at_us});
-		recent_.pop_front();
+		const Applied &oldest = recent_.front();
+		for (const Target &t : oldest.targets) {
+			std::string prefix = target_prefix(t);
+			bool known = false;
+			for (auto &f : forgotten_prefixes_)
+				if (f.first == prefix) {
+					f.second = oldest.at_us;
+					known = true;
+				}
+			if (!known)
+				forgotten_prefixes_.push_back({prefix, oldest.at_us});
+		}
+		forget_oldest();
 	}
-	recent_.push_back(Applied{now, t});
 }
 
 void

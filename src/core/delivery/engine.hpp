@@ -113,7 +113,8 @@ class DeliveryEngine final : private LaneHost
 	void note_refusal(const std::string &command, const std::string &key, const std::string &error,
 					  const char *resolution) override;
 	void job_failed(uint32_t job) override;
-	void applied(Lane &lane, const Target &t) override;
+	void applied(Lane &lane, std::vector<Target> &&targets) override;
+	bool remembers_applied() const override { return remember_applied_; }
 
 	void follow_sentinel();
 	void master_changed(Lane &lane, const Endpoint &from, const Endpoint &to);
@@ -127,6 +128,7 @@ class DeliveryEngine final : private LaneHost
 	void rebuild_lanes();
 	ConnectionSettings connection_settings(const Endpoint &endpoint) const;
 	Lane *lane_for(const std::string &key);
+	void submit_by_master(std::vector<Target> &&targets, Stream s, uint64_t seq);
 	std::vector<Lane *> masters();
 	void pump();
 	void log(LogLevel level, std::string message);
@@ -167,9 +169,10 @@ class DeliveryEngine final : private LaneHost
 	 */
 	struct Applied {
 		int64_t at_us;
-		Target target;
+		std::vector<Target> targets; /* one acknowledged command's */
 	};
 	std::deque<Applied> recent_;
+	size_t recent_targets_ = 0;
 	std::vector<std::pair<std::string, int64_t>> forgotten_prefixes_; /* prefix, when */
 	bool remember_applied_ = false;
 

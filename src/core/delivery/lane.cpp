@@ -198,6 +198,16 @@ Lane::finish(const std::shared_ptr<InFlight> &flight)
 	auto it = std::find(in_flight_.begin(), in_flight_.end(), flight);
 	if (it != in_flight_.end())
 		in_flight_.erase(it);
+	if (!flight->acked.empty()) {
+		/* Hand the acknowledged targets over whole (requeued ones are gone). */
+		std::vector<Target> &targets = flight->targets;
+		size_t kept = 0;
+		for (size_t i = 0; i < targets.size(); i++)
+			if (flight->acked[i] && kept++ != i)
+				targets[kept - 1] = std::move(targets[i]);
+		targets.resize(kept);
+		host_.applied(*this, std::move(targets));
+	}
 }
 
 void
@@ -208,6 +218,8 @@ Lane::send_targets(Stream s)
 	flight->stream = s;
 	flight->seq = set.min_seq();
 	flight->targets = set.take();
+	if (host_.remembers_applied())
+		flight->acked.assign(flight->targets.size(), 0);
 	flight->outstanding = 1; /* held while the commands are being built */
 	in_flight_.push_back(flight);
 
@@ -244,10 +256,19 @@ Lane::send_targets(Stream s)
 	/* Multi-key UNLINKs; in a cluster each stays within one slot. */
 	std::vector<uint16_t> slots;
 	if (settings.group_by_slot) {
+		/* A counting sort by slot: linear, and keys stay in order within a slot. */
 		slots.resize(flight->targets.size());
-		for (uint32_t i : keys)
+		std::vector<uint32_t> starts(kClusterSlots + 1, 0);
+		for (uint32_t i : keys) {
 			slots[i] = key_slot(flight->targets[i].key);
-		std::stable_sort(keys.begin(), keys.end(), [&](uint32_t a, uint32_t b) { return slots[a] < slots[b]; });
+			starts[slots[i] + 1]++;
+		}
+		for (int slot = 0; slot < kClusterSlots; slot++)
+			starts[slot + 1] += starts[slot];
+		std::vector<uint32_t> by_slot(keys.size());
+		for (uint32_t i : keys)
+			by_slot[starts[slots[i]]++] = i;
+		keys.swap(by_slot);
 	}
 	size_t chunk = std::max<size_t>(settings.unlink_chunk, 1);
 	std::vector<std::string_view> argv;
@@ -284,8 +305,9 @@ Lane::on_reply(InFlight &flight, Op op, const std::vector<uint32_t> &indices, Re
 	switch (c.kind) {
 	case ReplyClass::Ok:
 		note_success();
-		for (uint32_t i : indices)
-			host_.applied(*this, flight.targets[i]);
+		if (!flight.acked.empty())
+			for (uint32_t i : indices)
+				flight.acked[i] = 1;
 		if (op == Op::TagPop)
 			on_tag_members(flight, flight.targets[indices[0]], reply);
 		return;

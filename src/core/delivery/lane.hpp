@@ -73,8 +73,10 @@ class LaneHost
 							  const std::string &error, const char *resolution) = 0;
 	/* A fallback could not run completely. */
 	virtual void job_failed(uint32_t job) = 0;
-	/* Redis acknowledged t on this lane (remembered to resend after a failover). */
-	virtual void applied(Lane &lane, const Target &t) = 0;
+	/* Redis acknowledged these targets on this lane (remembered, with
+	 * Sentinel and Cluster, to resend after a failover). */
+	virtual void applied(Lane &lane, std::vector<Target> &&targets) = 0;
+	virtual bool remembers_applied() const = 0;
 };
 
 class Lane
@@ -129,6 +131,7 @@ class Lane
 		Stream stream;
 		uint64_t seq;
 		std::vector<Target> targets;
+		std::vector<uint8_t> acked; /* per target, when the host remembers what was applied */
 		size_t outstanding = 0;
 	};
 	enum class Op { Unlink, Incr, TagPop };
