@@ -104,6 +104,32 @@ is($message->[0], 'smessage', 'with publish_sharded, SPUBLISH reaches the shard 
 like($message->[2], qr/"keys":\["app:kv:6"\]/, 'with the batch');
 delete $sharded->{sock};
 
+# ---- an ACL user with only what README's cluster line grants (kept for the
+# rest of the file, on every node: a replica that takes over needs it too)
+for my $n (grep { $_->{pid} } $cluster->nodes)
+{
+	$n->cmd(qw(ACL SETUSER cachebust on >secret resetkeys ~app:* resetchannels &cb-events -@all),
+		qw(+unlink +eval +evalsha +scan +incr +publish +spublish +script|load +ping +cluster|slots +asking +type +smembers));
+}
+my $failed_before = stat_value($node, 'targets_failed');
+reload_settings($node, "ALTER SYSTEM SET cachebust.redis_url = '" . ($cluster->url(2) =~ s{://}{://cachebust:secret\@}r) . "'");
+fill(keys_of(1, 100));
+$cluster->cmd_key('app:tag:team:3', 'SADD', 'app:tag:team:3', 'app:member:1', 'app:member:2');
+fill('app:member:1', 'app:member:2');
+is($node->safe_psql('postgres', q{
+BEGIN;
+UPDATE kv SET v = v + 1 WHERE id <= 100;
+SELECT cachebust.invalidate_tag('team:3') \g /dev/null
+SELECT cachebust.invalidate_pattern('kv:9?') \g /dev/null
+COMMIT;
+SELECT cachebust.wait_for_delivery(10000);
+}), 't', 'delivered as the ACL user');
+is($cluster->count_existing(keys_of(1, 100), 'app:member:1', 'app:member:2', 'app:tag:team:3'), 0,
+	'keys, a tag with its members and a pattern on every master, with the documented ACL');
+is(stat_value($node, 'targets_failed'), $failed_before, 'nothing was refused');
+is(scalar(grep { $_->cmd('CLIENT', 'LIST') =~ /user=cachebust/ } $cluster->masters), 3,
+	'the worker is connected to every master as that user');
+
 # Writers for the next two parts.
 my $script = $node->basedir . '/update.sql';
 open(my $fh, '>', $script) or die;
