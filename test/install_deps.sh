@@ -4,7 +4,7 @@ set -euo pipefail
 packages=(
 	build-essential clang llvm
 	postgresql-15 postgresql-server-dev-15 postgresql-contrib
-	libhiredis-dev redis-server redis-tools
+	libhiredis-dev redis-server redis-tools redis-sentinel openssl
 	libgtest-dev libipc-run-perl
 	python3-django python3-django-redis python3-redis python3-psycopg2
 )
