@@ -42,7 +42,8 @@ CORE_SRCS = \
 	src/core/delivery/cluster_map.cpp \
 	src/core/delivery/engine.cpp \
 	src/core/delivery/fallback.cpp \
-	src/core/delivery/resend_schedule.cpp
+	src/core/delivery/resend_schedule.cpp \
+	src/core/delivery/standby_sends.cpp
 
 # The PostgreSQL glue: GUCs, triggers, transaction hooks, shared memory, worker.
 PG_SRCS = \
@@ -57,6 +58,7 @@ PG_SRCS = \
 	src/pg/wait_set.cpp \
 	src/pg/worker_state.cpp \
 	src/pg/worker_stats.cpp \
+	src/pg/standby_progress.cpp \
 	src/pg/worker.cpp
 
 OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)

@@ -54,7 +54,13 @@ CREATE FUNCTION stats(
     OUT targets_failed bigint,
     OUT tag_members_skipped bigint,
     OUT failovers bigint,
-    OUT uncovered_batches bigint)
+    OUT uncovered_batches bigint,
+    OUT second_sends bigint,
+    OUT standby_timeouts bigint,
+    OUT standby_lag_p50_ms double precision,
+    OUT standby_lag_p99_ms double precision,
+    OUT standby_lag_max_ms double precision,
+    OUT standbys_absent text)
 AS 'MODULE_PATHNAME', 'cachebust_stats' LANGUAGE C STRICT VOLATILE;
 
 CREATE VIEW stats AS SELECT * FROM stats();

@@ -3,13 +3,15 @@
  */
 #include "core/coalescer.hpp"
 
+#include <algorithm>
+
 #include "core/cpp_only.hpp"
 
 namespace cachebust {
 
 void
 Coalescer::add_transaction(std::vector<Target> targets, uint64_t seq, int64_t commit_time_us,
-						   int64_t now_us)
+						   int64_t now_us, uint64_t commit_lsn)
 {
 	if (targets.empty())
 		return;
@@ -24,6 +26,7 @@ Coalescer::add_transaction(std::vector<Target> targets, uint64_t seq, int64_t co
 				coalesced_++;
 	}
 	commit_times_us_.push_back(commit_time_us);
+	max_commit_lsn_ = std::max(max_commit_lsn_, commit_lsn);
 }
 
 bool
@@ -52,6 +55,7 @@ Coalescer::take()
 	batch.targets = set_.take();
 	batch.commit_times_us = std::move(commit_times_us_);
 	batch.coalesced = coalesced_;
+	batch.max_commit_lsn = max_commit_lsn_;
 	clear();
 	return batch;
 }
@@ -61,6 +65,7 @@ Coalescer::clear()
 {
 	set_.clear();
 	commit_times_us_.clear();
+	max_commit_lsn_ = 0;
 	flush_requested_ = false;
 	coalesced_ = 0;
 	opened_at_us_ = 0;

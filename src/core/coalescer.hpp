@@ -29,12 +29,15 @@ class Coalescer
 		std::vector<int64_t> commit_times_us;
 		/* targets that arrived while an equal one was already pending */
 		uint64_t coalesced = 0;
+		/* the highest commit LSN among them (what standbys must replay) */
+		uint64_t max_commit_lsn = 0;
 	};
 
-	/* A drained transaction (commit seq, committed at commit_time_us); now_us
-	 * opens the window if the set was empty. */
+	/* A drained transaction (commit seq, committed at commit_time_us, its
+	 * commit record ending at commit_lsn); now_us opens the window if the
+	 * set was empty. */
 	void add_transaction(std::vector<Target> targets, uint64_t seq, int64_t commit_time_us,
-						 int64_t now_us);
+						 int64_t now_us, uint64_t commit_lsn = 0);
 
 	/* flush(): close the window at the next check. */
 	void request_flush() { flush_requested_ = true; }
@@ -63,6 +66,7 @@ class Coalescer
   private:
 	TargetSet set_;
 	std::vector<int64_t> commit_times_us_;
+	uint64_t max_commit_lsn_ = 0;
 	int64_t opened_at_us_ = 0;
 	bool flush_requested_ = false;
 	uint64_t coalesced_ = 0;

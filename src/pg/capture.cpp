@@ -164,10 +164,15 @@ reset_transaction_state() noexcept
 		encoded_batch.clear();
 }
 
+/* XactLastCommitEnd before this transaction's commit record, if it writes one. */
+static XLogRecPtr commit_end_before = InvalidXLogRecPtr;
+
 /* PRE_COMMIT: the last moment an error can still abort the transaction. */
 static void
 prepare_for_commit()
 {
+	commit_end_before = XactLastCommitEnd;
+
 	/* The fallback after a crash must know every prefix in use. */
 	for (const std::string &prefix : prefixes_used)
 		prefix_registry_note(prefix.c_str());
@@ -210,10 +215,18 @@ enqueue_at_commit() noexcept
 		len = static_cast<uint32>(encoded_batch.size());
 	}
 	bool lost_ready = encoded_lost_prefixes == prefixes_used && !encoded_lost.empty();
+	/*
+	 * What a standby must have replayed to show this transaction's effects
+	 * (cachebust.standby_names): the end of its commit record. A transaction
+	 * that wrote none (no xid: only manual invalidations) left
+	 * XactLastCommitEnd unchanged; the WAL written so far is then what its
+	 * invalidations can be about.
+	 */
+	XLogRecPtr commit_lsn = XactLastCommitEnd != commit_end_before ? XactLastCommitEnd : GetXLogInsertRecPtr();
 	uint64 seq = queue_enqueue_committed(batch, len, static_cast<uint32>(encoded_targets), encoded_immediate,
 										 lost_ready ? encoded_lost.data() : nullptr,
 										 lost_ready ? static_cast<uint32>(encoded_lost.size()) : 0,
-										 XactLastCommitEnd);
+										 commit_lsn);
 	if (unconfirmed_seqs.size() < unconfirmed_seqs.capacity())
 		unconfirmed_seqs.push_back(seq);
 }

@@ -8,6 +8,7 @@
 #include "pg/guc.hpp"
 
 #include "core/redis/url.hpp"
+#include "pg/standby_progress.hpp"
 
 extern "C" {
 #include "tcop/tcopprot.h"
@@ -83,6 +84,23 @@ check_redis_url(char **newval, void **, GucSource)
 }
 
 static bool
+check_standby_names(char **newval, void **, GucSource)
+{
+	static char detail[256];
+
+	try {
+		std::string why;
+		if (standby_names_valid(*newval, why))
+			return true;
+		strlcpy(detail, why.c_str(), sizeof(detail));
+	} catch (...) {
+		strlcpy(detail, "cachebust.standby_names could not be parsed", sizeof(detail));
+	}
+	GUC_check_errdetail("%s", detail);
+	return false;
+}
+
+static bool
 check_prefix(char **newval, void **, GucSource)
 {
 	if (*newval != nullptr && strlen(*newval) > static_cast<size_t>(kMaxPrefixLength)) {
@@ -125,7 +143,7 @@ define_gucs()
 	DefineCustomStringVariable(
 		"cachebust.standby_names", "Standbys whose replay each batch waits for before it is sent again.",
 		"Standby application_names, or * for every streaming standby; empty: no second send.",
-		&guc_standby_names, "", PGC_SIGHUP, GUC_LIST_INPUT, nullptr, nullptr, nullptr);
+		&guc_standby_names, "", PGC_SIGHUP, GUC_LIST_INPUT, check_standby_names, nullptr, nullptr);
 	DefineCustomIntVariable(
 		"cachebust.standby_max_wait_ms", "Longest a second send waits for a lagging or absent standby.", nullptr,
 		&guc_standby_max_wait_ms, 60000, 0, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);

@@ -295,12 +295,13 @@ fit_ranges(std::vector<SeqRange> ranges)
 }
 
 void
-queue_publish_progress(uint64 delivered, const std::vector<SeqRange> &uncovered)
+queue_publish_progress(uint64 delivered, const std::vector<SeqRange> &uncovered, bool standby_sends_waiting)
 {
 	SharedQueue *q = shared_queue;
 	std::vector<SeqRange> fitted = fit_ranges(uncovered);
 
 	LWLockAcquire(q->lock, LW_EXCLUSIVE);
+	q->standby_sends_waiting = standby_sends_waiting;
 	q->n_uncovered = static_cast<int>(fitted.size());
 	for (size_t i = 0; i < fitted.size(); i++) {
 		q->uncovered_lo[i] = fitted[i].lo;

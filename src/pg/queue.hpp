@@ -46,6 +46,8 @@ struct WorkerStats {
 	uint64 failovers;
 	uint64 fallbacks;
 	uint64 fallbacks_refused;
+	uint64 second_sends;	  /* windows sent again after the standbys replayed them */
+	uint64 standby_timeouts;  /* ... or after standby_max_wait_ms */
 	uint64 pending_targets;	  /* gauge */
 	uint64 uncovered_batches; /* gauge */
 	bool connected;			  /* gauge */
@@ -53,7 +55,9 @@ struct WorkerStats {
 	TimestampTz last_error_time;
 	char last_error[256];
 	char last_error_endpoint[128]; /* only shown to roles that may read cachebust.redis_url */
+	char standbys_absent[256];	   /* gauge: listed in standby_names, not streaming */
 	LatencyHistogram latency;
+	LatencyHistogram standby_lag; /* first delivery until the standbys replayed it */
 };
 
 struct SharedQueue {
@@ -94,6 +98,7 @@ struct SharedQueue {
 	bool worker_started;	  /* a worker has run in this run of the server */
 	bool worker_exited_clean; /* the last worker to exit delivered everything it held */
 	uint64 worker_drained_seq; /* commits up to here have left the queue for the worker */
+	bool standby_sends_waiting; /* delivered windows wait for the standbys (lost if the worker dies) */
 	uint32 timeline;		  /* the timeline the worker delivers on */
 
 	/* backend-side counters */
@@ -155,6 +160,7 @@ struct QueueDrain {
 QueueDrain queue_drain(std::string &out);
 
 /* Publishes the worker's progress: uncovered first, then delivered_seq. */
-void queue_publish_progress(uint64 delivered, const std::vector<cachebust::SeqRange> &uncovered);
+void queue_publish_progress(uint64 delivered, const std::vector<cachebust::SeqRange> &uncovered,
+							bool standby_sends_waiting);
 
 } // namespace cachebust::pg

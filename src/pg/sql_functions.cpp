@@ -270,8 +270,8 @@ cachebust_stats(PG_FUNCTION_ARGS)
 	else
 		strlcpy(last_error, w.last_error, sizeof(last_error));
 
-	Datum values[29];
-	bool nulls[29] = {};
+	Datum values[35];
+	bool nulls[35] = {};
 	int i = 0;
 	values[i++] = Int64GetDatum(transactions);
 	values[i++] = Int64GetDatum(targets);
@@ -310,6 +310,17 @@ cachebust_stats(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum(w.tag_members_skipped);
 	values[i++] = Int64GetDatum(w.failovers);
 	values[i++] = Int64GetDatum(w.uncovered_batches);
+	values[i++] = Int64GetDatum(w.second_sends);
+	values[i++] = Int64GetDatum(w.standby_timeouts);
+	bool no_lag = (w.standby_lag.count() == 0);
+	values[i] = Float8GetDatum(w.standby_lag.percentile(50) / 1000.0);
+	nulls[i++] = no_lag;
+	values[i] = Float8GetDatum(w.standby_lag.percentile(99) / 1000.0);
+	nulls[i++] = no_lag;
+	values[i] = Float8GetDatum(w.standby_lag.max() / 1000.0);
+	nulls[i++] = no_lag;
+	nulls[i] = (w.standbys_absent[0] == '\0');
+	values[i++] = CStringGetTextDatum(w.standbys_absent);
 	/* (0.1.0's stats() declares fewer columns: they are the first ones.) */
 	Assert(i >= tupdesc->natts);
 
@@ -337,7 +348,9 @@ cachebust_reset_stats(PG_FUNCTION_ARGS)
 	w.targets_coalesced = w.targets_delivered = w.targets_failed = w.tag_members_skipped = 0;
 	w.redis_commands = w.redis_errors = w.retries = w.reconnects = w.failovers = 0;
 	w.fallbacks = w.fallbacks_refused = 0;
+	w.second_sends = w.standby_timeouts = 0;
 	w.latency.reset();
+	w.standby_lag.reset();
 	SpinLockRelease(&q->stats_mutex);
 	PG_RETURN_VOID();
 }

@@ -37,11 +37,13 @@
 #include "core/delivery/fallback.hpp"
 #include "core/delivery/publish_message.hpp"
 #include "core/delivery/resend_schedule.hpp"
+#include "core/delivery/standby_sends.hpp"
 #include "pg/guard.hpp"
 #include "pg/guc.hpp"
 #include "pg/postgres.hpp"
 #include "pg/prefix_registry.hpp"
 #include "pg/queue.hpp"
+#include "pg/standby_progress.hpp"
 #include "pg/wait_set.hpp"
 #include "pg/worker_state.hpp"
 #include "pg/worker_stats.hpp"
@@ -59,6 +61,9 @@ namespace cachebust::pg {
 constexpr int64 kShutdownBudgetUs = 5 * 1000 * 1000;
 /* The longest the loop sleeps without looking at the queue and signals. */
 constexpr long kMaxSleepMs = 1000;
+/* How often the standbys' replay positions are read while second sends wait
+ * (walsenders do not wake us when a standby reports progress). */
+constexpr long kStandbyPollMs = 10;
 /* Restart delay after the worker exits. */
 constexpr int kRestartSeconds = 1;
 
@@ -80,6 +85,8 @@ struct ClosedWindow {
 	std::vector<int64> commit_times_us;
 	std::string message;		 /* for publish_channel, or empty */
 	std::vector<Target> resend;	 /* for redelete_ms (no bumps) */
+	uint64 max_commit_lsn;		 /* what the standbys must replay before the second send */
+	std::vector<Target> standby; /* for standby_names (bumps too) */
 };
 
 class Worker
@@ -97,11 +104,15 @@ class Worker
 	void handle_report();
 	void advance();
 	void send_due_resends();
+	void wait_for_standbys(StandbySends::Entry &&entry);
+	void send_replayed();
+	void standby_fallback_for_all_registered(uint64 seq, const std::string &why);
 	void enforce_max_pending();
 	void start_fallback(const std::vector<std::string> &prefixes, bool incomplete, uint64 lo, uint64 hi,
 						const std::string &why);
 	void fallback_for_all_registered(uint64 lo, uint64 hi, const std::string &why);
 	void retry_uncovered();
+	uint64 first_held_from() const;
 	uint64 held_from() const;
 	void publish();
 	long sleep_ms() const;
@@ -115,6 +126,7 @@ class Worker
 	WindowPolicy policy_;
 	FallbackJobs jobs_;
 	ResendSchedule resends_;
+	StandbySends standby_sends_;
 	std::deque<ClosedWindow> windows_;
 	WaitSet wait_set_;
 	StatsDelta stats_;
@@ -122,6 +134,8 @@ class Worker
 	bool first_load_ = true;
 	FallbackMode fallback_mode_ = FallbackMode::Prefix;
 	int redelete_ms_ = 0;
+	StandbyNames standby_names_;
+	std::vector<std::string> standbys_absent_;
 	std::string publish_channel_;
 	uint64 drained_upto_ = 0; /* every commit <= this was drained */
 	uint64 window_hi_ = 0;	  /* the last commit in a closed window */
@@ -166,6 +180,8 @@ Worker::load_settings()
 	policy_.max_batch = static_cast<size_t>(guc_max_batch);
 	redelete_ms_ = guc_redelete_ms;
 	publish_channel_ = setting(guc_publish_channel);
+	/* (Switched off, what waits for the standbys goes at the next turn.) */
+	standby_names_ = standby_names_parse(guc_standby_names);
 
 	FallbackMode mode = fallback_mode_setting();
 	bool mode_changed = mode != fallback_mode_;
@@ -229,6 +245,7 @@ Worker::start()
 	bool previous_clean = q->worker_exited_clean;
 	uint64 delivered = pg_atomic_read_u64(&q->delivered_seq);
 	uint64 drained = q->worker_drained_seq;
+	bool standby_waited = q->standby_sends_waiting;
 	q->worker_started = true;
 	q->worker_exited_clean = false;
 	q->timeline = timeline;
@@ -255,6 +272,18 @@ Worker::start()
 		fallback_for_all_registered(drained, drained, "the saved second sends could not be read back");
 	for (ResendSchedule::Entry &e : resends)
 		resends_.add(std::move(e), static_cast<size_t>(guc_max_pending));
+
+	/* Second sends that waited for the standbys: saved at a clean stop, lost in a crash. */
+	std::vector<StandbySends::Entry> waiting;
+	if (!worker_state_load_standby_sends(waiting))
+		standby_fallback_for_all_registered(delivered + 1, "the saved second sends for the standbys could not be read back");
+	for (StandbySends::Entry &e : waiting) {
+		e.seq = delivered + 1;
+		e.delivered_us = monotonic_us();
+		standby_sends_.add(std::move(e), static_cast<size_t>(guc_max_pending));
+	}
+	if (previous_worker && !previous_clean && standby_waited)
+		standby_fallback_for_all_registered(delivered + 1, "the previous worker stopped while second sends waited for the standbys");
 }
 
 /* Moves every committed batch from shared memory into the coalescer. */
@@ -277,7 +306,8 @@ Worker::drain()
 						   "a transaction's invalidations did not fit in cachebust.queue_size");
 			continue;
 		}
-		coalescer_.add_transaction(std::move(batch.targets), batch.seq, batch.commit_time_us, now);
+		coalescer_.add_transaction(std::move(batch.targets), batch.seq, batch.commit_time_us, now,
+								   batch.commit_lsn);
 	}
 	/* (The buffer keeps its size, at most queue_size: reused, it is not faulted in again.) */
 	if (d.unrecorded_lo != 0)
@@ -301,18 +331,30 @@ Worker::close_window()
 		for (const Target &t : batch.targets)
 			if (t.kind != TargetKind::Bump)
 				w.resend.push_back(t);
+	w.max_commit_lsn = batch.max_commit_lsn;
+	if (!standby_names_.empty())
+		w.standby = batch.targets;
 	stats_.counters.targets_coalesced += batch.coalesced;
 	window_hi_ = w.hi;
 	engine_.submit(std::move(batch.targets), Stream::First, w.lo);
 	windows_.push_back(std::move(w));
 }
 
-/* The oldest commit whose targets something still holds (kNoSeq: none). */
+/* The oldest commit not yet delivered once (kNoSeq: none). */
 uint64
-Worker::held_from() const
+Worker::first_held_from() const
 {
 	uint64 held = Min(coalescer_.min_seq(), engine_.min_held_seq(Stream::First));
 	return Min(held, drained_upto_ + 1);
+}
+
+/* The oldest commit whose targets something still holds, second sends for
+ * the standbys included: what wait_for_delivery() and barrier() wait for. */
+uint64
+Worker::held_from() const
+{
+	uint64 held = Min(first_held_from(), standby_sends_.min_seq());
+	return Min(held, engine_.min_held_seq(Stream::Standby));
 }
 
 void
@@ -417,11 +459,12 @@ Worker::handle_report()
 	}
 }
 
-/* Windows Redis applied are published, measured and scheduled for redelete. */
+/* Windows Redis applied are published, measured, scheduled for redelete
+ * and queued for the standbys. */
 void
 Worker::advance()
 {
-	uint64 held = held_from();
+	uint64 held = first_held_from();
 	int64 now_mono = monotonic_us();
 	TimestampTz now = GetCurrentTimestamp();
 
@@ -438,10 +481,18 @@ Worker::advance()
 			if (!resends_.add(std::move(e), static_cast<size_t>(guc_max_pending)))
 				log(WARNING, "cachebust worker skipped a delayed re-invalidation: more than cachebust.max_pending targets wait for one");
 		}
+		if (!standby_names_.empty() && !w.standby.empty()) {
+			StandbySends::Entry e;
+			e.lsn = w.max_commit_lsn;
+			e.seq = w.lo;
+			e.delivered_us = now_mono;
+			e.targets = std::move(w.standby);
+			wait_for_standbys(std::move(e));
+		}
 		windows_.pop_front();
 	}
 
-	held = held_from();
+	held = first_held_from();
 	for (FallbackJobs::Job &job : jobs_.settle(held)) {
 		if (job.failed)
 			continue;
@@ -457,7 +508,91 @@ Worker::advance()
 									job.flushdb};
 			resends_.add(std::move(e), static_cast<size_t>(guc_max_pending));
 		}
+		/* ... and with readers on standbys, like a delivery too. The commits
+		 * it covers are not known one by one: all WAL so far must replay. */
+		if (!standby_names_.empty() && !job.retry) {
+			StandbySends::Entry e;
+			e.lsn = GetXLogInsertRecPtr();
+			e.seq = job.lo;
+			e.delivered_us = now_mono;
+			e.targets = std::move(job.sent);
+			for (Target &t : e.targets)
+				t.job = 0;
+			e.flushdb = job.flushdb;
+			wait_for_standbys(std::move(e));
+		}
 	}
+}
+
+void
+Worker::wait_for_standbys(StandbySends::Entry &&entry)
+{
+	size_t before = standby_sends_.targets();
+	size_t count = entry.targets.size();
+	standby_sends_.add(std::move(entry), static_cast<size_t>(guc_max_pending));
+	if (standby_sends_.targets() == before && count > 0)
+		log(LOG, "cachebust worker keeps only the key prefixes of a window for its second send: "
+				 "more than cachebust.max_pending targets wait for the standbys");
+}
+
+/* Second sends whose commits every standby waited for has replayed (or
+ * that waited standby_max_wait_ms) go out now. */
+void
+Worker::send_replayed()
+{
+	if (standby_sends_.empty()) {
+		standbys_absent_.clear();
+		return;
+	}
+	std::vector<std::string> absent;
+	StandbyReplay replay = standby_replay(standby_names_, absent);
+	if (absent != standbys_absent_ && !absent.empty()) {
+		std::string names;
+		for (const std::string &n : absent)
+			names += (names.empty() ? "" : ", ") + n;
+		log(WARNING, "cachebust.standby_names lists standbys that are not streaming: " + names +
+						 "; second sends wait up to cachebust.standby_max_wait_ms for them");
+	}
+	standbys_absent_ = std::move(absent);
+
+	int64 max_wait_us = static_cast<int64>(guc_standby_max_wait_ms) * 1000;
+	for (StandbySends::Released &r : standby_sends_.take_ready(replay, monotonic_us(), max_wait_us)) {
+		StandbySends::Entry &e = r.entry;
+		stats_.counters.second_sends++;
+		if (r.timed_out)
+			stats_.counters.standby_timeouts++;
+		else
+			stats_.counters.standby_lag.record(static_cast<uint64>(r.waited_us));
+		if (!e.prefixes.empty()) {
+			FallbackPlan plan = plan_fallback(fallback_mode_, e.prefixes, false);
+			e.targets.insert(e.targets.end(), plan.targets.begin(), plan.targets.end());
+			e.flushdb = e.flushdb || plan.flushdb;
+		}
+		if (e.flushdb)
+			engine_.submit_flushdb(Stream::Standby, e.seq, 0);
+		if (!e.targets.empty())
+			engine_.submit(std::move(e.targets), Stream::Standby, e.seq);
+	}
+}
+
+/* Every registered prefix, once the standbys replayed what is written now. */
+void
+Worker::standby_fallback_for_all_registered(uint64 seq, const std::string &why)
+{
+	if (standby_names_.empty())
+		return;
+	RegisteredPrefixes registered = prefix_registry_snapshot();
+	std::string own = setting(guc_key_prefix);
+	if (!own.empty() &&
+		std::find(registered.prefixes.begin(), registered.prefixes.end(), own) == registered.prefixes.end())
+		registered.prefixes.push_back(own);
+	ereport(LOG, (errmsg("cachebust fallback for the standbys scheduled: %s", why.c_str())));
+	StandbySends::Entry e;
+	e.lsn = GetXLogInsertRecPtr();
+	e.seq = seq;
+	e.delivered_us = monotonic_us();
+	e.prefixes = std::move(registered.prefixes);
+	standby_sends_.add(std::move(e), static_cast<size_t>(guc_max_pending));
 }
 
 void
@@ -505,8 +640,9 @@ Worker::publish()
 {
 	uint64 held = held_from();
 	uint64 delivered = held == kNoSeq ? drained_upto_ : (held == 0 ? 0 : held - 1);
-	queue_publish_progress(delivered, jobs_.uncovered());
-	StatsGauges gauges{coalescer_.size() + engine_.held_targets(), jobs_.uncovered_batches(), engine_.connected()};
+	queue_publish_progress(delivered, jobs_.uncovered(), !standby_sends_.empty());
+	StatsGauges gauges{coalescer_.size() + engine_.held_targets() + standby_sends_.targets(),
+					   jobs_.uncovered_batches(), engine_.connected(), standbys_absent_};
 	worker_stats_publish(stats_, gauges);
 }
 
@@ -523,6 +659,8 @@ Worker::sleep_ms() const
 		sleep_us = Min(sleep_us, engine_.deadline_us() - now);
 	if (!resends_.empty())
 		sleep_us = Min(sleep_us, resends_.next_due_us() - now);
+	if (!standby_sends_.empty())
+		sleep_us = Min(sleep_us, kStandbyPollMs * 1000);
 	/* Round up so we do not wake a hair before the deadline and spin. */
 	return static_cast<long>(Max((sleep_us + 999) / 1000, 0));
 }
@@ -565,6 +703,7 @@ Worker::turn()
 	handle_report();
 	send_due_resends();
 	advance();
+	send_replayed();
 	enforce_max_pending();
 	handle_report();
 	publish();
@@ -607,7 +746,7 @@ Worker::shut_down()
 		coalescer_.request_flush();
 		turn();
 		done = coalescer_.empty() && windows_.empty() && !drain_blocked_ && !jobs_.busy() &&
-			   engine_.min_held_seq(Stream::First) == kNoSeq;
+			   engine_.min_held_seq(Stream::First) == kNoSeq && engine_.min_held_seq(Stream::Standby) == kNoSeq;
 		int64 now = monotonic_us();
 		if (done || now >= deadline)
 			break;
@@ -615,10 +754,16 @@ Worker::shut_down()
 		wait(Min(sleep_ms(), static_cast<long>((deadline - now + 999) / 1000)));
 	}
 
-	/* Second sends not yet due: kept for the next start. */
+	/* Second sends not yet due, or still waiting for the standbys: kept for the next start. */
 	bool saved = worker_state_save_resends(resends_.take_all());
+	size_t for_standbys = standby_sends_.size();
+	saved = worker_state_save_standby_sends(standby_sends_.take_all()) && saved;
 	bool clean = done && saved;
-	if (clean)
+	if (clean && for_standbys > 0)
+		ereport(LOG, (errmsg("cachebust worker shut down with everything delivered once; "
+							 "%zu second sends still wait for the standbys and are kept for the next start",
+							 for_standbys)));
+	else if (clean)
 		ereport(LOG, (errmsg("cachebust worker shut down with everything delivered")));
 	else
 		ereport(WARNING,

@@ -146,10 +146,11 @@ worker_state_record_running(uint32 timeline)
 				 errdetail("Without it a crash could go unnoticed and leave stale cache entries; the worker does not deliver.")));
 }
 
-bool
-worker_state_load_resends(std::vector<ResendSchedule::Entry> &out)
+/* Reads a file of encoded batches and removes it; false if it is damaged. */
+static bool
+load_batches(const char *name, std::vector<DecodedBatch> &out)
 {
-	std::string path = worker_state_path("resend");
+	std::string path = worker_state_path(name);
 	std::string contents;
 	if (!read_file(path, contents))
 		return true; /* nothing was pending */
@@ -159,11 +160,7 @@ worker_state_load_resends(std::vector<ResendSchedule::Entry> &out)
 		while (offset < contents.size()) {
 			DecodedBatch batch;
 			offset += decode_batch(contents.data() + offset, contents.size() - offset, batch);
-			ResendSchedule::Entry e;
-			e.due_us = 0; /* due at once: their time passed while we were down */
-			e.flushdb = batch.flushdb;
-			e.targets = std::move(batch.targets);
-			out.push_back(std::move(e));
+			out.push_back(std::move(batch));
 		}
 	} catch (const std::exception &) {
 		ok = false;
@@ -172,18 +169,77 @@ worker_state_load_resends(std::vector<ResendSchedule::Entry> &out)
 	return ok;
 }
 
-bool
-worker_state_save_resends(const std::vector<ResendSchedule::Entry> &entries)
+static bool
+save_batches(const char *name, const std::string &contents)
 {
-	std::string path = worker_state_path("resend");
-	if (entries.empty()) {
+	std::string path = worker_state_path(name);
+	if (contents.empty()) {
 		unlink(path.c_str());
 		return true;
 	}
+	return write_file_durably(path, contents, WARNING);
+}
+
+bool
+worker_state_load_resends(std::vector<ResendSchedule::Entry> &out)
+{
+	std::vector<DecodedBatch> batches;
+	bool ok = load_batches("resend", batches);
+	for (DecodedBatch &batch : batches) {
+		ResendSchedule::Entry e;
+		e.due_us = 0; /* due at once: their time passed while we were down */
+		e.flushdb = batch.flushdb;
+		e.targets = std::move(batch.targets);
+		out.push_back(std::move(e));
+	}
+	return ok;
+}
+
+bool
+worker_state_save_resends(const std::vector<ResendSchedule::Entry> &entries)
+{
 	std::string contents;
 	for (const ResendSchedule::Entry &e : entries)
 		contents += encode_targets(e.targets, e.flushdb ? kBatchFlushDb : 0);
-	return write_file_durably(path, contents, WARNING);
+	return save_batches("resend", contents);
+}
+
+bool
+worker_state_load_standby_sends(std::vector<StandbySends::Entry> &out)
+{
+	std::vector<DecodedBatch> batches;
+	bool ok = load_batches("standby", batches);
+	for (DecodedBatch &batch : batches) {
+		StandbySends::Entry e;
+		e.lsn = batch.commit_lsn;
+		e.flushdb = batch.flushdb;
+		if (batch.lost)
+			for (Target &t : batch.targets)
+				e.prefixes.push_back(std::move(t.key));
+		else
+			e.targets = std::move(batch.targets);
+		out.push_back(std::move(e));
+	}
+	return ok;
+}
+
+bool
+worker_state_save_standby_sends(const std::vector<StandbySends::Entry> &entries)
+{
+	std::string contents;
+	for (const StandbySends::Entry &e : entries) {
+		/* Targets, and (as a lost batch) the prefixes that stand for those over the bound. */
+		std::vector<std::string> batches;
+		if (!e.targets.empty() || e.flushdb)
+			batches.push_back(encode_targets(e.targets, e.flushdb ? kBatchFlushDb : 0));
+		if (!e.prefixes.empty())
+			batches.push_back(encode_lost_batch(e.prefixes));
+		for (std::string &b : batches) {
+			stamp_batch(b.data(), 0, 0, e.lsn);
+			contents += b;
+		}
+	}
+	return save_batches("standby", contents);
 }
 
 } // namespace cachebust::pg

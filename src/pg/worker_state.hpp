@@ -5,7 +5,8 @@
  *
  * Files live in PGDATA/pg_cachebust/ (as pg_stat_statements keeps
  * pg_stat/): `state` ("running <timeline>" or "clean <timeline>"),
- * `prefixes` (prefix_registry.cpp) and `resend` (pending second sends).
+ * `prefixes` (prefix_registry.cpp), `resend` (pending second sends) and
+ * `standby` (second sends waiting for the standbys).
  *
  * "clean" is written by the postmaster itself as it exits normally, after
  * every backend and the worker are gone, and only when the queue is empty
@@ -24,6 +25,7 @@
 #include "pg/postgres.hpp"
 
 #include "core/delivery/resend_schedule.hpp"
+#include "core/delivery/standby_sends.hpp"
 
 namespace cachebust::pg {
 
@@ -42,6 +44,11 @@ bool worker_state_load_resends(std::vector<ResendSchedule::Entry> &out);
 
 /* Writes them for the next start; false if that failed (then we did not stop cleanly). */
 bool worker_state_save_resends(const std::vector<ResendSchedule::Entry> &entries);
+
+/* The same for second sends that waited for the standbys (file `standby`):
+ * each keeps the LSN the standbys must replay. */
+bool worker_state_load_standby_sends(std::vector<StandbySends::Entry> &out);
+bool worker_state_save_standby_sends(const std::vector<StandbySends::Entry> &entries);
 
 /* Path of a file of ours, e.g. "pg_cachebust/prefixes". */
 std::string worker_state_path(const char *name);

@@ -33,6 +33,12 @@ void
 worker_stats_publish(StatsDelta &delta, const StatsGauges &gauges)
 {
 	SharedQueue *q = shared_queue;
+	char absent[sizeof(q->worker.standbys_absent)];
+	std::string names;
+	for (const std::string &name : gauges.standbys_absent)
+		names += (names.empty() ? "" : ",") + name;
+	strlcpy(absent, names.c_str(), sizeof(absent));
+
 	WorkerStats &w = q->worker;
 	const WorkerStats &d = delta.counters;
 
@@ -48,7 +54,10 @@ worker_stats_publish(StatsDelta &delta, const StatsGauges &gauges)
 	w.failovers += d.failovers;
 	w.fallbacks += d.fallbacks;
 	w.fallbacks_refused += d.fallbacks_refused;
+	w.second_sends += d.second_sends;
+	w.standby_timeouts += d.standby_timeouts;
 	w.latency.merge(d.latency);
+	w.standby_lag.merge(d.standby_lag);
 	if (delta.last_delivery != 0)
 		w.last_delivery = delta.last_delivery;
 	if (delta.have_error) {
@@ -59,6 +68,7 @@ worker_stats_publish(StatsDelta &delta, const StatsGauges &gauges)
 	w.pending_targets = gauges.pending_targets;
 	w.uncovered_batches = gauges.uncovered_batches;
 	w.connected = gauges.connected;
+	memcpy(w.standbys_absent, absent, sizeof(absent));
 	SpinLockRelease(&q->stats_mutex);
 
 	delta = StatsDelta();

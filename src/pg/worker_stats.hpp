@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "pg/queue.hpp"
 
@@ -33,6 +34,7 @@ struct StatsGauges {
 	uint64 pending_targets;
 	uint64 uncovered_batches;
 	bool connected;
+	const std::vector<std::string> &standbys_absent;
 };
 
 /* Adds delta to the shared counters, sets the gauges, and clears delta. */

@@ -173,12 +173,13 @@ sub worker_pid
 }
 
 # A node with cachebust preloaded, delivering to $redis (undef: no
-# cachebust.redis_url at all, so the worker delivers nowhere).
+# cachebust.redis_url at all, so the worker delivers nowhere). %init goes to
+# PostgreSQL::Test::Cluster::init (allows_streaming => 1 for a primary).
 sub cachebust_node
 {
-	my ($name, $redis, $extra_conf) = @_;
+	my ($name, $redis, $extra_conf, %init) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(%init);
 	my $url = $redis ? "cachebust.redis_url = '" . $redis->url . "'" : '';
 	$node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'cachebust'
