@@ -7,6 +7,7 @@ packages=(
 	libhiredis-dev redis-server redis-tools redis-sentinel openssl
 	libgtest-dev libipc-run-perl
 	python3-django python3-django-redis python3-redis python3-psycopg2
+	prometheus-postgres-exporter
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -18,3 +19,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 # The packaged services are never used: every test starts its own servers.
+
+# Node.js for examples/node (test/t/011_node.pl): a node and npm already on
+# the machine are used as they are, else Debian's (Node 18.20, npm 9.2).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+# The example's pinned packages, installed before the tests copy the tree
+# (no package in its lock has an install script).
+(cd "$(dirname "$0")/../examples/node" && npm ci --no-audit --no-fund --loglevel=error)
