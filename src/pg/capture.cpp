@@ -5,10 +5,19 @@
  * Like NOTIFY (async.c), everything that can fail happens before commit: at
  * XACT_EVENT_PRE_COMMIT the pending set is encoded into one flat buffer
  * (and a small "lost" batch naming the transaction's key prefixes, used if
- * the queue has no room), so the XACT_EVENT_COMMIT callback only copies
- * bytes into shared memory. That callback runs after the commit is visible
- * to other sessions, which is what makes "only committed changes
- * invalidate" hold; it must never ERROR, and never allocates.
+ * the queue has no room), so the hand-off only copies bytes into shared
+ * memory. It runs after the commit is visible to other sessions, which is
+ * what makes "only committed changes invalidate" hold; it must never ERROR,
+ * and never allocates.
+ *
+ * The hand-off waits until the transaction has released its locks (the
+ * AFTER_LOCKS phase of the top-level resource owner's release, still before
+ * COMMIT returns to the client): other writers of the same rows then never
+ * wait for our copy into the ring. Transactions may therefore enter the
+ * queue in another order than they committed. That is safe because a
+ * delivery is a set of deletes and increments, which give the same result
+ * in any order; and each commit is still queued before its client hears
+ * of it, so wait_for_delivery() and barrier() cover it.
  *
  * A transaction's buffer is bounded by what the queue could ever hold: once
  * it would be larger, the transaction stops buffering and commits as lost,
@@ -30,6 +39,7 @@
 
 extern "C" {
 #include "access/xlog.h"
+#include "utils/resowner.h"
 }
 
 namespace cachebust::pg {
@@ -50,6 +60,9 @@ static std::vector<std::string> encoded_lost_prefixes;
 
 /* The key prefixes this transaction's targets were built with (almost always one). */
 static std::vector<std::string> prefixes_used;
+
+/* Committed, not yet handed to the queue: the locks are still held. */
+static bool handoff_due = false;
 
 /* This session's commits not yet seen delivered (wait_for_delivery). */
 static std::vector<uint64> unconfirmed_seqs;
@@ -201,9 +214,9 @@ prepare_for_commit()
 				 errmsg("cachebust could not prepare %zu invalidation targets for commit", pending.size())));
 }
 
-/* COMMIT: the transaction is already visible; nothing here may ERROR. */
+/* After COMMIT: the transaction is already visible; nothing here may ERROR. */
 static void
-enqueue_at_commit() noexcept
+enqueue_committed() noexcept
 {
 	if (shared_queue == nullptr)
 		return;
@@ -246,9 +259,10 @@ xact_callback(XactEvent event, void *)
 			prepare_for_commit();
 		break;
 	case XACT_EVENT_COMMIT:
-		if (has_work())
-			enqueue_at_commit();
-		reset_transaction_state();
+		/* Handed off once the locks are released (release_callback). */
+		handoff_due = has_work();
+		if (!handoff_due)
+			reset_transaction_state();
 		break;
 	case XACT_EVENT_PRE_PREPARE:
 		if (has_work())
@@ -263,6 +277,7 @@ xact_callback(XactEvent event, void *)
 	case XACT_EVENT_ABORT:
 	case XACT_EVENT_PARALLEL_ABORT:
 	case XACT_EVENT_PREPARE:
+		handoff_due = false;
 		reset_transaction_state();
 		break;
 	default:
@@ -289,11 +304,27 @@ subxact_callback(SubXactEvent event, SubTransactionId, SubTransactionId, void *)
 	}
 }
 
+/*
+ * The committed transaction's locks are gone once the top-level resource
+ * owner has passed RESOURCE_RELEASE_LOCKS; the first AFTER_LOCKS call of a
+ * commit (one per resource owner, children first) hands the batch off.
+ */
+static void
+release_callback(ResourceReleasePhase phase, bool is_commit, bool is_top_level, void *)
+{
+	if (phase != RESOURCE_RELEASE_AFTER_LOCKS || !is_commit || !is_top_level || !handoff_due)
+		return;
+	handoff_due = false;
+	enqueue_committed();
+	reset_transaction_state();
+}
+
 void
 capture_init()
 {
 	RegisterXactCallback(xact_callback, nullptr);
 	RegisterSubXactCallback(subxact_callback, nullptr);
+	RegisterResourceReleaseCallback(release_callback, nullptr);
 }
 
 } // namespace cachebust::pg
