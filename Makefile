@@ -63,7 +63,7 @@ PG_SRCS = \
 
 OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
-REGRESS = setup templates transactions functions watch partitions errors privileges
+REGRESS = setup templates transactions functions watch partitions errors privileges capture_modes
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=./tmp_check
 
 PG_CPPFLAGS = -Isrc -isystem $(includedir_server)

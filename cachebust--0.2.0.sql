@@ -97,11 +97,17 @@ AS $$
           WHERE get_byte(args, p - 1) = 0) s
 $$;
 
--- watch(): validates the targets, then creates the row trigger (and, with
--- `columns`, a separate UPDATE trigger that fires only when one of them
--- changes) and the TRUNCATE trigger. Returns the row trigger's name. It runs
--- with the caller's rights: PostgreSQL checks that the caller may create
--- triggers on the table and execute cachebust.invalidate().
+-- watch(): validates the targets, then creates the triggers and returns the
+-- name of the first (the INSERT one). On a plain table (not a partition, no
+-- inheritance, not `always`) INSERT, UPDATE and DELETE each get a statement
+-- trigger with transition tables, which renders every row of a statement in
+-- one call; elsewhere PostgreSQL has no transition tables (partitions,
+-- inheritance, foreign tables, UPDATE OF a column list) or does not fire
+-- statement triggers (logical replication apply, which `always` is for), so
+-- a row trigger does the same. With `columns`, UPDATE fires only when one of
+-- them changes. A TRUNCATE trigger goes with either. It runs with the
+-- caller's rights: PostgreSQL checks that the caller may create triggers on
+-- the table and execute cachebust.invalidate().
 CREATE FUNCTION watch(
     tbl regclass,
     keys text[] DEFAULT '{}',
@@ -126,6 +132,7 @@ DECLARE
     made name[] := '{}';
     trg name;
     foreign_table boolean;
+    per_statement boolean;
 BEGIN
     IF NOT has_function_privilege('cachebust.invalidate()', 'EXECUTE') THEN
         RAISE EXCEPTION 'permission denied for function cachebust.invalidate()'
@@ -149,6 +156,7 @@ BEGIN
     -- Pick the first free name on this table.
     WHILE EXISTS (SELECT 1 FROM pg_trigger
                   WHERE tgrelid = tbl AND tgname IN ('cachebust_watch_' || n, 'cachebust_watch_' || n || '_update',
+                                                    'cachebust_watch_' || n || '_delete',
                                                     'cachebust_watch_' || n || '_truncate')) LOOP
         n := n + 1;
     END LOOP;
@@ -170,14 +178,33 @@ BEGIN
             END IF;
         END LOOP;
     END IF;
-    SELECT relkind = 'f' INTO foreign_table FROM pg_class WHERE oid = tbl;
+    SELECT c.relkind = 'f',
+           c.relkind = 'r' AND NOT c.relispartition AND NOT always
+           AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = tbl OR inhparent = tbl)
+      INTO foreign_table, per_statement
+      FROM pg_class c WHERE c.oid = tbl;
 
     SELECT string_agg(quote_literal(t), ', ') INTO arg_list FROM unnest(targets) t;
 
-    IF columns IS NULL THEN
+    IF per_statement THEN
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS cachebust_new '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION cachebust.invalidate(%s)', base, tbl, arg_list);
+        made := made || base;
+        IF columns IS NULL THEN
+            EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS cachebust_old NEW TABLE AS cachebust_new '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION cachebust.invalidate(%s)', base || '_update', tbl, arg_list);
+            made := made || (base || '_update')::name;
+        END IF;
+        EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %s REFERENCING OLD TABLE AS cachebust_old '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION cachebust.invalidate(%s)', base || '_delete', tbl, arg_list);
+        made := made || (base || '_delete')::name;
+    ELSIF columns IS NULL THEN
         row_events := 'INSERT OR UPDATE OR DELETE';
     ELSE
         row_events := 'INSERT OR DELETE';
+    END IF;
+
+    IF columns IS NOT NULL THEN
         SELECT string_agg(format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', c), ' OR ')
             INTO distinct_test FROM unnest(columns) c;
         EXECUTE format('CREATE TRIGGER %I AFTER UPDATE OF %s ON %s FOR EACH ROW WHEN (%s) '
@@ -188,9 +215,11 @@ BEGIN
         made := made || (base || '_update')::name;
     END IF;
 
-    EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION cachebust.invalidate(%s)',
-                   base, row_events, tbl, arg_list);
-    made := made || base;
+    IF NOT per_statement THEN
+        EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION cachebust.invalidate(%s)',
+                       base, row_events, tbl, arg_list);
+        made := made || base;
+    END IF;
     IF foreign_table THEN
         RAISE NOTICE 'cachebust.watch(%): foreign tables cannot have TRUNCATE triggers; TRUNCATE of it invalidates nothing', tbl;
     ELSE
@@ -224,7 +253,7 @@ BEGIN
         SELECT tgname FROM pg_trigger
         WHERE tgrelid = tbl
           AND tgfoid = 'cachebust.invalidate()'::regprocedure
-          AND tgname ~ '^cachebust_watch_[0-9]+(_update|_truncate)?$'
+          AND tgname ~ '^cachebust_watch_[0-9]+(_update|_delete|_truncate)?$'
           AND NOT tgisinternal
         ORDER BY tgname
     LOOP
@@ -320,6 +349,61 @@ BEGIN
 END;
 $$;
 
+-- Statement capture (see watch()) is only right for a table with no
+-- partition or inheritance ties: DML through a parent never fires a child's
+-- statement triggers, and a parent's transition tables hold its children's
+-- rows. When a watched table gains such a tie (ATTACH PARTITION, INHERIT,
+-- CREATE TABLE ... INHERITS), its statement triggers become the equivalent
+-- row trigger, with the same name, targets and enabled state.
+CREATE FUNCTION _capture_by_row_where_tied(rel regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tbl regclass;
+    w record;
+    events text;
+BEGIN
+    FOR tbl IN
+        SELECT c.oid FROM pg_class c
+        WHERE c.oid IN (SELECT rel
+                        UNION SELECT relid FROM pg_partition_tree(rel)
+                        UNION SELECT inhparent FROM pg_inherits WHERE inhrelid = rel
+                        UNION SELECT inhrelid FROM pg_inherits WHERE inhparent = rel)
+          AND c.relkind = 'r'
+          AND (c.relispartition OR EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid OR inhparent = c.oid))
+    LOOP
+        FOR w IN
+            SELECT t.tgname AS base, t.tgargs, t.tgenabled
+            FROM pg_trigger t
+            WHERE t.tgrelid = tbl AND t.tgfoid = 'cachebust.invalidate()'::regprocedure
+              AND t.tgname ~ '^cachebust_watch_[0-9]+$'
+              AND (t.tgtype & 1) = 0 AND t.tgnewtable IS NOT NULL    -- the INSERT statement trigger
+        LOOP
+            -- With `columns`, UPDATE already has its own row trigger.
+            events := CASE WHEN EXISTS (SELECT 1 FROM pg_trigger
+                                        WHERE tgrelid = tbl AND tgname = w.base || '_update' AND (tgtype & 1) = 1)
+                           THEN 'INSERT OR DELETE' ELSE 'INSERT OR UPDATE OR DELETE' END;
+            EXECUTE format('DROP TRIGGER %I ON %s', w.base, tbl);
+            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', w.base || '_delete', tbl);
+            IF events = 'INSERT OR UPDATE OR DELETE' THEN
+                EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', w.base || '_update', tbl);
+            END IF;
+            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION cachebust.invalidate(%s)',
+                           w.base, events, tbl,
+                           (SELECT string_agg(quote_literal(a), ', ') FROM unnest(cachebust._trigger_args(w.tgargs)) a));
+            IF w.tgenabled <> 'O' THEN
+                EXECUTE format('ALTER TABLE %s %s TRIGGER %I', tbl,
+                               CASE w.tgenabled WHEN 'A' THEN 'ENABLE ALWAYS' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'DISABLE' END,
+                               w.base);
+            END IF;
+            RAISE NOTICE 'cachebust: the statement triggers of % on % became a row trigger (it now has a parent or children)',
+                w.base, tbl;
+        END LOOP;
+    END LOOP;
+END;
+$$;
+
 CREATE FUNCTION _partition_ddl() RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -351,6 +435,7 @@ BEGIN
             IF rel IS NULL OR NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = rel) THEN
                 CONTINUE;
             END IF;
+            PERFORM cachebust._capture_by_row_where_tied(rel);
             PERFORM cachebust._sync_partition_truncate_triggers(rel);
             -- Tables detached from rel keep copies of its triggers until synced.
             PERFORM cachebust._sync_partition_truncate_triggers(c.tgrelid)
@@ -382,6 +467,7 @@ REVOKE ALL ON FUNCTION reset_stats() FROM PUBLIC;
 REVOKE ALL ON FUNCTION _trigger_args(bytea) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _sync_partition_truncate_triggers(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _partition_ddl() FROM PUBLIC;
+REVOKE ALL ON FUNCTION _capture_by_row_where_tied(regclass) FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA cachebust TO PUBLIC;
 GRANT SELECT ON stats, watches TO PUBLIC;

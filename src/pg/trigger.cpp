@@ -1,5 +1,12 @@
 /*
- * trigger.cpp — cachebust.invalidate(), the row and TRUNCATE trigger.
+ * trigger.cpp — cachebust.invalidate(), the row, statement and TRUNCATE
+ * trigger.
+ *
+ * As a row trigger it renders its targets from the row that fired it. As a
+ * statement trigger with transition tables (what watch() creates where
+ * PostgreSQL allows them) it renders them from every row of the statement
+ * in one call: no after-trigger event, tuple re-fetch or function call per
+ * row. Both add the same targets to the transaction's pending set.
  *
  * A trigger's arguments are parsed and its columns resolved once, then kept
  * in a backend-local cache keyed by trigger OID, together with each
@@ -20,8 +27,12 @@
 
 extern "C" {
 #include "commands/trigger.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/tuplestore.h"
 }
 
 namespace cachebust::pg {
@@ -192,6 +203,57 @@ capture_row(CompiledTrigger &ct, TupleTableSlot *slot, const KeyPrefixes &prefix
 	}
 }
 
+/* Restores the memory context however the scope is left. */
+class MemoryContextScope
+{
+  public:
+	explicit MemoryContextScope(MemoryContext cxt) : previous_(MemoryContextSwitchTo(cxt)) {}
+	~MemoryContextScope() { MemoryContextSwitchTo(previous_); }
+	MemoryContextScope(const MemoryContextScope &) = delete;
+	MemoryContextScope &operator=(const MemoryContextScope &) = delete;
+
+  private:
+	MemoryContext previous_;
+};
+
+/*
+ * Renders every row of a transition table. Each row's text values live in a
+ * context reset per row, so a million-row statement uses the memory of one.
+ */
+static void
+capture_transition_table(CompiledTrigger &ct, Tuplestorestate *table, TupleDesc tupdesc,
+						 const KeyPrefixes &prefixes)
+{
+	if (table == nullptr)
+		return;
+	TupleTableSlot *slot = nullptr;
+	MemoryContext row_cxt = nullptr;
+	pg_call([&] {
+		slot = MakeSingleTupleTableSlot(tupdesc, &TTSOpsMinimalTuple);
+		row_cxt = AllocSetContextCreate(CurrentMemoryContext, "cachebust transition rows", ALLOCSET_DEFAULT_SIZES);
+		/* Other triggers of the statement read the same table: a reader of our own, from the start. */
+		int reader = tuplestore_alloc_read_pointer(table, EXEC_FLAG_REWIND);
+		tuplestore_select_read_pointer(table, reader);
+		tuplestore_rescan(table);
+	});
+	for (;;) {
+		bool got = false;
+		pg_call([&] {
+			CHECK_FOR_INTERRUPTS();
+			MemoryContextReset(row_cxt);
+			got = tuplestore_gettupleslot(table, true, false, slot);
+		});
+		if (!got)
+			break;
+		MemoryContextScope in_row(row_cxt);
+		capture_row(ct, slot, prefixes);
+	}
+	pg_call([&] {
+		ExecDropSingleTupleTableSlot(slot);
+		MemoryContextDelete(row_cxt);
+	});
+}
+
 static void
 capture_truncate(CompiledTrigger &ct, const KeyPrefixes &prefixes)
 {
@@ -207,6 +269,11 @@ render_or_explain(TriggerData *trigdata, CompiledTrigger &ct, const KeyPrefixes 
 	try {
 		if (TRIGGER_FIRED_BY_TRUNCATE(event)) {
 			capture_truncate(ct, prefixes);
+		} else if (!TRIGGER_FIRED_FOR_ROW(event)) {
+			/* UPDATE: old and new rows, as the row trigger renders both. */
+			TupleDesc tupdesc = RelationGetDescr(trigdata->tg_relation);
+			capture_transition_table(ct, trigdata->tg_oldtable, tupdesc, prefixes);
+			capture_transition_table(ct, trigdata->tg_newtable, tupdesc, prefixes);
 		} else if (TRIGGER_FIRED_BY_INSERT(event)) {
 			capture_row(ct, trigdata->tg_trigslot, prefixes);
 		} else if (TRIGGER_FIRED_BY_DELETE(event)) {
@@ -224,6 +291,12 @@ render_or_explain(TriggerData *trigdata, CompiledTrigger &ct, const KeyPrefixes 
 	}
 }
 
+/*
+ * Where the function may be attached: AFTER ... FOR EACH ROW; AFTER TRUNCATE
+ * ... FOR EACH STATEMENT; or AFTER INSERT, UPDATE or DELETE ... FOR EACH
+ * STATEMENT with the transition tables that event has (NEW TABLE, OLD and
+ * NEW TABLE, OLD TABLE), which hold the statement's rows.
+ */
 static void
 check_trigger_context(FunctionCallInfo fcinfo)
 {
@@ -234,14 +307,21 @@ check_trigger_context(FunctionCallInfo fcinfo)
 
 	TriggerData *trigdata = reinterpret_cast<TriggerData *>(fcinfo->context);
 	TriggerEvent event = trigdata->tg_event;
-	bool row_level = TRIGGER_FIRED_FOR_ROW(event);
-	bool ok = TRIGGER_FIRED_BY_TRUNCATE(event) ? !row_level && TRIGGER_FIRED_AFTER(event)
-											   : row_level && TRIGGER_FIRED_AFTER(event);
+	Trigger *trigger = trigdata->tg_trigger;
+	bool ok = TRIGGER_FIRED_AFTER(event);
+	if (ok && !TRIGGER_FIRED_FOR_ROW(event) && !TRIGGER_FIRED_BY_TRUNCATE(event)) {
+		bool old_needed = TRIGGER_FIRED_BY_UPDATE(event) || TRIGGER_FIRED_BY_DELETE(event);
+		bool new_needed = TRIGGER_FIRED_BY_UPDATE(event) || TRIGGER_FIRED_BY_INSERT(event);
+		ok = (!old_needed || trigger->tgoldtable != nullptr) && (!new_needed || trigger->tgnewtable != nullptr);
+	} else if (ok) {
+		ok = TRIGGER_FIRED_FOR_ROW(event) != TRIGGER_FIRED_BY_TRUNCATE(event);
+	}
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("cachebust trigger \"%s\" on table \"%s\" must be AFTER ... FOR EACH ROW, or AFTER TRUNCATE ... FOR EACH STATEMENT",
-						trigdata->tg_trigger->tgname, RelationGetRelationName(trigdata->tg_relation)),
+				 errmsg("cachebust trigger \"%s\" on table \"%s\" must be AFTER ... FOR EACH ROW, AFTER TRUNCATE ... FOR EACH STATEMENT, "
+						"or AFTER INSERT, UPDATE or DELETE ... FOR EACH STATEMENT with the event's transition tables",
+						trigger->tgname, RelationGetRelationName(trigdata->tg_relation)),
 				 errhint("Use cachebust.watch() to create the triggers.")));
 }
 
