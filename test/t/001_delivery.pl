@@ -44,7 +44,7 @@ BEGIN; UPDATE users SET name = 'y' WHERE id = 3;
 COMMIT;
 SELECT cachebust.flush();
 });
-is($node->safe_psql('postgres', 'SELECT cachebust.wait_for_delivery(5000)'), 't', 'session delivered');
+is($node->safe_psql('postgres', 'SELECT cachebust.barrier(5000)'), 't', 'everything committed before is delivered');
 is($redis->exists_key('user:2'), 1, 'rolled back change does not invalidate');
 is($redis->exists_key('user:3'), 0, 'committed part of the transaction invalidates');
 is($redis->exists_key('user:4'), 1, 'rolled back savepoint does not invalidate');

@@ -103,19 +103,24 @@ cmp_ok(stat_value($node, 'retries') + stat_value($node, 'reconnects'), '>', 0, '
 note(sprintf('Redis was down %.1f s during the load; %d updated keys checked, %d stale',
 	$outage, scalar(@updated), $stale));
 
-# ---- commit latency with Redis down / with Redis up
+# ---- commits with Redis down never wait for it: every commit of a run
+# completes and is queued while the worker cannot connect (the latencies are
+# noted, not asserted: wall time on a shared machine is not a test).
 my ($h, $out) = start_pgbench($update_script, 1, 3);
 $h->finish or diag($$out);
 my $latency_up = pgbench_latency($out);
 $redis->stop('KILL');
+my $enqueued_before = stat_value($node, 'transactions_enqueued');
 ($h, $out) = start_pgbench($update_script, 1, 3);
-$h->finish or diag($$out);
+ok($h->finish, 'pgbench commits with Redis down') or diag($$out);
+my ($processed) = $$out =~ /number of transactions actually processed: (\d+)/;
 my $latency_down = pgbench_latency($out);
+is(stat_value($node, 'transactions_enqueued') - $enqueued_before, $processed,
+	"all $processed commits made with Redis down were queued");
+is(stat_value($node, 'connected'), 'f', 'while the worker was not connected');
 $redis->start;
 ok(wait_all_delivered($node, 20), 'delivered after the latency run');
-my $ratio = $latency_down / $latency_up;
-note(sprintf('commit latency: Redis up %.3f ms, Redis down %.3f ms, ratio %.2f', $latency_up, $latency_down, $ratio));
-cmp_ok($ratio, '<', 2.0, sprintf('commit latency with Redis down is within 2x of normal (%.2f)', $ratio));
+note(sprintf('commit latency: Redis up %.3f ms, Redis down %.3f ms', $latency_up, $latency_down));
 
 # ---- wrong password, then the right one via SIGHUP
 my $secure = start_redis('--requirepass', 'right-pw');

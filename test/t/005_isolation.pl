@@ -82,7 +82,7 @@ for my $t (1, 2)
 my ($ret, $out, $err) = $node->psql('tenant1',
 	q{INSERT INTO items SELECT g, repeat('x', 200) FROM generate_series(1, 2000) g});
 like($err, qr/exceed what cachebust.queue_size can hold/, 'the oversized transaction is told');
-is($node->safe_psql('tenant1', 'SELECT cachebust.wait_for_delivery(10000)'), 't',
+is($node->safe_psql('tenant1', 'SELECT cachebust.barrier(10000)'), 't',
 	"tenant1's oversized transaction is covered by the fallback");
 is(count_existing(map { "t1:item:$_" } 1 .. 20), 0, "the fallback removed tenant1's keys");
 is(count_existing(map { "t2:item:$_" } 1 .. 20), 20, "and left tenant2's alone");
@@ -133,7 +133,7 @@ ok(wait_until(sub { stat_value($unset, 'last_error') =~ /cachebust.redis_url is 
 is(stat_value($unset, 'connected'), 'f', 'and that the worker is not connected');
 is(stat_value($unset, 'pending_targets'), '1', 'the target waits');
 reload_settings($unset, "ALTER SYSTEM SET cachebust.redis_url = '" . $redis->url . "'");
-is($unset->safe_psql('postgres', 'SELECT cachebust.wait_for_delivery(5000)'), 't', 'delivered once the URL is set');
+is($unset->safe_psql('postgres', 'SELECT cachebust.barrier(5000)'), 't', 'delivered once the URL is set');
 is($redis->exists_key('u:t:1'), 0, 'to the named server');
 $unset->safe_psql('postgres', 'ALTER SYSTEM RESET cachebust.redis_url');
 # A malformed URL in postgresql.conf: PostgreSQL keeps the built-in default, which names no server.
@@ -182,7 +182,7 @@ $session->quit;
 reload_settings($bare, q{ALTER SYSTEM SET cachebust.fallback = 'prefix'});
 $bare->safe_psql('postgres', join("\n", map {
 	"BEGIN; SET LOCAL cachebust.key_prefix = 'p$_:'; SELECT cachebust.invalidate_key('k'); COMMIT;" } 1 .. 70));
-is($bare->safe_psql('postgres', 'SELECT cachebust.wait_for_delivery(5000)'), 't', '70 prefixes delivered');
+is($bare->safe_psql('postgres', 'SELECT cachebust.barrier(5000)'), 't', '70 prefixes delivered');
 like(slurp_file($bare->logfile), qr/more than 64 distinct cachebust.key_prefix values are in use/,
 	'the registry overflow is announced');
 my $old_worker = worker_pid($bare);

@@ -108,6 +108,7 @@ my $watches = q{SELECT trigger || ' ' || array_to_string(targets, ',') FROM cach
                 WHERE "table" = 'blog_article'::regclass ORDER BY 1};
 my $expected_watches = join("\n",
 	'cachebust_watch_1 article:{id},tag=author:{author_id}',
+	'cachebust_watch_1_delete article:{id},tag=author:{author_id}',
 	'cachebust_watch_1_truncate article:{id},tag=author:{author_id}',
 	'cachebust_watch_1_update article:{id},tag=author:{author_id}');
 is($node->safe_psql('blog', $watches), $expected_watches, 'the migration attached watch() to blog_article');

@@ -103,8 +103,8 @@ is($count{fail} // 'none', 0, 'and none as failed');
 # ---- what the tests leave behind
 is($node->safe_psql('teams', q{SELECT trigger || ' ' || array_to_string(targets, ',') FROM cachebust.watches
                                 WHERE "table" = 'users'::regclass ORDER BY 1}),
-	"cachebust_watch_1 user:{id},tag=team:{team_id}\ncachebust_watch_1_truncate user:{id},tag=team:{team_id}",
-	'migrate() attached the row and TRUNCATE triggers');
+	join("\n", map { "cachebust_watch_1$_ user:{id},tag=team:{team_id}" } ('', '_delete', '_truncate', '_update')),
+	'migrate() attached the statement and TRUNCATE triggers');
 is($node->safe_psql('teams', 'SELECT cachebust.barrier()'), 't', 'everything the tests committed is delivered');
 my @foreign = grep { !/^teams::/ } @{ $redis->cmd('KEYS', '*') };
 is_deeply(\@foreign, ['billing:invoice:1'], 'the tests wrote only under teams:: and left the other entry alone');
