@@ -140,12 +140,15 @@ static void
 prune_confirmed()
 {
 	uint64 delivered = pg_atomic_read_u64(&shared_queue->delivered_seq);
-	std::vector<uint64> kept;
-	for (uint64 seq : unconfirmed_seqs)
-		if (seq > delivered || queue_any_uncovered(&seq, 1))
-			kept.push_back(seq);
-	unconfirmed_seqs.swap(kept);
+	auto gone = std::remove_if(unconfirmed_seqs.begin(), unconfirmed_seqs.end(), [&](uint64 seq) {
+		return seq <= delivered && !queue_any_uncovered(&seq, 1);
+	});
+	unconfirmed_seqs.erase(gone, unconfirmed_seqs.end());
 }
+
+/* Pruned when the list reaches this; it doubles with what stays, so a
+ * session committing faster than delivery prunes O(1) per commit. */
+static size_t prune_at = 32;
 
 bool
 capture_wait_for_delivery(int timeout_ms)
@@ -158,6 +161,7 @@ capture_wait_for_delivery(int timeout_ms)
 	if (queue_any_uncovered(unconfirmed_seqs.data(), unconfirmed_seqs.size()))
 		return false;
 	unconfirmed_seqs.clear();
+	prune_at = 32;
 	return true;
 }
 
@@ -201,10 +205,13 @@ prepare_for_commit()
 			encoded_lost = encode_lost_batch(prefixes_used);
 			encoded_lost_prefixes = prefixes_used;
 		}
-		if (unconfirmed_seqs.size() >= 32)
+		if (unconfirmed_seqs.size() >= prune_at) {
 			prune_confirmed();
-		/* The commit callback appends without allocating. */
-		unconfirmed_seqs.reserve(unconfirmed_seqs.size() + 1);
+			prune_at = std::max<size_t>(32, 2 * unconfirmed_seqs.size());
+		}
+		/* The hand-off appends without allocating. */
+		if (unconfirmed_seqs.size() == unconfirmed_seqs.capacity())
+			unconfirmed_seqs.reserve(std::max<size_t>(64, 2 * unconfirmed_seqs.capacity()));
 	} catch (...) {
 		failed = true;
 	}

@@ -247,7 +247,6 @@ queue_drain(std::string &out)
 	d.unrecorded_lo = q->unrecorded_lo;
 	d.unrecorded_hi = q->unrecorded_hi;
 	q->unrecorded_lo = q->unrecorded_hi = 0;
-	q->worker_waits_for_deadline = false;
 	q->undrained_targets = 0;
 	LWLockRelease(q->lock);
 

@@ -669,18 +669,21 @@ Worker::sleep_ms() const
 void
 Worker::wait(long timeout_ms)
 {
-	/* Committing backends need not wake us while a window is open: we drain at its end. */
+	/*
+	 * Committing backends need not wake us while a window is open: we drain
+	 * at its end (they still do for an immediate target, a half-full ring or
+	 * max_batch). Without a window, what arrived while we worked is drained
+	 * now; the flag is cleared under the same lock, so no commit is left
+	 * waiting unseen.
+	 */
 	SharedQueue *q = shared_queue;
 	bool deadline_ahead = !coalescer_.empty() && !coalescer_.window_closed(GetCurrentTimestamp(), policy_);
-	if (deadline_ahead) {
-		LWLockAcquire(q->lock, LW_EXCLUSIVE);
-		bool arrived = q->tail != q->head || q->unrecorded_hi != 0;
-		if (!arrived)
-			q->worker_waits_for_deadline = true;
-		LWLockRelease(q->lock);
-		if (arrived)
-			timeout_ms = 0;
-	}
+	LWLockAcquire(q->lock, LW_EXCLUSIVE);
+	bool arrived = q->tail != q->head || q->unrecorded_hi != 0;
+	q->worker_waits_for_deadline = deadline_ahead;
+	LWLockRelease(q->lock);
+	if (arrived && !deadline_ahead)
+		timeout_ms = 0;
 
 	sockets_.clear();
 	engine_.poll_entries(sockets_);
