@@ -170,6 +170,10 @@ BEGIN
            AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = tbl OR inhparent = tbl)
       INTO foreign_table, per_statement
       FROM pg_class c WHERE c.oid = tbl;
+    -- (The test suite runs once more with row triggers everywhere.)
+    IF current_setting('cachebust_internal.watch_capture', true) = 'row' THEN
+        per_statement := false;
+    END IF;
 
     SELECT string_agg(quote_literal(t), ', ') INTO arg_list FROM unnest(targets) t;
 

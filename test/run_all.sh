@@ -50,5 +50,14 @@ if ! (cd "$work" && as_postgres make -s prove PROVE_FLAGS="${PROVE_FLAGS:-}"); t
 	status=1
 fi
 
+echo "== TAP core tests again, watch() making row triggers instead of statement triggers"
+row_tests="test/t/001_delivery.pl test/t/003_failures.pl test/t/004_outages.pl test/t/005_isolation.pl test/t/006_lifecycle.pl test/t/007_surface.pl test/t/013_replicas.pl"
+if ! (cd "$work" && as_postgres env CACHEBUST_WATCH_CAPTURE=row make -s prove PROVE_TESTS="$row_tests" PROVE_FLAGS="${PROVE_FLAGS:-}"); then
+	for f in "$work"/tmp_check/log/*.log; do
+		[ -f "$f" ] && { echo "---- $f"; tail -n 60 "$f"; }
+	done
+	status=1
+fi
+
 [ "$status" -eq 0 ] && rm -rf "$work" || echo "test tree kept in $work"
 exit $status

@@ -19,6 +19,12 @@ INSERT INTO users SELECT g, g % 3, 'u' || g FROM generate_series(1, 10) g;
 SELECT cachebust.flush();
 });
 
+# watch() captures per statement, or per row when the suite runs that way.
+my $capture = ($ENV{CACHEBUST_WATCH_CAPTURE} // '') eq 'row' ? 'row' : 'statement';
+is($node->safe_psql('postgres', q{SELECT string_agg(DISTINCT CASE WHEN tgtype & 1 = 1 THEN 'row' ELSE 'statement' END, ',')
+                                  FROM pg_trigger WHERE tgrelid = 'users'::regclass AND tgname NOT LIKE '%_truncate'}),
+	$capture, "watch() made $capture triggers");
+
 # Fills keys, runs $sql then waits for delivery; returns wait_for_delivery's answer.
 sub commit_and_wait
 {

@@ -189,6 +189,10 @@ cachebust.retry_max_ms = 200
 max_prepared_transactions = 2
 });
 	$node->append_conf('postgresql.conf', $extra_conf) if $extra_conf;
+	# CACHEBUST_WATCH_CAPTURE=row: watch() makes row triggers even where it
+	# would capture per statement (test/run_all.sh runs the core tests both ways).
+	$node->append_conf('postgresql.conf', "cachebust_internal.watch_capture = 'row'\n")
+	  if ($ENV{CACHEBUST_WATCH_CAPTURE} // '') eq 'row';
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION cachebust');
 	return $node;
