@@ -17,6 +17,7 @@
  */
 #include "pg/trigger.hpp"
 
+#include <array>
 #include <optional>
 #include <unordered_map>
 
@@ -26,9 +27,11 @@
 #include "pg/queue.hpp"
 
 extern "C" {
+#include "catalog/pg_type_d.h"
 #include "commands/trigger.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -39,12 +42,21 @@ namespace cachebust::pg {
 
 namespace {
 
+/*
+ * How a column's text form is made. The common key columns skip the
+ * output-function call: integers are formatted into a buffer of the slot's
+ * own, and text is its stored bytes (what textout would copy).
+ */
+enum class TextForm : uint8_t { OutputFunction, Int2, Int4, Int8, Text };
+
 struct CompiledTrigger {
 	bool valid = false;
 	Oid relid = InvalidOid;
 	TriggerSpec spec;
-	std::vector<AttrNumber> attnums; /* by spec column slot */
-	std::vector<FmgrInfo> output_fns; /* by spec column slot */
+	std::vector<AttrNumber> attnums;	/* by spec column slot */
+	std::vector<TextForm> text_forms;	/* by spec column slot */
+	std::vector<FmgrInfo> output_fns;	/* by spec column slot */
+	std::vector<std::array<char, 24>> digits; /* by spec column slot, for integers */
 };
 
 std::unordered_map<Oid, CompiledTrigger> compiled_triggers;
@@ -165,8 +177,18 @@ compiled_trigger_for(TriggerData *trigdata)
 	ct.spec = compile_targets(args, tupdesc, trigger->tgname, RelationGetRelationName(rel), ct.attnums);
 	ct.relid = RelationGetRelid(rel);
 	ct.output_fns.assign(ct.attnums.size(), FmgrInfo{});
+	ct.text_forms.assign(ct.attnums.size(), TextForm::OutputFunction);
+	ct.digits.resize(ct.attnums.size());
 	for (size_t slot = 0; slot < ct.attnums.size(); slot++) {
 		Oid typid = TupleDescAttr(tupdesc, ct.attnums[slot] - 1)->atttypid;
+		switch (typid) {
+		case INT2OID: ct.text_forms[slot] = TextForm::Int2; break;
+		case INT4OID: ct.text_forms[slot] = TextForm::Int4; break;
+		case INT8OID: ct.text_forms[slot] = TextForm::Int8; break;
+		case TEXTOID:
+		case VARCHAROID: ct.text_forms[slot] = TextForm::Text; break;
+		default: break;
+		}
 		FmgrInfo *fn = &ct.output_fns[slot];
 		pg_call([&] {
 			Oid output_fn;
@@ -191,8 +213,29 @@ capture_row(CompiledTrigger &ct, TupleTableSlot *slot, const KeyPrefixes &prefix
 		for (size_t i = 0; i < ncols; i++) {
 			bool isnull;
 			Datum value = slot_getattr(slot, ct.attnums[i], &isnull);
-			if (!isnull)
+			if (isnull)
+				continue;
+			char *digits = ct.digits[i].data();
+			switch (ct.text_forms[i]) {
+			case TextForm::Int2:
+				row_values[i] = std::string_view(digits, pg_itoa(DatumGetInt16(value), digits));
+				break;
+			case TextForm::Int4:
+				row_values[i] = std::string_view(digits, pg_ltoa(DatumGetInt32(value), digits));
+				break;
+			case TextForm::Int8:
+				row_values[i] = std::string_view(digits, pg_lltoa(DatumGetInt64(value), digits));
+				break;
+			case TextForm::Text: {
+				/* Detoasted (a copy only if compressed or out of line), not copied again. */
+				struct varlena *text = pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(value)));
+				row_values[i] = std::string_view(VARDATA_ANY(text), VARSIZE_ANY_EXHDR(text));
+				break;
+			}
+			case TextForm::OutputFunction:
 				row_values[i] = std::string_view(OutputFunctionCall(&ct.output_fns[i], value));
+				break;
+			}
 		}
 	});
 
