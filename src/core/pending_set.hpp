@@ -9,8 +9,8 @@
  */
 #pragma once
 
+#include <cstdint>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include "core/target.hpp"
@@ -21,7 +21,7 @@ class PendingSet
 {
   public:
 	PendingSet();
-	PendingSet(const PendingSet &) = delete; /* the index points into this */
+	PendingSet(const PendingSet &) = delete;
 	PendingSet &operator=(const PendingSet &) = delete;
 
 	struct Entry {
@@ -48,23 +48,24 @@ class PendingSet
 	const std::vector<Entry> &entries() const { return entries_; }
 
   private:
-	/* Hash and equality of entries_ positions by their target, so the
-	 * index stores no second copy of the keys. */
-	struct PositionHash {
-		const PendingSet *set;
-		size_t operator()(size_t pos) const;
-	};
-	struct PositionEqual {
-		const PendingSet *set;
-		bool operator()(size_t a, size_t b) const;
-	};
+	/* The slot of the index holding entry pos (it is there). */
+	size_t slot_of(size_t pos) const;
+	void erase_slot(size_t slot);
+	void grow_index();
 
 	std::vector<Entry> entries_;
-	std::unordered_set<size_t, PositionHash, PositionEqual> index_;
+	/*
+	 * Open-addressing index over entries_ (linear probing): each slot holds
+	 * an entry's position + 1, 0 when empty; the table is a power of two at
+	 * most 3/4 full. Entries keep their hash, so probing compares keys only
+	 * on a hash match and growing never hashes a key again. Entries leave
+	 * only from the tail (savepoints), by backward-shift deletion.
+	 */
+	std::vector<uint32_t> slots_;
+	std::vector<size_t> hashes_; /* by entry position */
 	size_t key_bytes_ = 0;
 };
 
-/* Hash of a target's identity (kind, glob, key), shared with the coalescer. */
 size_t target_hash(const Target &t);
 
 } // namespace cachebust

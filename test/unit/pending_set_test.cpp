@@ -1,6 +1,9 @@
 /* Unit tests: deduplication and savepoint semantics of the pending set. */
 #include "core/pending_set.hpp"
 
+#include <algorithm>
+#include <random>
+
 #include <gtest/gtest.h>
 
 using namespace cachebust;
@@ -118,4 +121,44 @@ TEST(PendingSet, ManyEntriesSurviveRehashing)
 	EXPECT_EQ(set.size(), 5000u);
 	set.abort_subtransaction(1);
 	EXPECT_TRUE(set.empty());
+}
+
+TEST(PendingSet, MatchesAReferenceModelThroughSavepoints)
+{
+	/* Random adds, savepoints, releases and rollbacks against a plain model:
+	 * the index must find every entry, whatever the probing and deletions. */
+	std::mt19937 rng(42);
+	PendingSet set;
+	std::vector<std::pair<std::string, int>> model; /* key, level, in order */
+	int level = 1;
+	for (int step = 0; step < 20000; step++) {
+		int action = static_cast<int>(rng() % 100);
+		if (action < 80) {
+			std::string k = "k" + std::to_string(rng() % 3000);
+			bool known = std::any_of(model.begin(), model.end(), [&](const auto &m) { return m.first == k; });
+			ASSERT_EQ(set.add(key(k), level), !known) << k;
+			if (!known)
+				model.emplace_back(k, level);
+		} else if (action < 88) {
+			level++; /* SAVEPOINT */
+		} else if (action < 94 && level > 1) {
+			set.commit_subtransaction(level); /* RELEASE */
+			for (auto &m : model)
+				if (m.second >= level)
+					m.second = level - 1;
+			level--;
+		} else if (level > 1) {
+			set.abort_subtransaction(level); /* ROLLBACK TO and RELEASE */
+			while (!model.empty() && model.back().second >= level)
+				model.pop_back();
+			level--;
+		}
+		ASSERT_EQ(set.size(), model.size());
+	}
+	Keys expected;
+	for (const auto &m : model)
+		expected.push_back(m.first);
+	EXPECT_EQ(keys_of(set), expected);
+	for (const auto &m : model)
+		EXPECT_FALSE(set.add(key(m.first), level)) << m.first;
 }
