@@ -269,11 +269,13 @@ capture_transition_table(CompiledTrigger &ct, Tuplestorestate *table, TupleDesc 
 {
 	if (table == nullptr)
 		return;
+	/* Made once per backend; emptied after every row. */
+	static MemoryContext row_cxt = nullptr;
 	TupleTableSlot *slot = nullptr;
-	MemoryContext row_cxt = nullptr;
 	pg_call([&] {
 		slot = MakeSingleTupleTableSlot(tupdesc, &TTSOpsMinimalTuple);
-		row_cxt = AllocSetContextCreate(CurrentMemoryContext, "cachebust transition rows", ALLOCSET_DEFAULT_SIZES);
+		if (row_cxt == nullptr)
+			row_cxt = AllocSetContextCreate(TopMemoryContext, "cachebust transition rows", ALLOCSET_SMALL_SIZES);
 		/* Other triggers of the statement read the same table: a reader of our own, from the start. */
 		int reader = tuplestore_alloc_read_pointer(table, EXEC_FLAG_REWIND);
 		tuplestore_select_read_pointer(table, reader);
@@ -293,7 +295,7 @@ capture_transition_table(CompiledTrigger &ct, Tuplestorestate *table, TupleDesc 
 	}
 	pg_call([&] {
 		ExecDropSingleTupleTableSlot(slot);
-		MemoryContextDelete(row_cxt);
+		MemoryContextReset(row_cxt);
 	});
 }
 
