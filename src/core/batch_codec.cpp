@@ -19,8 +19,8 @@ pad8(size_t n)
 namespace {
 
 template <typename Targets, typename Get>
-std::string
-encode(const Targets &targets, Get get, uint32_t flags)
+void
+encode(const Targets &targets, Get get, uint32_t flags, std::string &buf)
 {
 	size_t total = sizeof(BatchHeader);
 	for (const auto &item : targets)
@@ -28,7 +28,8 @@ encode(const Targets &targets, Get get, uint32_t flags)
 	if (total > UINT32_MAX)
 		throw TargetError("transaction buffered more than 4GB of invalidation targets");
 
-	std::string buf(total, '\0');
+	/* (buf keeps its capacity: a backend's buffer is reused commit after commit.) */
+	buf.assign(total, '\0');
 	char *p = buf.data();
 
 	BatchHeader header{};
@@ -51,24 +52,33 @@ encode(const Targets &targets, Get get, uint32_t flags)
 		memcpy(p, t.key.data(), t.key.size());
 		p += pad8(t.key.size());
 	}
-	return buf;
 }
 
 } // namespace
 
+void
+encode_batch_into(const PendingSet &pending, std::string &out)
+{
+	encode(
+		pending.entries(), [](const PendingSet::Entry &e) -> const Target & { return e.target; },
+		pending.any_immediate() ? kBatchImmediate : 0, out);
+}
+
 std::string
 encode_batch(const PendingSet &pending)
 {
-	return encode(
-		pending.entries(), [](const PendingSet::Entry &e) -> const Target & { return e.target; },
-		pending.any_immediate() ? kBatchImmediate : 0);
+	std::string out;
+	encode_batch_into(pending, out);
+	return out;
 }
 
 std::string
 encode_targets(const std::vector<Target> &targets, uint32_t flags)
 {
-	return encode(
-		targets, [](const Target &t) -> const Target & { return t; }, flags);
+	std::string out;
+	encode(
+		targets, [](const Target &t) -> const Target & { return t; }, flags, out);
+	return out;
 }
 
 std::string

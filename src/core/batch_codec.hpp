@@ -70,7 +70,9 @@ encoded_target_size(size_t key_len)
 	return sizeof(TargetHeader) + ((key_len + 7) & ~static_cast<size_t>(7));
 }
 
-/* Encodes the pending set as one batch (seq, commit time and LSN left zero). */
+/* Encodes the pending set as one batch (seq, commit time and LSN left zero),
+ * into out (its memory reused), or as a new string. */
+void encode_batch_into(const PendingSet &pending, std::string &out);
 std::string encode_batch(const PendingSet &pending);
 
 /* Encodes targets as one batch (for files the worker keeps, and tests). */

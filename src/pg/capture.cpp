@@ -197,7 +197,7 @@ prepare_for_commit()
 	bool failed = false;
 	try {
 		if (!overflowed) {
-			encoded_batch = encode_batch(pending);
+			encode_batch_into(pending, encoded_batch);
 			encoded_targets = pending.size();
 			encoded_immediate = pending.any_immediate();
 		}
