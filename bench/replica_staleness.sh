@@ -1,0 +1,399 @@
+#!/usr/bin/env bash
+# Read replicas (issue 14): what cachebust.standby_names buys a cache-aside
+# reader on a streaming standby, and what it costs the primary's writers.
+#
+# One primary (cachebust, key_prefix bench:, watch items -> item:{id}), one
+# streaming standby made by pg_basebackup (application_name bench_standby,
+# wal_receiver_status_interval BENCH_STATUS_INTERVAL, hot_standby_feedback),
+# one Redis; all on this machine, throwaway, unix sockets and 127.0.0.1.
+#
+# 1. Staleness (bench/replica_probe.py, whose docstring defines it): a probe
+#    caches a row, commits an UPDATE on the primary, then reads through the
+#    cache every BENCH_POLL_MS, refilling misses from the STANDBY; fresh =
+#    commit -> the cache first holds the new value (after which no old value
+#    can come back); stale-forever = still the old value BENCH_STALE_CAP_S
+#    after the commit. standby_names '' and '*' are compared in variants:
+#      load        pgbench writers on the primary (BENCH_WRITER_TPS in total,
+#                  BENCH_CLIENTS clients, random rows of items), no apply
+#                  delay: the lag a standby on this machine really has
+#      saturated   the same, writers as fast as they go (the CPU is shared
+#                  by everything, so the standby may fall behind)
+#      load-delay  BENCH_WRITER_TPS writers, recovery_min_apply_delay =
+#                  BENCH_APPLY_DELAY_MS on the standby: a standby slower than
+#                  the first delivery, the case the second send exists for
+#      quiet-delay no writers, one probe at a time, the same apply delay:
+#                  no other WAL reaches the standby, so does only
+#                  wal_receiver_status_interval's periodic reply tell the
+#                  primary about the replay? (quiet-delay-10s: PostgreSQL's
+#                  default 10s; measured: no, a standby that has replayed
+#                  all it received replies at once)
+#    The standby's apply delay and status interval change by ALTER SYSTEM
+#    and reload between variants.
+#    cachebust.stats (second_sends, standby_lag_*, standby_timeouts) is reset
+#    before and read after every cell (after barrier(), so second sends count).
+# 2. Write path: pgbench TPS (BENCH_CLIENTS clients, -M prepared, not
+#    throttled, BENCH_SECONDS per round) with standby_names '*' vs '', the
+#    standby attached and replaying without delay in both, BENCH_ROUNDS rounds
+#    per setting interleaved (off,on / on,off ...), CHECKPOINT before each;
+#    medians, min-max, ratio on / off.
+#
+# Results: bench/results/<UTC timestamp>-replicas/ (results.md, probes.csv,
+# cells.csv, tps.csv, logs/).
+#
+#   bench/replica_staleness.sh        (as root; ~6 min with the defaults, plus any wait for the lock)
+# Knobs: BENCH_PROBES (60 per cell), BENCH_QUIET_PROBES (10), BENCH_PROBE_THREADS
+# (4), BENCH_POLL_MS (1), BENCH_STALE_CAP_S (5), BENCH_APPLY_DELAY_MS (200),
+# BENCH_STATUS_INTERVAL (1s), BENCH_WRITER_TPS (500; 0 = as fast as it goes),
+# BENCH_CLIENTS (2), BENCH_SECONDS (10), BENCH_ROUNDS (7), BENCH_VARIANTS
+# ("load saturated load-delay quiet-delay quiet-delay-10s"), BENCH_TPS (1; 0
+# skips part 2), BENCH_DEBOUNCE_MS (unset: cachebust's default), BENCH_TRACE
+# (1: Redis MONITOR lines about probe keys into redis-monitor.log.gz, slows Redis).
+# The measurement phases (not the setup) hold /tmp/cachebust-bench.lock, so
+# other benchmarks that take it never measure at the same time; do not wrap
+# this script in flock on that file yourself (it would wait for itself), or
+# set BENCH_NO_LOCK=1 if you do.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+probes=${BENCH_PROBES:-60}
+quiet_probes=${BENCH_QUIET_PROBES:-10}
+probe_threads=${BENCH_PROBE_THREADS:-4}
+poll_ms=${BENCH_POLL_MS:-1}
+cap_s=${BENCH_STALE_CAP_S:-5}
+apply_delay_ms=${BENCH_APPLY_DELAY_MS:-200}
+status_interval=${BENCH_STATUS_INTERVAL:-1s}
+writer_tps=${BENCH_WRITER_TPS:-500}
+clients=${BENCH_CLIENTS:-2}
+secs=${BENCH_SECONDS:-10}
+rounds=${BENCH_ROUNDS:-7}
+variants=${BENCH_VARIANTS:-"load saturated load-delay quiet-delay quiet-delay-10s"}
+do_tps=${BENCH_TPS:-1}
+debounce_ms=${BENCH_DEBOUNCE_MS:-} # unset: the extension's default (50)
+rows=100000
+# Probe rows: above every id the writers touch, a fresh one per probe.
+probe_base=1000001
+
+if [ "$(id -u)" -ne 0 ]; then exec sudo -E "$0" "$@"; fi
+for p in python3-psycopg2 python3-redis; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$p" >/dev/null
+done
+# (The extension is taken as installed: this script does not build it.)
+so="$(pg_config --pkglibdir)/cachebust.so"
+[ -f "$so" ] || { echo "cachebust is not installed (make install)" >&2; exit 1; }
+
+out="$root/bench/results/$(date -u +%Y%m%d-%H%M%S)-replicas"
+mkdir -p "$out"
+pgbin=$(pg_config --bindir)
+work=$(mktemp -d /tmp/cachebust-replicas.XXXXXX)
+chmod 755 "$work"
+chown postgres:postgres "$work"
+. "$root/demo/local_servers.sh"
+pids=()
+writer_pid=""
+cleanup() {
+	[ -n "$writer_pid" ] && kill "$writer_pid" 2>/dev/null || true
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	as_pg "$pgbin/pg_ctl" -D "$work/standby" -m fast stop >/dev/null 2>&1 || true
+	as_pg "$pgbin/pg_ctl" -D "$work/primary" -m fast stop >/dev/null 2>&1 || true
+	mkdir -p "$out/logs" && cp "$work"/*.log "$out/logs/" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+	--logfile "$work/redis.log" --dir "$work" &
+pids+=($!)
+until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.05; done
+
+pg_port=$(free_port)
+as_pg "$pgbin/initdb" -D "$work/primary" -A trust -U postgres >/dev/null
+cat >>"$work/primary/postgresql.conf" <<CONF
+listen_addresses = ''
+port = $pg_port
+unix_socket_directories = '$work'
+shared_preload_libraries = 'cachebust'
+cachebust.redis_url = 'redis://127.0.0.1:$redis_port/0'
+cachebust.key_prefix = 'bench:'
+shared_buffers = 256MB
+max_wal_size = 4GB
+checkpoint_timeout = 30min
+CONF
+[ -n "$debounce_ms" ] && echo "cachebust.debounce_ms = $debounce_ms" >>"$work/primary/postgresql.conf"
+as_pg "$pgbin/pg_ctl" -D "$work/primary" -l "$work/primary.log" -w start >/dev/null
+# Which build this server loaded (others may reinstall it while this runs).
+so_id="md5 $(md5sum "$so" | cut -c1-12), installed $(date -u -r "$so" '+%Y-%m-%d %H:%M:%S') UTC; working tree at $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$root" diff --quiet HEAD -- src 2>/dev/null || echo ' with src/ changes')"
+psql() { "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -h "$work" -p "$pg_port" -U postgres -d postgres "$@"; }
+
+psql >/dev/null <<SQL
+CREATE EXTENSION cachebust;
+CREATE TABLE items (id int PRIMARY KEY, v bigint NOT NULL) WITH (fillfactor = 80);
+INSERT INTO items SELECT g, 0 FROM generate_series(1, $rows) g;
+INSERT INTO items SELECT g, 0 FROM generate_series($probe_base, $probe_base + 9999) g;
+SELECT cachebust.watch('items', keys => ARRAY['item:{id}']);
+VACUUM ANALYZE items;
+SQL
+
+standby_port=$(free_port)
+as_pg "$pgbin/pg_basebackup" -h "$work" -p "$pg_port" -U postgres -D "$work/standby" -X stream -R
+# (postgresql.auto.conf from -R comes after postgresql.conf: the conninfo goes there.)
+cat >>"$work/standby/postgresql.auto.conf" <<CONF
+primary_conninfo = 'host=$work port=$pg_port user=postgres application_name=bench_standby'
+CONF
+cat >>"$work/standby/postgresql.conf" <<CONF
+port = $standby_port
+hot_standby_feedback = on
+wal_receiver_status_interval = '$status_interval'
+CONF
+as_pg "$pgbin/pg_ctl" -D "$work/standby" -l "$work/standby.log" -w start >/dev/null
+spsql() { "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -h "$work" -p "$standby_port" -U postgres -d postgres "$@"; }
+until [ "$(psql -Atc "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'bench_standby' AND state = 'streaming'")" = 1 ]; do
+	sleep 0.1
+done
+
+primary_dsn="host=$work port=$pg_port user=postgres dbname=postgres"
+standby_dsn="host=$work port=$standby_port user=postgres dbname=postgres"
+printf '\\set id random(1, %d)\nUPDATE items SET v = v + 1 WHERE id = :id;\n' "$rows" >"$work/writer.sql"
+
+# Sets cachebust.standby_names and waits until the worker has read it.
+set_standby_names() {
+	local from
+	from=$(stat -c %s "$work/primary.log")
+	psql -c "ALTER SYSTEM SET cachebust.standby_names = '$1'" -c "SELECT pg_reload_conf()" >/dev/null
+	# (grep -c reads to the end: with pipefail, grep -q could leave tail a SIGPIPE)
+	until [ "$(tail -c +"$((from + 1))" "$work/primary.log" | grep -c 'cachebust worker reloaded its settings')" -gt 0 ]; do
+		sleep 0.05
+	done
+}
+# recovery_min_apply_delay (ms) and wal_receiver_status_interval of the standby.
+set_standby_conf() {
+	local want="${1}ms"
+	[ "$1" = 0 ] && want=0
+	spsql -c "ALTER SYSTEM SET recovery_min_apply_delay = '${1}ms'" \
+		-c "ALTER SYSTEM SET wal_receiver_status_interval = '$2'" -c "SELECT pg_reload_conf()" >/dev/null
+	until [ "$(spsql -Atc 'SELECT current_setting($$recovery_min_apply_delay$$) || $$ $$ || current_setting($$wal_receiver_status_interval$$)')" = "$want $2" ]; do
+		sleep 0.05
+	done
+	sleep 0.5 # (the startup process and the walreceiver read it on their own)
+}
+# Until the standby has replayed everything the primary has written so far.
+wait_replayed() {
+	local lsn
+	lsn=$(psql -Atc 'SELECT pg_current_wal_lsn()')
+	until [ "$(spsql -Atc "SELECT pg_last_wal_replay_lsn() >= '$lsn'")" = t ]; do sleep 0.05; done
+}
+barrier() { [ "$(psql -Atc 'SELECT cachebust.barrier(120000)')" = t ] || { echo "barrier timed out" >&2; exit 1; }; }
+stats_line() {
+	psql -AtF ' ' -c "SELECT second_sends, standby_timeouts, coalesce(round(standby_lag_p50_ms::numeric, 1)::text, '-'),
+		coalesce(round(standby_lag_p99_ms::numeric, 1)::text, '-'), coalesce(round(standby_lag_max_ms::numeric, 1)::text, '-'),
+		coalesce(round(latency_p50_ms::numeric, 1)::text, '-'), coalesce(nullif(standbys_absent, ''), '-') FROM cachebust.stats"
+}
+# CPU seconds the cachebust worker has used so far (utime + stime).
+worker_cpu() {
+	local pid
+	pid=$(psql -Atc "SELECT pid FROM pg_stat_activity WHERE backend_type = 'cachebust worker'")
+	awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$pid/stat"
+}
+median() {
+	sort -g | awk '{ v[NR] = $1 } END {
+		if (NR % 2) { print v[(NR + 1) / 2]; exit }
+		m = sprintf("%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2); sub(/\.?0+$/, "", m); print m }'
+}
+
+# ---- measurement: from here on, alone on the machine (see the header)
+lock_from=$(date +%s)
+if [ -z "${BENCH_NO_LOCK:-}" ]; then
+	exec 9>>/tmp/cachebust-bench.lock
+	if ! flock -n 9; then
+		echo "== waiting for /tmp/cachebust-bench.lock (another benchmark is measuring)"
+		flock 9
+	fi
+fi
+started=$(date +%s)
+lock_wait=$((started - lock_from))
+# Diagnostic (BENCH_TRACE=1): every Redis command, with Redis' timestamps, to
+# see when each probe key was deleted; it slows Redis, so not by default.
+monitor_pid=""
+if [ -n "${BENCH_TRACE:-}" ]; then
+	redis-cli -p "$redis_port" monitor >"$work/monitor.raw" &
+	monitor_pid=$!
+	pids+=("$monitor_pid")
+fi
+
+echo "variant,standby_names,row_id,outcome,fresh_ms,last_stale_ms,first_gone_ms,standby_visible_ms,stale_refills,old_refill_read_ms,old_refill_set_ms,commit_unix" >"$out/probes.csv"
+echo "variant,writers_tps,apply_delay_ms,status_interval,standby_names,probes,stale_forever,raced,fresh_p50_ms,fresh_p99_ms,fresh_max_ms,first_gone_p50_ms,standby_visible_p50_ms,standby_visible_max_ms,second_sends,standby_timeouts,standby_lag_p50_ms,standby_lag_p99_ms,standby_lag_max_ms,first_delivery_p50_ms,standbys_absent" >"$out/cells.csv"
+next_row=$probe_base
+cell_rows=()
+vi=0
+for variant in $variants; do
+	si=$status_interval
+	case $variant in
+	load) writers=$writer_tps delay=0 threads=$probe_threads n=$probes ;;
+	saturated) writers=0 delay=0 threads=$probe_threads n=$probes ;;
+	load-delay) writers=$writer_tps delay=$apply_delay_ms threads=$probe_threads n=$probes ;;
+	quiet-delay) writers=off delay=$apply_delay_ms threads=1 n=$quiet_probes ;;
+	quiet-delay-10s) writers=off delay=$apply_delay_ms threads=1 n=$quiet_probes si=10s ;;
+	*) echo "unknown variant $variant" >&2; exit 1 ;;
+	esac
+	set_standby_conf "$delay" "$si"
+	writer_pid=""
+	if [ "$writers" != off ]; then
+		rate=()
+		[ "$writers" != 0 ] && rate=(-R "$writers")
+		"$pgbin/pgbench" -n -h "$work" -p "$pg_port" -U postgres -c "$clients" -j "$clients" -M prepared \
+			"${rate[@]}" -T 100000 -f "$work/writer.sql" postgres >>"$work/writers.log" 2>&1 &
+		writer_pid=$!
+		sleep 2 # connected and in its stride
+	fi
+	# Alternate which setting goes first, variant to variant.
+	modes=("" "*")
+	[ $((vi % 2)) = 1 ] && modes=("*" "")
+	vi=$((vi + 1))
+	for mode in "${modes[@]}"; do
+		set_standby_names "$mode"
+		wait_replayed
+		barrier
+		psql -c 'SELECT cachebust.reset_stats()' >/dev/null
+		echo "== $variant, standby_names = '$mode': $n probes"
+		tmp_csv="$work/probes.tmp"
+		: >"$tmp_csv"
+		summary=$(/usr/bin/python3 "$root/bench/replica_probe.py" "$primary_dsn" "$standby_dsn" "$redis_port" \
+			"$next_row" "$n" "$threads" "$poll_ms" "$cap_s" "$variant" "$tmp_csv")
+		next_row=$((next_row + n))
+		sed "s/^$variant,/$variant,'$mode',/" "$tmp_csv" >>"$out/probes.csv"
+		barrier
+		read -r s_sends s_timeouts s_p50 s_p99 s_max s_first s_absent <<<"$(stats_line)"
+		declare -A v=()
+		for kv in $summary; do v[${kv%%=*}]=${kv#*=}; done
+		echo "   $summary second_sends=$s_sends standby_lag_p50=$s_p50 p99=$s_p99 max=$s_max timeouts=$s_timeouts"
+		echo "$variant,$writers,$delay,$si,'$mode',${v[probes]},${v[stale_forever]},${v[raced]},${v[fresh_p50]},${v[fresh_p99]},${v[fresh_max]},${v[first_gone_p50]},${v[standby_visible_p50]},${v[standby_visible_max]},$s_sends,$s_timeouts,$s_p50,$s_p99,$s_max,$s_first,$s_absent" >>"$out/cells.csv"
+		wdesc=$writers
+		[ "$writers" = 0 ] && wdesc="max"
+		[ "$writers" != off ] && [ "$writers" != 0 ] && wdesc="$writers TPS"
+		cell_rows+=("| $variant | $wdesc | $delay | $si | '$mode' | ${v[probes]} | ${v[stale_forever]} | ${v[raced]} | ${v[fresh_p50]} / ${v[fresh_p99]} / ${v[fresh_max]} | ${v[first_gone_p50]} | ${v[standby_visible_p50]} / ${v[standby_visible_max]} | $s_sends | $s_p50 / $s_p99 / $s_max | $s_timeouts |")
+		unset v
+	done
+	if [ -n "$writer_pid" ]; then
+		kill "$writer_pid" 2>/dev/null || true
+		wait "$writer_pid" 2>/dev/null || true
+		writer_pid=""
+	fi
+done
+set_standby_conf 0 "$status_interval"
+
+# ---- write path: standby_names '*' vs '', rounds interleaved
+echo "round,standby_names,tps,second_sends,standby_lag_p50_ms,standby_lag_max_ms,worker_cpu_s,redis_commands" >"$out/tps.csv"
+tps_on=() tps_off=() cpu_on=() cpu_off=() cmd_on=() cmd_off=() paired=()
+if [ "$do_tps" != 0 ]; then
+	for r in $(seq 1 "$rounds"); do
+		order=(off on)
+		[ $((r % 2)) = 0 ] && order=(on off)
+		for m in "${order[@]}"; do
+			names=""
+			[ "$m" = on ] && names="*"
+			set_standby_names "$names"
+			barrier
+			psql -c CHECKPOINT
+			wait_replayed
+			psql -c 'SELECT cachebust.reset_stats()' >/dev/null
+			cpu0=$(worker_cpu)
+			tps=$("$pgbin/pgbench" -n -h "$work" -p "$pg_port" -U postgres -c "$clients" -j "$clients" -M prepared \
+				-T "$secs" -f "$work/writer.sql" postgres 2>>"$work/pgbench.log" |
+				awk '/^tps = / { printf "%.0f", $3 }')
+			barrier
+			cpu=$(awk -v a="$cpu0" -v b="$(worker_cpu)" 'BEGIN { printf "%.2f", b - a }')
+			cmds=$(psql -Atc 'SELECT redis_commands FROM cachebust.stats')
+			read -r s_sends _ s_p50 _ s_max _ _ <<<"$(stats_line)"
+			echo "   round $r, standby_names '$names': $tps TPS (second_sends $s_sends, standby_lag p50 $s_p50 max $s_max ms, worker ${cpu} CPU s, $cmds Redis commands)"
+			echo "$r,'$names',$tps,$s_sends,$s_p50,$s_max,$cpu,$cmds" >>"$out/tps.csv"
+			if [ "$m" = on ]; then
+				tps_on+=("$tps") cpu_on+=("$cpu") cmd_on+=("$cmds")
+			else
+				tps_off+=("$tps") cpu_off+=("$cpu") cmd_off+=("$cmds")
+			fi
+		done
+		# (Each round's own on / off: drift between rounds cancels out.)
+		paired+=("$(awk -v a="${tps_on[-1]}" -v b="${tps_off[-1]}" 'BEGIN { printf "%.3f", a / b }')")
+	done
+fi
+elapsed=$(($(date +%s) - started))
+if [ -n "$monitor_pid" ]; then
+	kill "$monitor_pid" 2>/dev/null || true
+	{ grep -E 'bench:item:1[0-9]{6}' "$work/monitor.raw" || true; } | gzip >"$out/redis-monitor.log.gz"
+fi
+
+# ---- report
+pgver=$(psql -Atc 'SHOW server_version')
+redisver=$(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')
+{
+	echo "# Read replicas: staleness and write-path cost, $(date -u +%Y-%m-%d)"
+	echo
+	echo "Machine: $(nproc) vCPU, $(free -g | awk '/^Mem:/ { print $2 }') GiB RAM; PostgreSQL $pgver, Redis $redisver."
+	echo "One primary + one streaming standby (pg_basebackup, hot_standby_feedback = on; apply delay and wal_receiver_status_interval per variant) + one Redis, all local; cachebust defaults otherwise (debounce_ms ${debounce_ms:-50}, standby_max_wait_ms 60 s)."
+	echo "cachebust.so loaded by the primary: $so_id."
+	echo "Measured for ${elapsed}s under /tmp/cachebust-bench.lock (after waiting ${lock_wait}s for it)."
+	# (The knobs this run was given, so the line reproduces it.)
+	knobs=$(env | grep -E '^BENCH_[A-Z_]+=' | sort | sed -E "s/^([^=]*)=(.*)$/\1='\2'/" | paste -sd ' ' || true)
+	echo "Reproduce: \`${knobs:+$knobs }bench/replica_staleness.sh\` (as root; knobs in its header)."
+	echo
+	echo "## Staleness seen by a cache-aside reader on the standby"
+	echo
+	echo "Probe (bench/replica_probe.py): cache the row, commit an UPDATE on the primary, then every ${poll_ms} ms GET the key and on a miss read the standby and SET what it returned."
+	echo "fresh = commit returned -> the reader first finds the new value in the cache (no old value can come back after that); stale forever = still the old value ${cap_s} s after the commit."
+	echo "raced = probes whose reader refilled the old value from the standby at least once. Writers: pgbench, $clients clients (TPS in total, or max = unthrottled), random rows of the same watched table. Probes at once: $probe_threads (quiet-*: 1)."
+	echo "second send delay = cachebust.stats standby_lag (first delivery of a window -> the standby's reported replay passed it), over every window of the cell, writers' included (log buckets, ~9% resolution)."
+	echo
+	echo "| variant | writers | apply delay (ms) | status interval | standby_names | probes | stale forever | raced | fresh p50 / p99 / max (ms, fresh probes) | commit -> first send seen p50 (ms) | commit -> standby shows it p50 / max (ms) | second sends | second send delay p50 / p99 / max (ms) | standby timeouts |"
+	echo "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+	printf '%s\n' "${cell_rows[@]}"
+	if [ "$do_tps" != 0 ]; then
+		on=$(printf '%s\n' "${tps_on[@]}" | median)
+		off=$(printf '%s\n' "${tps_off[@]}" | median)
+		range() { printf '%s\n' "$@" | sort -g | sed -n '1p;$p' | paste -sd '-' | sed 's/-/–/'; }
+		echo
+		echo "## Write path: pgbench TPS on the primary, standby attached"
+		echo
+		echo "pgbench -M prepared, $clients clients, one-row UPDATE of a random row of the watched table, ${secs} s per round, $rounds rounds per setting interleaved, CHECKPOINT and standby caught up before each round; median (min–max)."
+		echo
+		echo "| standby_names | TPS | ratio of medians | median of per-round ratios | worker CPU s per round | Redis commands per round |"
+		echo "|---|---:|---:|---:|---:|---:|"
+		echo "| '' | $off ($(range "${tps_off[@]}")) | 1.000 | 1.000 | $(printf '%s\n' "${cpu_off[@]}" | median) | $(printf '%s\n' "${cmd_off[@]}" | median) |"
+		echo "| '*' | $on ($(range "${tps_on[@]}")) | $(awk -v a="$on" -v b="$off" 'BEGIN { printf "%.3f", a / b }') | $(printf '%s\n' "${paired[@]}" | median) ($(range "${paired[@]}")) | $(printf '%s\n' "${cpu_on[@]}" | median) | $(printf '%s\n' "${cmd_on[@]}" | median) |"
+	fi
+	if [ -n "$monitor_pid" ]; then
+		echo
+		echo "## BENCH_TRACE: what Redis saw for each stale-forever probe under standby_names '*'"
+		echo
+		echo "Times in ms from the probe's commit (Redis' MONITOR clock vs the probe's wall clock, same machine). A second UNLINK between the reader's standby read and its SET means the reader read the standby before it replayed and wrote the old row back after the second send."
+		echo
+		/usr/bin/python3 - "$out/probes.csv" "$out/redis-monitor.log.gz" <<'PY'
+import csv, gzip, re, sys
+rows = [r for r in csv.DictReader(open(sys.argv[1]))
+        if r["standby_names"] == "'*'" and r["outcome"] == "stale_forever"]
+ids = {int(r["row_id"]) for r in rows}
+seen = {}
+for line in gzip.open(sys.argv[2], "rt"):
+    m = re.match(r'(\d+\.\d+) \[[^]]*\] "(\w+)"(.*)', line)
+    if m and m.group(2).upper() in ("UNLINK", "DEL", "SET"):
+        for key in re.findall(r'"bench:item:(\d+)"', m.group(3)):
+            if int(key) in ids:
+                seen.setdefault(int(key), []).append((float(m.group(1)), m.group(2).upper()))
+print("| variant | row | reader read the standby at | its SET at | standby showed the new row by | Redis commands on the key (from 5 ms before the commit) |")
+print("|---|---:|---:|---:|---:|---|")
+for r in rows:
+    t0 = float(r["commit_unix"])
+    after = ["%s %.2f" % (c, (t - t0) * 1000) for t, c in seen.get(int(r["row_id"]), []) if t >= t0 - 0.005]
+    print("| %s | %s | %s | %s | %s | %s |" % (r["variant"], r["row_id"], r["old_refill_read_ms"],
+          r["old_refill_set_ms"], r["standby_visible_ms"], ", ".join(after) or "-"))
+if not rows:
+    print("| (none) | | | | | |")
+PY
+	fi
+} >"$out/results.md"
+echo
+cat "$out/results.md"
+echo
+echo "results: $out"
