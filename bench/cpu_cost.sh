@@ -52,6 +52,7 @@
 #                            sets W1–W3, Wn=N sets one workload
 #   CPU_WARMUP (10)          unmeasured transactions first, % of CPU_TXNS (>= 1)
 #   CPU_WORKLOADS ("W1 W2 W3 W4 W5")
+#   CPU_COPY_ROWS (100000)   rows per COPY in W5
 #   CPU_CONFIGS ("none empty_c empty_stmt key key_tag three key_tag_row")
 #   CPU_CLIENTS ("1")        e.g. "1 2"
 #   CPU_PIN (same)           same: PostgreSQL and pgbench pinned to one vCPU;
@@ -104,7 +105,7 @@ perf_configs=${CPU_PERF_CONFIGS:-"key_tag key_tag_row"}
 perf_workload=${CPU_PERF_WORKLOAD:-W1}
 perf_seconds=${CPU_PERF_SECONDS:-8}
 rows=100000
-copy_rows=100000
+copy_rows=${CPU_COPY_ROWS:-100000}
 
 declare -A txns=([W1]=20000 [W2]=2000 [W3]=20000 [W4]=30 [W5]=5)
 for t in ${CPU_TXNS:-}; do
