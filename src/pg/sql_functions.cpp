@@ -228,6 +228,19 @@ cachebust_full_key(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(full.data, full.len));
 }
 
+/* p50, p99 and max of a histogram in ms, as three columns (NULL when empty). */
+static void
+put_quantiles_ms(const LatencyHistogram &h, Datum *values, bool *nulls, int &i)
+{
+	bool empty = h.count() == 0;
+	for (double q : {50.0, 99.0}) {
+		values[i] = Float8GetDatum(h.percentile(q) / 1000.0);
+		nulls[i++] = empty;
+	}
+	values[i] = Float8GetDatum(h.max() / 1000.0);
+	nulls[i++] = empty;
+}
+
 static Datum
 timestamp_or_null(TimestampTz ts, bool *isnull)
 {
@@ -295,13 +308,7 @@ cachebust_stats(PG_FUNCTION_ARGS)
 	values[i++] = CStringGetTextDatum(last_error);
 	values[i] = timestamp_or_null(w.last_error_time, &nulls[i]);
 	i++;
-	bool no_latency = (w.latency.count() == 0);
-	values[i] = Float8GetDatum(w.latency.percentile(50) / 1000.0);
-	nulls[i++] = no_latency;
-	values[i] = Float8GetDatum(w.latency.percentile(99) / 1000.0);
-	nulls[i++] = no_latency;
-	values[i] = Float8GetDatum(w.latency.max() / 1000.0);
-	nulls[i++] = no_latency;
+	put_quantiles_ms(w.latency, values, nulls, i);
 	values[i++] = Int64GetDatum(last_seq);
 	values[i++] = Int64GetDatum(pg_atomic_read_u64(&q->delivered_seq));
 	values[i] = timestamp_or_null(stats_reset, &nulls[i]);
@@ -312,13 +319,7 @@ cachebust_stats(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum(w.uncovered_batches);
 	values[i++] = Int64GetDatum(w.second_sends);
 	values[i++] = Int64GetDatum(w.standby_timeouts);
-	bool no_lag = (w.standby_lag.count() == 0);
-	values[i] = Float8GetDatum(w.standby_lag.percentile(50) / 1000.0);
-	nulls[i++] = no_lag;
-	values[i] = Float8GetDatum(w.standby_lag.percentile(99) / 1000.0);
-	nulls[i++] = no_lag;
-	values[i] = Float8GetDatum(w.standby_lag.max() / 1000.0);
-	nulls[i++] = no_lag;
+	put_quantiles_ms(w.standby_lag, values, nulls, i);
 	nulls[i] = (w.standbys_absent[0] == '\0');
 	values[i++] = CStringGetTextDatum(w.standbys_absent);
 	/* (0.1.0's stats() declares fewer columns: they are the first ones.) */

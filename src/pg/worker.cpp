@@ -399,14 +399,21 @@ Worker::start_fallback(const std::vector<std::string> &prefixes, bool incomplete
  * the registry file is not replicated, so a promoted standby knows only what
  * was registered when it was cloned, plus its configuration.
  */
-void
-Worker::fallback_for_all_registered(uint64 lo, uint64 hi, const std::string &why)
+static RegisteredPrefixes
+registered_prefixes()
 {
 	RegisteredPrefixes registered = prefix_registry_snapshot();
 	std::string own = setting(guc_key_prefix);
 	if (!own.empty() &&
 		std::find(registered.prefixes.begin(), registered.prefixes.end(), own) == registered.prefixes.end())
 		registered.prefixes.push_back(own);
+	return registered;
+}
+
+void
+Worker::fallback_for_all_registered(uint64 lo, uint64 hi, const std::string &why)
+{
+	RegisteredPrefixes registered = registered_prefixes();
 	start_fallback(registered.prefixes, registered.overflowed, lo, hi, why);
 }
 
@@ -581,11 +588,7 @@ Worker::standby_fallback_for_all_registered(uint64 seq, const std::string &why)
 {
 	if (standby_names_.empty())
 		return;
-	RegisteredPrefixes registered = prefix_registry_snapshot();
-	std::string own = setting(guc_key_prefix);
-	if (!own.empty() &&
-		std::find(registered.prefixes.begin(), registered.prefixes.end(), own) == registered.prefixes.end())
-		registered.prefixes.push_back(own);
+	RegisteredPrefixes registered = registered_prefixes();
 	ereport(LOG, (errmsg("cachebust fallback for the standbys scheduled: %s", why.c_str())));
 	StandbySends::Entry e;
 	e.lsn = GetXLogInsertRecPtr();

@@ -64,15 +64,4 @@ StandbySends::min_seq() const
 	return seq;
 }
 
-int64_t
-StandbySends::next_deadline_us(int64_t max_wait_us) const
-{
-	if (entries_.empty())
-		return 0;
-	int64_t first = entries_.front().delivered_us;
-	for (const Entry &e : entries_)
-		first = std::min(first, e.delivered_us);
-	return first + max_wait_us;
-}
-
 } // namespace cachebust

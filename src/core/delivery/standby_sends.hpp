@@ -65,8 +65,6 @@ class StandbySends
 	size_t targets() const { return targets_; }
 	/* The oldest commit a waiting window covers (UINT64_MAX when empty). */
 	uint64_t min_seq() const;
-	/* When the oldest window stops waiting at the latest (0 when empty). */
-	int64_t next_deadline_us(int64_t max_wait_us) const;
 
   private:
 	std::vector<Entry> entries_; /* in delivery order */
