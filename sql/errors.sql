@@ -113,3 +113,11 @@ SET cachebust.no_such_setting = 1;
 SET cachebust.key_prefix = 'app:';
 SHOW cachebust.key_prefix;
 RESET cachebust.key_prefix;
+-- cachebust.standby_names is a list of application_names, or * alone;
+-- a bad value is refused before it reaches the configuration file.
+ALTER SYSTEM SET cachebust.standby_names = '*, replica1';
+ALTER SYSTEM SET cachebust.standby_names = 'replica1,,replica2';
+ALTER SYSTEM SET cachebust.standby_names = '"unterminated';
+ALTER SYSTEM SET cachebust.standby_max_wait_ms = -1;
+SET cachebust.standby_names = '*';
+SELECT count(*) AS written FROM pg_file_settings WHERE name LIKE 'cachebust.standby%';
