@@ -79,6 +79,32 @@ is($node->safe_psql('postgres', q{SELECT uncovered_batches FROM cachebust.stats}
 is($node->safe_psql('postgres', 'SELECT cachebust.barrier(5000)'), 't', 'barrier() exists and works');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_proc WHERE proname IN ('_trigger_targets', '_check_targets')}),
 	'0', "0.1.0's helpers are gone");
+# The updated extension is the one a fresh install makes: same functions,
+# views and event triggers, so watch() and stats work as documented.
+my $definitions = q{
+SELECT md5(string_agg(d, E'\n' ORDER BY d)) FROM (
+  SELECT pg_get_functiondef(p.oid) || array_to_string(p.proacl::text[], ',') AS d
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'cachebust'
+  UNION ALL
+  SELECT c.relname || pg_get_viewdef(c.oid) || array_to_string(c.relacl::text[], ',')
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'cachebust' AND c.relkind = 'v'
+  UNION ALL
+  SELECT evtname || evtevent || array_to_string(evttags, ',') FROM pg_event_trigger WHERE evtname LIKE 'cachebust%'
+) s};
+$node->safe_psql('postgres', 'CREATE DATABASE fresh');
+$node->safe_psql('fresh', 'CREATE EXTENSION cachebust');
+is($node->safe_psql('postgres', $definitions), $node->safe_psql('fresh', $definitions),
+	'the updated extension has exactly the functions, views and event triggers of a fresh 0.2.0');
+$node->safe_psql('postgres', q{CREATE TABLE after_update (id int); SELECT cachebust.watch('after_update', keys => ARRAY['au:{id}'])});
+is($node->safe_psql('postgres', q{SELECT string_agg(tgname || CASE WHEN tgnewtable IS NOT NULL OR tgoldtable IS NOT NULL
+                                                               THEN ' (transition tables)' ELSE '' END, ',' ORDER BY tgname)
+                                  FROM pg_trigger WHERE tgrelid = 'after_update'::regclass}),
+	($ENV{CACHEBUST_WATCH_CAPTURE} // '') eq 'row'
+	? 'cachebust_watch_1,cachebust_watch_1_truncate'
+	: 'cachebust_watch_1 (transition tables),cachebust_watch_1_delete (transition tables),'
+	  . 'cachebust_watch_1_truncate,cachebust_watch_1_update (transition tables)',
+	"watch() after the update makes 0.2.0's triggers");
+is($node->safe_psql('postgres', q{SELECT second_sends FROM cachebust.stats}), '0', 'and stats has the replica columns');
 # The update gave the existing partition its TRUNCATE copy.
 is($node->safe_psql('postgres', q{BEGIN; TRUNCATE parted_eu; SELECT string_agg(target, ',') FROM cachebust.pending(); ROLLBACK}),
 	'up:p:*', 'TRUNCATE of a partition watched under 0.1.0 invalidates after the update');
