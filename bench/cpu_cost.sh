@@ -62,6 +62,7 @@
 #   CPU_PERF (1)             then profile one backend (perf record, DWARF call graphs)
 #   CPU_PERF_CONFIGS ("key_tag key_tag_row"): one profile each
 #   CPU_PERF_WORKLOAD (W1), CPU_PERF_SECONDS (8),
+#   CPU_PERF_CLIENTS (1)     pgbench clients while one of their backends is profiled
 #   CPU_PERF_KEEP (0)        1: keep perf.data in the results directory
 # Output: a markdown table on stdout and in
 # bench/results/<timestamp>-cpu[-label]/results.md, raw per-run CSV raw.csv,
@@ -104,6 +105,7 @@ do_perf=${CPU_PERF:-1}
 perf_configs=${CPU_PERF_CONFIGS:-"key_tag key_tag_row"}
 perf_workload=${CPU_PERF_WORKLOAD:-W1}
 perf_seconds=${CPU_PERF_SECONDS:-8}
+perf_clients=${CPU_PERF_CLIENTS:-1}
 rows=100000
 copy_rows=${CPU_COPY_ROWS:-100000}
 
@@ -368,11 +370,11 @@ overflows=$(psql -Atc "SELECT overflows FROM cachebust.stats")
 perf_notes=()
 if [ "$do_perf" = 1 ] && [ -x /usr/bin/perf ]; then
 	for pc in $perf_configs; do
-		echo "== perf record of one backend: $pc, $perf_workload, ${perf_seconds}s" >&2
+		echo "== perf record of one backend: $pc, $perf_workload, $perf_clients client(s), ${perf_seconds}s" >&2
 		script "$perf_workload" "cpu_$pc" >"$work/script.sql"
 		psql -c "VACUUM cpu_$pc"
 		psql -Atc "SELECT cachebust.barrier(60000)" >/dev/null
-		taskset -c "$client_cpus" "$pgbin/pgbench" -n -M prepared -c 1 -j 1 -T $((perf_seconds + 3)) -D n=0 -D warm=0 -D total=0 -D run=0 \
+		taskset -c "$client_cpus" "$pgbin/pgbench" -n -M prepared -c "$perf_clients" -j "$perf_clients" -T $((perf_seconds + 3)) -D n=0 -D warm=0 -D total=0 -D run=0 \
 			-f "$work/script.sql" -h "$work" -p "$pg_port" -U postgres postgres >"$work/pgbench-perf.out" 2>&1 &
 		bench_pid=$!
 		backend=""
@@ -388,21 +390,21 @@ if [ "$do_perf" = 1 ] && [ -x /usr/bin/perf ]; then
 		/usr/bin/perf record --call-graph "${CPU_PERF_CALLGRAPH:-dwarf,32768}" -F "${CPU_PERF_FREQ:-1999}" \
 			-p "$backend" -o "$work/perf.data" -- sleep "$perf_seconds" 2>>"$work/perf.log" || true
 		wait "$bench_pid" || true
-		# The same configuration's measured backend µs per transaction (1
-		# client, without perf), to turn shares into µs.
-		us=$(awk -F, -v w="$perf_workload" -v c="$pc" '$3 == w && $4 == c && $5 == 1 { ns += $8; t += $6 }
+		# The same configuration's measured backend µs per transaction (as
+		# many clients, without perf), to turn shares into µs.
+		us=$(awk -F, -v w="$perf_workload" -v c="$pc" -v n="$perf_clients" '$3 == w && $4 == c && $5 == n { ns += $8; t += $6 }
 			END { if (t > 0) printf "%.3f", ns / t / 1000 }' "$csv")
-		/usr/bin/python3 "$root/bench/cpu_perf.py" "$work/perf.data" "$pc" "$perf_workload" "$us" "$work/cachebust-loaded.so" \
-			>"$out/perf-$pc-$perf_workload.md" 2>>"$work/perf.log" || true
-		[ "${CPU_PERF_KEEP:-0}" = 1 ] && cp "$work/perf.data" "$out/perf-$pc-$perf_workload.data"
-		perf_notes+=("$out/perf-$pc-$perf_workload.md")
+		/usr/bin/python3 "$root/bench/cpu_perf.py" "$work/perf.data" "$pc" "$perf_workload" "$us" "$work/cachebust-loaded.so" "$perf_clients" \
+			>"$out/perf-$pc-$perf_workload-c$perf_clients.md" 2>>"$work/perf.log" || true
+		[ "${CPU_PERF_KEEP:-0}" = 1 ] && cp "$work/perf.data" "$out/perf-$pc-$perf_workload-c$perf_clients.data"
+		perf_notes+=("$out/perf-$pc-$perf_workload-c$perf_clients.md")
 		rm -f "$work/perf.data"
 	done
 fi
 
 # ---- report ------------------------------------------------------------------------------
 cpu=$(lscpu | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2; exit }')
-repro="env CPU_REPS=$reps CPU_TXNS='$(for w in $workloads; do printf '%s=%s ' "$w" "${txns[$w]}"; done | sed 's/ $//')' CPU_WORKLOADS='$workloads' CPU_CONFIGS='$configs' CPU_CLIENTS='$clients_list' CPU_WARMUP=$warmup_pct CPU_PIN=$pin CPU_PERF=$do_perf CPU_PERF_CONFIGS='$perf_configs'${label:+ CPU_LABEL=$label} bench/cpu_cost.sh"
+repro="env CPU_REPS=$reps CPU_TXNS='$(for w in $workloads; do printf '%s=%s ' "$w" "${txns[$w]}"; done | sed 's/ $//')' CPU_WORKLOADS='$workloads' CPU_CONFIGS='$configs' CPU_CLIENTS='$clients_list' CPU_WARMUP=$warmup_pct CPU_PIN=$pin CPU_PERF=$do_perf CPU_PERF_CONFIGS='$perf_configs' CPU_PERF_WORKLOAD=$perf_workload CPU_PERF_CLIENTS=$perf_clients${label:+ CPU_LABEL=$label} bench/cpu_cost.sh"
 {
 	echo "# cachebust backend CPU cost${label:+ ($label)}, $(date -u +%Y-%m-%d)"
 	echo

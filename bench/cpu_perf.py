@@ -127,6 +127,7 @@ def main():
     data, config, workload = sys.argv[1:4]
     us = float(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4] else None
     so = sys.argv[5] if len(sys.argv) > 5 else None
+    clients = int(sys.argv[6]) if len(sys.argv) > 6 else 1
     n = 0
     complete = 0
     self_dso = collections.Counter()
@@ -172,7 +173,7 @@ def main():
 
     col = " | µs/txn" if us is not None else ""
     sep = "---:|" if us is not None else ""
-    out = [f"## perf profile: one backend, config `{config}`, workload {workload}", "",
+    out = [f"## perf profile: one backend of {clients} client{'s' if clients > 1 else ''}, config `{config}`, workload {workload}", "",
            f"`perf record --call-graph dwarf -p <backend>`, {n} samples ({100 * complete / n:.0f} % unwound to `_start`); "
            "shares of the backend's own samples"
            + (f", and the same as µs of the measured {us:.2f} µs per transaction" if us is not None else "") + ". "

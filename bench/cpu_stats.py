@@ -109,6 +109,46 @@ def per_row(run):
     return per_txn(run) / run["rows"]
 
 
+def throughput(runs):
+    """Throughput as a ratio to each baseline, paired by repetition.
+
+    Every configuration of a repetition runs the same number of
+    transactions, so the ratio is the baseline's pgbench wall time over the
+    configuration's. The wall time includes the connections and the
+    warm-up, the same for every configuration. Unlike CPU time it includes
+    everything that shares the CPUs (the cachebust worker, pgbench, waits
+    for row locks), so with more clients than vCPUs it is what the CPU
+    cost becomes."""
+    out = []
+    for clients in sorted({k[1] for k in runs}):
+        keys = sorted(k for k in runs if k[1] == clients)
+        configs = ordered({c for k in keys for c in runs[k]})
+        bases = [b for b in BASELINES if b in configs]
+        if not bases:
+            continue
+        out += [f"### Throughput ÷ baseline of the same repetition, {clients} client{'s' if clients > 1 else ''}", "",
+                "Each cell: mean ± 95 % CI over the repetitions of (baseline wall time ÷ config wall time) "
+                "for the same transactions; the baseline's transactions per second in the header row.", "",
+                "| workload | config | " + " | ".join(f"÷ {b}" for b in bases) + " |",
+                "|---|---|" + "---:|" * len(bases)]
+        for k in keys:
+            tps = {b: statistics.fmean([r["txns"] / r["wall"] for r in runs[k][b].values()]) for b in bases if b in runs[k]}
+            out.append(f"| {k[0]} | (baseline TPS) | " + " | ".join(f"{tps[b]:.0f}" if b in tps else "–" for b in bases) + " |")
+            for c in configs:
+                if c in BASELINES[:1]:
+                    continue
+                cells = []
+                for b in bases:
+                    common = sorted(set(runs[k].get(b, {})) & set(runs[k][c]))
+                    if not common or b == c:
+                        cells.append("–")
+                        continue
+                    cells.append(pm(*mean_ci([runs[k][b][r]["wall"] / runs[k][c][r]["wall"] for r in common])))
+                out.append(f"| {k[0]} | {c} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
 def report(path):
     runs, _ = load(path)
     if not runs:
@@ -164,6 +204,7 @@ def report(path):
                     cells.append("–")
             out.append(f"| {k[0]} | " + " | ".join(cells) + " |")
         out.append("")
+    out += throughput(runs)
     for clients in sorted({k[1] for k in runs}):
         keys = sorted(k for k in runs if k[1] == clients)
         configs = ordered({c for k in keys for c in runs[k]})
