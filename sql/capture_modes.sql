@@ -56,6 +56,30 @@ FROM statements ORDER BY n;
 -- One example in full.
 SELECT unnest(pending_after('UPDATE %1$I SET id = id + 1000, grp = grp + 10 WHERE id BETWEEN 4 AND 6', 'by_statement'));
 
+-- An UPDATE renders the new row version only where a template column's
+-- bytes changed; what it buffers is still every old and new target.
+-- numeric 1.50 -> 1.5 is an equal value with other bytes and another text
+-- form: both keys go stale.
+CREATE TABLE upd_statement (id int PRIMARY KEY, grp int, price numeric, note text);
+CREATE TABLE upd_row (LIKE upd_statement INCLUDING ALL);
+SELECT cachebust.watch('upd_statement', keys => ARRAY['u:{id}', 'price:{price}'], tags => ARRAY['ug:{grp}']);
+CREATE TRIGGER upd_row_cache AFTER INSERT OR UPDATE OR DELETE ON upd_row
+FOR EACH ROW EXECUTE FUNCTION cachebust.invalidate('u:{id}', 'price:{price}', 'tag=ug:{grp}');
+INSERT INTO upd_statement VALUES (1, 1, 1.50, 'a'), (2, NULL, 2, 'b'), (3, 3, 3, repeat('long note ', 1000));
+INSERT INTO upd_row SELECT * FROM upd_statement;
+CREATE TABLE upd_statements (n serial, sql text);
+INSERT INTO upd_statements (sql) VALUES
+    ('UPDATE %1$I SET note = ''changed'' WHERE id = 1'),
+    ('UPDATE %1$I SET grp = 2 WHERE id = 1'),
+    ('UPDATE %1$I SET grp = NULL WHERE id = 1'),
+    ('UPDATE %1$I SET grp = 5 WHERE id = 2'),
+    ('UPDATE %1$I SET price = 1.5 WHERE id = 1'),
+    ('UPDATE %1$I SET id = id + 10, note = note || ''!'''),
+    ('UPDATE %1$I SET note = note || ''!'' WHERE id = 3');
+SELECT n, pending_after(sql, 'upd_statement') = pending_after(sql, 'upd_row') AS same,
+       pending_after(sql, 'upd_statement') AS pending
+FROM upd_statements ORDER BY n;
+
 -- COPY runs the same triggers as INSERT.
 BEGIN;
 COPY by_statement FROM stdin;

@@ -32,6 +32,7 @@ extern "C" {
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -56,6 +57,8 @@ struct CompiledTrigger {
 	std::vector<AttrNumber> attnums;	/* by spec column slot */
 	std::vector<TextForm> text_forms;	/* by spec column slot */
 	std::vector<FmgrInfo> output_fns;	/* by spec column slot */
+	std::vector<int16> typlens;			/* by spec column slot, for datumIsEqual */
+	std::vector<bool> typbyvals;		/* by spec column slot */
 	std::vector<std::array<char, 24>> digits; /* by spec column slot, for integers */
 };
 
@@ -179,8 +182,13 @@ compiled_trigger_for(TriggerData *trigdata)
 	ct.output_fns.assign(ct.attnums.size(), FmgrInfo{});
 	ct.text_forms.assign(ct.attnums.size(), TextForm::OutputFunction);
 	ct.digits.resize(ct.attnums.size());
+	ct.typlens.assign(ct.attnums.size(), 0);
+	ct.typbyvals.assign(ct.attnums.size(), false);
 	for (size_t slot = 0; slot < ct.attnums.size(); slot++) {
-		Oid typid = TupleDescAttr(tupdesc, ct.attnums[slot] - 1)->atttypid;
+		Form_pg_attribute att = TupleDescAttr(tupdesc, ct.attnums[slot] - 1);
+		Oid typid = att->atttypid;
+		ct.typlens[slot] = att->attlen;
+		ct.typbyvals[slot] = att->attbyval;
 		switch (typid) {
 		case INT2OID: ct.text_forms[slot] = TextForm::Int2; break;
 		case INT4OID: ct.text_forms[slot] = TextForm::Int4; break;
@@ -246,6 +254,37 @@ capture_row(CompiledTrigger &ct, TupleTableSlot *slot, const KeyPrefixes &prefix
 	}
 }
 
+/*
+ * Whether two versions of a row hold the same bytes in every column the
+ * templates use, so they render the same targets. Most UPDATEs leave the
+ * key columns alone; then the new version is not rendered again. Bytes that
+ * differ for an equal value (one version compressed, say) only cost a
+ * second rendering, which the pending set merges.
+ */
+static bool
+same_template_values(const CompiledTrigger &ct, TupleTableSlot *a, TupleTableSlot *b)
+{
+	bool same = true;
+	pg_call([&] {
+		for (size_t i = 0; i < ct.attnums.size() && same; i++) {
+			bool a_null, b_null;
+			Datum a_value = slot_getattr(a, ct.attnums[i], &a_null);
+			Datum b_value = slot_getattr(b, ct.attnums[i], &b_null);
+			same = a_null == b_null && (a_null || datumIsEqual(a_value, b_value, ct.typbyvals[i], ct.typlens[i]));
+		}
+	});
+	return same;
+}
+
+/* An UPDATE's old and new row versions: both render, the new one only where it differs. */
+static void
+capture_update(CompiledTrigger &ct, TupleTableSlot *old_row, TupleTableSlot *new_row, const KeyPrefixes &prefixes)
+{
+	capture_row(ct, old_row, prefixes);
+	if (!same_template_values(ct, old_row, new_row))
+		capture_row(ct, new_row, prefixes);
+}
+
 /* Restores the memory context however the scope is left. */
 class MemoryContextScope
 {
@@ -260,6 +299,59 @@ class MemoryContextScope
 };
 
 /*
+ * Reads a transition table from its start with a read pointer of its own
+ * (other triggers of the statement read the same table) into a slot of its
+ * own.
+ */
+struct TransitionReader {
+	Tuplestorestate *table = nullptr;
+	TupleTableSlot *slot = nullptr;
+
+	void open(Tuplestorestate *t, TupleDesc tupdesc)
+	{
+		table = t;
+		pg_call([&] {
+			slot = MakeSingleTupleTableSlot(tupdesc, &TTSOpsMinimalTuple);
+			tuplestore_select_read_pointer(table, tuplestore_alloc_read_pointer(table, EXEC_FLAG_REWIND));
+			tuplestore_rescan(table);
+		});
+	}
+	bool next()
+	{
+		bool got = false;
+		pg_call([&] { got = tuplestore_gettupleslot(table, true, false, slot); });
+		return got;
+	}
+	void close()
+	{
+		pg_call([&] { ExecDropSingleTupleTableSlot(slot); });
+		slot = nullptr;
+	}
+};
+
+/* Emptied before every row (pair) of a transition table; made once per backend. */
+static MemoryContext
+transition_row_context()
+{
+	static MemoryContext row_cxt = nullptr;
+	if (row_cxt == nullptr)
+		pg_call([&] {
+			row_cxt = AllocSetContextCreate(TopMemoryContext, "cachebust transition rows", ALLOCSET_SMALL_SIZES);
+		});
+	return row_cxt;
+}
+
+/* Before each row: a chance to cancel, and the previous row's memory freed. */
+static void
+start_transition_row(MemoryContext row_cxt)
+{
+	pg_call([&] {
+		CHECK_FOR_INTERRUPTS();
+		MemoryContextReset(row_cxt);
+	});
+}
+
+/*
  * Renders every row of a transition table. Each row's text values live in a
  * context reset per row, so a million-row statement uses the memory of one.
  */
@@ -269,34 +361,57 @@ capture_transition_table(CompiledTrigger &ct, Tuplestorestate *table, TupleDesc 
 {
 	if (table == nullptr)
 		return;
-	/* Made once per backend; emptied after every row. */
-	static MemoryContext row_cxt = nullptr;
-	TupleTableSlot *slot = nullptr;
-	pg_call([&] {
-		slot = MakeSingleTupleTableSlot(tupdesc, &TTSOpsMinimalTuple);
-		if (row_cxt == nullptr)
-			row_cxt = AllocSetContextCreate(TopMemoryContext, "cachebust transition rows", ALLOCSET_SMALL_SIZES);
-		/* Other triggers of the statement read the same table: a reader of our own, from the start. */
-		int reader = tuplestore_alloc_read_pointer(table, EXEC_FLAG_REWIND);
-		tuplestore_select_read_pointer(table, reader);
-		tuplestore_rescan(table);
-	});
+	MemoryContext row_cxt = transition_row_context();
+	TransitionReader rows;
+	rows.open(table, tupdesc);
 	for (;;) {
-		bool got = false;
-		pg_call([&] {
-			CHECK_FOR_INTERRUPTS();
-			MemoryContextReset(row_cxt);
-			got = tuplestore_gettupleslot(table, true, false, slot);
-		});
-		if (!got)
+		start_transition_row(row_cxt);
+		if (!rows.next())
 			break;
 		MemoryContextScope in_row(row_cxt);
-		capture_row(ct, slot, prefixes);
+		capture_row(ct, rows.slot, prefixes);
 	}
-	pg_call([&] {
-		ExecDropSingleTupleTableSlot(slot);
-		MemoryContextReset(row_cxt);
-	});
+	rows.close();
+	pg_call([&] { MemoryContextReset(row_cxt); });
+}
+
+/*
+ * An UPDATE statement's transition tables. PostgreSQL appends each updated
+ * row's old and new versions to them together, so on a plain table (the
+ * only kind statement capture is used for) the n-th rows of both are one
+ * row's versions, read in step so that an unchanged key renders once. If
+ * the counts differ (never expected), each table renders on its own, which
+ * is what the row trigger would have done anyway.
+ */
+static void
+capture_update_tables(CompiledTrigger &ct, Tuplestorestate *old_table, Tuplestorestate *new_table,
+					  TupleDesc tupdesc, const KeyPrefixes &prefixes)
+{
+	int64 old_count = 0, new_count = 0;
+	if (old_table != nullptr && new_table != nullptr)
+		pg_call([&] {
+			old_count = tuplestore_tuple_count(old_table);
+			new_count = tuplestore_tuple_count(new_table);
+		});
+	if (old_table == nullptr || new_table == nullptr || old_count != new_count) {
+		capture_transition_table(ct, old_table, tupdesc, prefixes);
+		capture_transition_table(ct, new_table, tupdesc, prefixes);
+		return;
+	}
+	MemoryContext row_cxt = transition_row_context();
+	TransitionReader old_rows, new_rows;
+	old_rows.open(old_table, tupdesc);
+	new_rows.open(new_table, tupdesc);
+	for (;;) {
+		start_transition_row(row_cxt);
+		if (!old_rows.next() || !new_rows.next())
+			break;
+		MemoryContextScope in_row(row_cxt);
+		capture_update(ct, old_rows.slot, new_rows.slot, prefixes);
+	}
+	old_rows.close();
+	new_rows.close();
+	pg_call([&] { MemoryContextReset(row_cxt); });
 }
 
 static void
@@ -315,18 +430,21 @@ render_or_explain(TriggerData *trigdata, CompiledTrigger &ct, const KeyPrefixes 
 		if (TRIGGER_FIRED_BY_TRUNCATE(event)) {
 			capture_truncate(ct, prefixes);
 		} else if (!TRIGGER_FIRED_FOR_ROW(event)) {
-			/* UPDATE: old and new rows, as the row trigger renders both. */
+			/* INSERT has only new rows, DELETE only old ones, UPDATE both. */
 			TupleDesc tupdesc = RelationGetDescr(trigdata->tg_relation);
-			capture_transition_table(ct, trigdata->tg_oldtable, tupdesc, prefixes);
-			capture_transition_table(ct, trigdata->tg_newtable, tupdesc, prefixes);
+			if (TRIGGER_FIRED_BY_UPDATE(event)) {
+				capture_update_tables(ct, trigdata->tg_oldtable, trigdata->tg_newtable, tupdesc, prefixes);
+			} else {
+				capture_transition_table(ct, trigdata->tg_oldtable, tupdesc, prefixes);
+				capture_transition_table(ct, trigdata->tg_newtable, tupdesc, prefixes);
+			}
 		} else if (TRIGGER_FIRED_BY_INSERT(event)) {
 			capture_row(ct, trigdata->tg_trigslot, prefixes);
 		} else if (TRIGGER_FIRED_BY_DELETE(event)) {
 			capture_row(ct, trigdata->tg_trigslot, prefixes);
 		} else {
 			/* UPDATE: the old key and the new key both go stale. */
-			capture_row(ct, trigdata->tg_trigslot, prefixes);
-			capture_row(ct, trigdata->tg_newslot, prefixes);
+			capture_update(ct, trigdata->tg_trigslot, trigdata->tg_newslot, prefixes);
 		}
 	} catch (const TargetError &e) {
 		throw UserError(ERRCODE_PROGRAM_LIMIT_EXCEEDED,
