@@ -156,9 +156,7 @@ capture_wait_for_delivery(int timeout_ms)
 	if (unconfirmed_seqs.empty())
 		return true;
 	uint64 newest = *std::max_element(unconfirmed_seqs.begin(), unconfirmed_seqs.end());
-	if (!queue_wait_for_delivery(newest, timeout_ms))
-		return false;
-	if (queue_any_uncovered(unconfirmed_seqs.data(), unconfirmed_seqs.size()))
+	if (!queue_wait_until_delivered(newest, unconfirmed_seqs.data(), unconfirmed_seqs.size(), timeout_ms))
 		return false;
 	unconfirmed_seqs.clear();
 	prune_at = 32;

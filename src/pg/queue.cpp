@@ -179,7 +179,7 @@ queue_request_flush(void)
 }
 
 bool
-queue_wait_for_delivery(uint64 seq, int timeout_ms)
+queue_wait_until_delivered(uint64 upto, const uint64 *seqs, size_t n, int timeout_ms)
 {
 	SharedQueue *q = shared_queue;
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
@@ -187,7 +187,8 @@ queue_wait_for_delivery(uint64 seq, int timeout_ms)
 
 	ConditionVariablePrepareToSleep(&q->delivered_cv);
 	for (;;) {
-		delivered = pg_atomic_read_u64(&q->delivered_seq) >= seq;
+		delivered = pg_atomic_read_u64(&q->delivered_seq) >= upto &&
+					!(n > 0 ? queue_any_uncovered(seqs, n) : queue_uncovered_upto(upto));
 		if (delivered)
 			break;
 		long remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
@@ -301,6 +302,8 @@ queue_publish_progress(uint64 delivered, const std::vector<SeqRange> &uncovered,
 
 	LWLockAcquire(q->lock, LW_EXCLUSIVE);
 	q->standby_sends_waiting = standby_sends_waiting;
+	/* Fewer uncovered ranges: a fallback covered some, and sessions may be waiting for that. */
+	bool covered_some = static_cast<int>(fitted.size()) < q->n_uncovered;
 	q->n_uncovered = static_cast<int>(fitted.size());
 	for (size_t i = 0; i < fitted.size(); i++) {
 		q->uncovered_lo[i] = fitted[i].lo;
@@ -308,10 +311,11 @@ queue_publish_progress(uint64 delivered, const std::vector<SeqRange> &uncovered,
 	}
 	LWLockRelease(q->lock);
 
-	if (delivered > pg_atomic_read_u64(&q->delivered_seq)) {
+	bool advanced = delivered > pg_atomic_read_u64(&q->delivered_seq);
+	if (advanced)
 		pg_atomic_write_u64(&q->delivered_seq, delivered);
+	if (advanced || covered_some)
 		ConditionVariableBroadcast(&q->delivered_cv);
-	}
 }
 
 } // namespace cachebust::pg

@@ -137,8 +137,14 @@ uint64 queue_enqueue_committed(char *batch, uint32 len, uint32 target_count, boo
 
 void queue_request_flush(void);
 
-/* Waits until delivered_seq >= seq; false on timeout. */
-bool queue_wait_for_delivery(uint64 seq, int timeout_ms);
+/*
+ * Waits until delivered_seq >= upto and no uncovered range holds one of
+ * seqs (n > 0) or any commit <= upto (n == 0); false on timeout. A commit
+ * the worker delivered uncovered may still be covered by a later fallback
+ * (the operator changes cachebust.fallback, a retry succeeds): the wait
+ * goes on for that too.
+ */
+bool queue_wait_until_delivered(uint64 upto, const uint64 *seqs, size_t n, int timeout_ms);
 
 /* The sequence number of the newest commit handed over so far. */
 uint64 queue_last_seq(void);

@@ -209,10 +209,7 @@ cachebust_barrier(PG_FUNCTION_ARGS)
 		ereport(WARNING,
 				(errmsg("barrier() does not wait for this transaction's own targets"),
 				 errdetail("They are sent only after COMMIT.")));
-	uint64 upto = queue_last_seq();
-	if (!queue_wait_for_delivery(upto, timeout_ms))
-		PG_RETURN_BOOL(false);
-	PG_RETURN_BOOL(!queue_uncovered_upto(upto));
+	PG_RETURN_BOOL(queue_wait_until_delivered(queue_last_seq(), nullptr, 0, timeout_ms));
 }
 
 /* full_key(text): the Redis name a key target gets in this session. */

@@ -173,10 +173,24 @@ reload_settings($bare, q{ALTER SYSTEM SET cachebust.fallback = 'none'});
 my $session = $bare->background_psql('postgres');
 $session->query(q{INSERT INTO items SELECT g, repeat('y', 200) FROM generate_series(1, 2000) g});
 is(scalar $session->query('SELECT cachebust.wait_for_delivery(2000)'), 'f', 'fallback = none covers nothing');
+# A session already waiting when the operator makes a fallback possible is
+# told true once the fallback covers its commit; so is a barrier() waiting
+# in another session (both used to return false at once: delivered, but
+# uncovered, even with time left to wait).
+my $barrier = $bare->background_psql('postgres');
+$session->query_until(qr/waiting\n/, "\\echo waiting\nSELECT cachebust.wait_for_delivery(60000) AS session_wait;\n");
+$barrier->query_until(qr/waiting\n/, "\\echo waiting\nSELECT cachebust.barrier(60000) AS barrier_wait;\n");
+ok( wait_until(sub {
+			$bare->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity
+			  WHERE query ~ 'AS (session|barrier)_wait' AND state = 'active' AND wait_event = 'Extension'}) eq '2';
+		}),
+	'wait_for_delivery() and barrier() wait while no fallback covers the commit');
 reload_settings($bare, q{ALTER SYSTEM SET cachebust.fallback = 'flushdb'});
-is(scalar $session->query('SELECT cachebust.wait_for_delivery(10000)'), 't',
-	'until a fallback runs: the same session sees its commit covered');
+like($session->query_until(qr/^[tf]$/m, ''), qr/^t$/m,
+	'until a fallback runs: the waiting session sees its commit covered');
+like($barrier->query_until(qr/^[tf]$/m, ''), qr/^t$/m, 'and so does the waiting barrier()');
 $session->quit;
+$barrier->quit;
 
 # More than 64 prefixes, then a crash: the prefixes beyond the registry are unknown.
 reload_settings($bare, q{ALTER SYSTEM SET cachebust.fallback = 'prefix'});
