@@ -109,6 +109,13 @@ def per_row(run):
     return per_txn(run) / run["rows"]
 
 
+def paired_table_head(title, note, sign, bases):
+    """Heading, note and header rows of a table with a column per baseline."""
+    return [f"### {title}", "", note, "",
+            "| workload | config | " + " | ".join(f"{sign} {b}" for b in bases) + " |",
+            "|---|---|" + "---:|" * len(bases)]
+
+
 def throughput(runs):
     """Throughput as a ratio to each baseline, paired by repetition.
 
@@ -126,11 +133,10 @@ def throughput(runs):
         bases = [b for b in BASELINES if b in configs]
         if not bases:
             continue
-        out += [f"### Throughput ÷ baseline of the same repetition, {clients} client{'s' if clients > 1 else ''}", "",
-                "Each cell: mean ± 95 % CI over the repetitions of (baseline wall time ÷ config wall time) "
-                "for the same transactions; the baseline's transactions per second in the header row.", "",
-                "| workload | config | " + " | ".join(f"÷ {b}" for b in bases) + " |",
-                "|---|---|" + "---:|" * len(bases)]
+        out += paired_table_head(
+            f"Throughput ÷ baseline of the same repetition, {clients} client{'s' if clients > 1 else ''}",
+            "Each cell: mean ± 95 % CI over the repetitions of (baseline wall time ÷ config wall time) "
+            "for the same transactions; the baseline's transactions per second in the header row.", "÷", bases)
         for k in keys:
             tps = {b: statistics.fmean([r["txns"] / r["wall"] for r in runs[k][b].values()]) for b in bases if b in runs[k]}
             out.append(f"| {k[0]} | (baseline TPS) | " + " | ".join(f"{tps[b]:.0f}" if b in tps else "–" for b in bases) + " |")
@@ -171,11 +177,10 @@ def report(path):
         bases = [b for b in BASELINES if b in configs]
         cbs = [c for c in configs if c in CACHEBUST]
         if bases and cbs:
-            out += [f"### cachebust's extra backend CPU, µs per row (paired by repetition){sfx}", "",
-                    "Each cell: mean ± 95 % CI of (config − baseline) per row over the repetitions, "
-                    "and the same in % of the baseline's own cost.", "",
-                    "| workload | config | " + " | ".join(f"− {b}" for b in bases) + " |",
-                    "|---|---|" + "---:|" * len(bases)]
+            out += paired_table_head(
+                f"cachebust's extra backend CPU, µs per row (paired by repetition){sfx}",
+                "Each cell: mean ± 95 % CI of (config − baseline) per row over the repetitions, "
+                "and the same in % of the baseline's own cost.", "−", bases)
             for k in keys:
                 for c in cbs:
                     if c not in runs[k]:
