@@ -132,11 +132,8 @@ stamp=$(date -u +%Y%m%d-%H%M%S)
 tree="$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- src Makefile '*.sql' 2>/dev/null || echo ', src/ or SQL modified')"
 out="$root/bench/results/$stamp-cpu${label:+-$(echo "$label" | tr -c 'A-Za-z0-9_.\n-' '_')}"
 mkdir -p "$out"
-pgbin=$(pg_config --bindir)
-work=$(mktemp -d /tmp/cachebust-cpu.XXXXXX)
-chmod 755 "$work"
-chown postgres:postgres "$work"
-. "$root/demo/local_servers.sh"
+. bench/lib.sh
+bench_scratch cpu
 redis_port=$(free_port)
 pg_port=$(free_port)
 redis_pid=""
@@ -163,15 +160,11 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
 for _ in $(seq 1 50); do [ -s "$work/redis.pid" ] && break; sleep 0.1; done
 redis_pid=$(cat "$work/redis.pid")
 
-as_pg "$pgbin/initdb" -D "$work/pgdata" -A trust -U postgres >/dev/null
 # synchronous_commit = off: no wait for the WAL flush, which the walwriter
 # does anyway. autovacuum = off: each run VACUUMs its table first instead,
 # so every run starts from the same table state and no autovacuum worker
 # competes for the CPUs. jit = off: no compile time in a 10k-row UPDATE.
-cat >>"$work/pgdata/postgresql.conf" <<CONF
-listen_addresses = ''
-port = $pg_port
-unix_socket_directories = '$work'
+bench_initdb "$work/pgdata" "$pg_port" <<CONF
 shared_preload_libraries = 'cachebust'
 cachebust.redis_url = 'redis://127.0.0.1:$redis_port/0'
 cachebust.key_prefix = 'bench:'

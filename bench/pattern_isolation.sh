@@ -22,15 +22,9 @@ probes=${PATTERN_PROBES:-150}
 debounce=${PATTERN_DEBOUNCE_MS:-50}
 
 if [ "$(id -u)" -ne 0 ]; then exec sudo -E "$0" "$@"; fi
-bash test/install_deps.sh >/dev/null
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-psycopg2 python3-redis >/dev/null
-make -s -j"$(nproc)" >/dev/null && make -s install >/dev/null
-
-pgbin=$(pg_config --bindir)
-work=$(mktemp -d /tmp/cachebust-patterns.XXXXXX)
-chmod 755 "$work"
-chown postgres:postgres "$work"
-. "$root/demo/local_servers.sh"
+. bench/lib.sh
+bench_build python3-psycopg2 python3-redis
+bench_scratch patterns
 redis_port=$(free_port)
 pg_port=$(free_port)
 cleanup() {
@@ -42,11 +36,7 @@ trap cleanup EXIT
 
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --enable-debug-command local \
 	--daemonize yes --logfile "$work/redis.log" >/dev/null
-as_pg "$pgbin/initdb" -D "$work/pgdata" -A trust -U postgres >/dev/null
-cat >>"$work/pgdata/postgresql.conf" <<CONF
-listen_addresses = ''
-port = $pg_port
-unix_socket_directories = '$work'
+bench_initdb "$work/pgdata" "$pg_port" <<CONF
 shared_preload_libraries = 'cachebust'
 cachebust.redis_url = 'redis://127.0.0.1:$redis_port/0'
 cachebust.key_prefix = 'bench:'

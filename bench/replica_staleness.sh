@@ -85,11 +85,8 @@ so="$(pg_config --pkglibdir)/cachebust.so"
 
 out="$root/bench/results/$(date -u +%Y%m%d-%H%M%S)-replicas"
 mkdir -p "$out"
-pgbin=$(pg_config --bindir)
-work=$(mktemp -d /tmp/cachebust-replicas.XXXXXX)
-chmod 755 "$work"
-chown postgres:postgres "$work"
-. "$root/demo/local_servers.sh"
+. bench/lib.sh
+bench_scratch replicas
 pids=()
 writer_pid=""
 cleanup() {
@@ -110,11 +107,7 @@ pids+=($!)
 until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.05; done
 
 pg_port=$(free_port)
-as_pg "$pgbin/initdb" -D "$work/primary" -A trust -U postgres >/dev/null
-cat >>"$work/primary/postgresql.conf" <<CONF
-listen_addresses = ''
-port = $pg_port
-unix_socket_directories = '$work'
+bench_initdb "$work/primary" "$pg_port" <<CONF
 shared_preload_libraries = 'cachebust'
 cachebust.redis_url = 'redis://127.0.0.1:$redis_port/0'
 cachebust.key_prefix = 'bench:'

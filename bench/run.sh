@@ -36,21 +36,15 @@ probe_first=1000001
 probes=${BENCH_PROBES:-200}
 
 if [ "$(id -u)" -ne 0 ]; then exec sudo -E "$0" "$@"; fi
-bash test/install_deps.sh >/dev/null
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15-pgmemcache memcached \
-	postgresql-15-pgq3 pgqd gnuplot-nox python3-psycopg2 python3-redis >/dev/null
-make -s -j"$(nproc)" >/dev/null && make -s install >/dev/null
+. bench/lib.sh
+bench_build postgresql-15-pgmemcache memcached postgresql-15-pgq3 pgqd gnuplot-nox python3-psycopg2 python3-redis
 
 out="$root/bench/results/$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
-pgbin=$(pg_config --bindir)
-work=$(mktemp -d /tmp/cachebust-bench.XXXXXX)
-chmod 755 "$work"
-chown postgres:postgres "$work"
+bench_scratch bench
 mkdir "$work/empty_trigger"
 cp "$root/bench/empty_trigger/Makefile" "$root/bench/empty_trigger/empty_trigger.c" "$work/empty_trigger/"
 make -s -C "$work/empty_trigger" >/dev/null
-. "$root/demo/local_servers.sh"
 redis_port=$(free_port)
 memcached_port=$(free_port)
 pg_port=$(free_port)
@@ -71,11 +65,7 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --e
 	--daemonize yes --logfile "$work/redis.log" >/dev/null
 memcached -u nobody -l 127.0.0.1 -p "$memcached_port" -U 0 &
 memcached_pid=$!
-as_pg "$pgbin/initdb" -D "$work/pgdata" -A trust -U postgres >/dev/null
-cat >>"$work/pgdata/postgresql.conf" <<CONF
-listen_addresses = ''
-port = $pg_port
-unix_socket_directories = '$work'
+bench_initdb "$work/pgdata" "$pg_port" <<CONF
 shared_preload_libraries = 'cachebust, pgmemcache'
 cachebust.redis_url = 'redis://127.0.0.1:$redis_port/0'
 cachebust.key_prefix = 'bench:'

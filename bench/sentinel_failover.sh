@@ -13,15 +13,9 @@ probes=${FAILOVER_PROBES:-200}
 kill_after=${FAILOVER_KILL_AFTER:-100}
 
 if [ "$(id -u)" -ne 0 ]; then exec sudo -E "$0" "$@"; fi
-bash test/install_deps.sh >/dev/null
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-psycopg2 python3-redis >/dev/null
-make -s -j"$(nproc)" >/dev/null && make -s install >/dev/null
-
-pgbin=$(pg_config --bindir)
-work=$(mktemp -d /tmp/cachebust-failover.XXXXXX)
-chmod 755 "$work"
-chown postgres:postgres "$work"
-. "$root/demo/local_servers.sh"
+. bench/lib.sh
+bench_build python3-psycopg2 python3-redis
+bench_scratch failover
 pids=()
 cleanup() {
 	as_pg "$pgbin/pg_ctl" -D "$work/pgdata" -m fast stop >/dev/null 2>&1 || true
@@ -58,11 +52,7 @@ until redis-cli -p "$replica" info replication | grep -q 'master_link_status:up'
 until [ "$(redis-cli -p "${sentinels[0]}" sentinel sentinels cache | grep -c ip)" -ge 2 ]; do sleep 0.1; done
 
 pg_port=$(free_port)
-as_pg "$pgbin/initdb" -D "$work/pgdata" -A trust -U postgres >/dev/null
-cat >>"$work/pgdata/postgresql.conf" <<CONF
-listen_addresses = ''
-port = $pg_port
-unix_socket_directories = '$work'
+bench_initdb "$work/pgdata" "$pg_port" <<CONF
 shared_preload_libraries = 'cachebust'
 cachebust.redis_url = 'redis-sentinel://$(printf '127.0.0.1:%s,' "${sentinels[@]}" | sed 's/,$//')/cache'
 cachebust.key_prefix = 'bench:'

@@ -19,14 +19,9 @@ runs=${TOPO_RUNS:-3}
 topologies=${TOPOLOGIES:-"plain tls cluster"}
 
 if [ "$(id -u)" -ne 0 ]; then exec sudo -E "$0" "$@"; fi
-bash test/install_deps.sh >/dev/null
-make -s -j"$(nproc)" >/dev/null && make -s install >/dev/null
-
-pgbin=$(pg_config --bindir)
-work=$(mktemp -d /tmp/cachebust-topo.XXXXXX)
-chmod 755 "$work"
-chown postgres:postgres "$work"
-. "$root/demo/local_servers.sh"
+. bench/lib.sh
+bench_build
+bench_scratch topo
 pids=()
 cleanup() {
 	as_pg "$pgbin/pg_ctl" -D "$work/pgdata" -m fast stop >/dev/null 2>&1 || true
@@ -71,11 +66,7 @@ if [[ " $topologies " == *" cluster "* ]]; then
 fi
 
 pg_port=$(free_port)
-as_pg "$pgbin/initdb" -D "$work/pgdata" -A trust -U postgres >/dev/null
-cat >>"$work/pgdata/postgresql.conf" <<CONF
-listen_addresses = ''
-port = $pg_port
-unix_socket_directories = '$work'
+bench_initdb "$work/pgdata" "$pg_port" <<CONF
 shared_preload_libraries = 'cachebust'
 cachebust.redis_url = 'redis://127.0.0.1:$plain_port/0'
 cachebust.tls_ca_file = '$work/ca.crt'

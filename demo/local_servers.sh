@@ -1,4 +1,4 @@
-# Shared by demo/run.sh and bench/run.sh (sourced): running as the
+# Shared by demo/run.sh and bench/lib.sh (sourced): running as the
 # unprivileged `postgres` user, and picking free loopback ports.
 
 as_pg() { runuser -u postgres -- "$@"; }
