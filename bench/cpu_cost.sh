@@ -272,13 +272,8 @@ worker_pid=$(psql -Atc "SELECT pid FROM pg_stat_activity WHERE backend_type = 'c
 # transactions); :warm and :total come from -D.
 workload_sql() { # workload table
 	case $1 in
-	W1) printf '\\set id random(1, %d)\nUPDATE %s SET payload = md5(random()::text) WHERE id = :id;\n' "$rows" "$2" ;;
-	W2) printf 'BEGIN;\n'
-		for i in $(seq 1 10); do printf '\\set id%d random(1, %d)\nUPDATE %s SET payload = md5(random()::text) WHERE id = :id%d;\n' "$i" "$rows" "$2" "$i"; done
-		printf 'END;\n' ;;
-	W3) printf '\\set id random(1, 100)\nUPDATE %s SET payload = md5(random()::text) WHERE id = :id;\n' "$2" ;;
-	W4) printf '\\set s random(1, %d)\nUPDATE %s SET payload = md5(payload) WHERE id BETWEEN :s AND :s + 9999;\n' "$((rows - 10000))" "$2" ;;
 	W5) printf "COPY cpu5_%s FROM '%s' (FORMAT csv);\n" "${2#cpu_}" "$work/w5.csv" ;;
+	*) bench_workload_sql "$1" "$2" "$rows" ;;
 	esac
 }
 rows_per_txn() { case $1 in W1 | W3) echo 1 ;; W2) echo 10 ;; W4) echo 10000 ;; W5) echo "$copy_rows" ;; esac; }

@@ -10,6 +10,11 @@
 #                              listens only on a socket in $work on PORT; the
 #                              caller's own settings come on stdin
 #
+#   bench_workload_sql W TABLE ROWS
+#                              the pgbench script of write-path workload W
+#                              (bench/run.sh and bench/cpu_cost.sh measure the
+#                              same ones) on TABLE, ids 1..ROWS
+#
 # Each script keeps its own cleanup trap: what it starts differs.
 
 bench_build() {
@@ -24,6 +29,18 @@ bench_scratch() { # name
 	chmod 755 "$work"
 	chown postgres:postgres "$work"
 	. demo/local_servers.sh
+}
+
+bench_workload_sql() { # workload table rows
+	case $1 in
+	W1) printf '\\set id random(1, %d)\nUPDATE %s SET payload = md5(random()::text) WHERE id = :id;\n' "$3" "$2" ;;
+	W2) printf 'BEGIN;\n'
+		for i in $(seq 1 10); do printf '\\set id%d random(1, %d)\nUPDATE %s SET payload = md5(random()::text) WHERE id = :id%d;\n' "$i" "$3" "$2" "$i"; done
+		printf 'END;\n' ;;
+	W3) printf '\\set id random(1, 100)\nUPDATE %s SET payload = md5(random()::text) WHERE id = :id;\n' "$2" ;;
+	W4) printf '\\set s random(1, %d)\nUPDATE %s SET payload = md5(payload) WHERE id BETWEEN :s AND :s + 9999;\n' "$(($3 - 10000))" "$2" ;;
+	*) echo "unknown workload $1" >&2; return 1 ;;
+	esac
 }
 
 bench_initdb() { # dir port, settings on stdin

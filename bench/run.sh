@@ -139,16 +139,7 @@ for pid in "${consumer_pids[@]}"; do
 done
 
 # ---- pgbench scripts --------------------------------------------------------
-script() { # workload table
-	case $1 in
-	W1) printf '\\set id random(1, %d)\nUPDATE %s SET payload = md5(random()::text) WHERE id = :id;\n' "$rows" "$2" ;;
-	W2) printf 'BEGIN;\n'
-		for i in $(seq 1 10); do printf '\\set id%d random(1, %d)\nUPDATE %s SET payload = md5(random()::text) WHERE id = :id%d;\n' "$i" "$rows" "$2" "$i"; done
-		printf 'END;\n' ;;
-	W3) printf '\\set id random(1, 100)\nUPDATE %s SET payload = md5(random()::text) WHERE id = :id;\n' "$2" ;;
-	W4) printf '\\set s random(1, %d)\nUPDATE %s SET payload = md5(payload) WHERE id BETWEEN :s AND :s + 9999;\n' "$((rows - 10000))" "$2" ;;
-	esac
-}
+script() { bench_workload_sql "$1" "$2" "$rows"; } # workload table
 rows_per_txn() { case $1 in W1 | W3) echo 1 ;; W2) echo 10 ;; W4) echo 10000 ;; esac; }
 
 # Runs one pgbench; prints "tps transactions".
