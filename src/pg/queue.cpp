@@ -178,6 +178,19 @@ queue_request_flush(void)
 	wake_worker(latch);
 }
 
+/* Whether any commit <= upto is uncovered. */
+static bool
+uncovered_upto(uint64 upto)
+{
+	SharedQueue *q = shared_queue;
+	bool found = false;
+	LWLockAcquire(q->lock, LW_SHARED);
+	for (int r = 0; r < q->n_uncovered && !found; r++)
+		found = q->uncovered_lo[r] <= upto;
+	LWLockRelease(q->lock);
+	return found;
+}
+
 bool
 queue_wait_until_delivered(uint64 upto, const uint64 *seqs, size_t n, int timeout_ms)
 {
@@ -188,7 +201,7 @@ queue_wait_until_delivered(uint64 upto, const uint64 *seqs, size_t n, int timeou
 	ConditionVariablePrepareToSleep(&q->delivered_cv);
 	for (;;) {
 		delivered = pg_atomic_read_u64(&q->delivered_seq) >= upto &&
-					!(n > 0 ? queue_any_uncovered(seqs, n) : queue_uncovered_upto(upto));
+					!(n > 0 ? queue_any_uncovered(seqs, n) : uncovered_upto(upto));
 		if (delivered)
 			break;
 		long remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
@@ -219,18 +232,6 @@ queue_any_uncovered(const uint64 *seqs, size_t n)
 	for (int r = 0; r < q->n_uncovered && !found; r++)
 		for (size_t i = 0; i < n && !found; i++)
 			found = seqs[i] >= q->uncovered_lo[r] && seqs[i] <= q->uncovered_hi[r];
-	LWLockRelease(q->lock);
-	return found;
-}
-
-bool
-queue_uncovered_upto(uint64 upto)
-{
-	SharedQueue *q = shared_queue;
-	bool found = false;
-	LWLockAcquire(q->lock, LW_SHARED);
-	for (int r = 0; r < q->n_uncovered && !found; r++)
-		found = q->uncovered_lo[r] <= upto;
 	LWLockRelease(q->lock);
 	return found;
 }

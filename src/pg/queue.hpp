@@ -149,9 +149,8 @@ bool queue_wait_until_delivered(uint64 upto, const uint64 *seqs, size_t n, int t
 /* The sequence number of the newest commit handed over so far. */
 uint64 queue_last_seq(void);
 
-/* Whether any of seqs (or, with upto, any commit <= upto) is uncovered. */
+/* Whether any of seqs is uncovered. */
 bool queue_any_uncovered(const uint64 *seqs, size_t n);
-bool queue_uncovered_upto(uint64 upto);
 
 /* ---- the worker's side ---- */
 
