@@ -42,8 +42,9 @@ CORE_SRCS = \
 	src/core/delivery/cluster_map.cpp \
 	src/core/delivery/engine.cpp \
 	src/core/delivery/fallback.cpp \
-	src/core/delivery/resend_schedule.cpp \
-	src/core/delivery/standby_sends.cpp
+	src/core/delivery/redelete_schedule.cpp \
+	src/core/delivery/standby_sends.cpp \
+	src/core/delivery/dispatcher.cpp
 
 # The PostgreSQL glue: GUCs, triggers, transaction hooks, shared memory, worker.
 PG_SRCS = \

@@ -40,17 +40,30 @@ struct UserError : std::exception {
 	const char *what() const noexcept override { return message.c_str(); }
 };
 
-/* Runs f, a call into PostgreSQL, turning an ERROR into a PgException. */
+/*
+ * Runs f, a call into PostgreSQL, turning an ERROR into a PgException.
+ *
+ * f must keep no C++ object with a destructor alive where it calls
+ * PostgreSQL (the ERROR's longjmp lands here, over f's frame): wrap single
+ * calls, not C++ call trees. A C++ exception thrown by f is caught inside
+ * PG_TRY and thrown again after PG_END_TRY, so PG_exception_stack is never
+ * left pointing at a frame that is gone.
+ */
 template <typename F>
 void
 pg_call(F &&f)
 {
 	MemoryContext caller_context = CurrentMemoryContext;
 	ErrorData *volatile edata = nullptr;
+	std::exception_ptr cpp_error;
 
 	PG_TRY();
 	{
-		f();
+		try {
+			f();
+		} catch (...) {
+			cpp_error = std::current_exception();
+		}
 	}
 	PG_CATCH();
 	{
@@ -62,6 +75,8 @@ pg_call(F &&f)
 
 	if (edata != nullptr)
 		throw PgException{edata};
+	if (cpp_error)
+		std::rethrow_exception(cpp_error);
 }
 
 /* Plain storage for an error on its way out of C++ (no destructors). */

@@ -3,6 +3,8 @@
  */
 #include "pg/wait_set.hpp"
 
+#include "pg/guard.hpp"
+
 namespace cachebust::pg {
 
 static uint32
@@ -20,15 +22,17 @@ WaitSet::~WaitSet()
 void
 WaitSet::rebuild(const std::vector<PollEntry> &sockets)
 {
-	if (set_ != nullptr)
-		FreeWaitEventSet(set_);
-	set_ = nullptr;
 	registered_.clear();
-	set_ = CreateWaitEventSet(TopMemoryContext, static_cast<int>(sockets.size()) + 2);
-	AddWaitEventToSet(set_, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
-	AddWaitEventToSet(set_, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
-	for (const PollEntry &e : sockets)
-		AddWaitEventToSet(set_, socket_events(e), e.fd, nullptr, nullptr);
+	pg_call([&] {
+		if (set_ != nullptr)
+			FreeWaitEventSet(set_);
+		set_ = nullptr;
+		set_ = CreateWaitEventSet(TopMemoryContext, static_cast<int>(sockets.size()) + 2);
+		AddWaitEventToSet(set_, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
+		AddWaitEventToSet(set_, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
+		for (const PollEntry &e : sockets)
+			AddWaitEventToSet(set_, socket_events(e), e.fd, nullptr, nullptr);
+	});
 	registered_ = sockets;
 }
 
@@ -44,17 +48,18 @@ WaitSet::wait(const std::vector<PollEntry> &sockets, long timeout_ms, std::vecto
 		for (size_t i = 0; i < sockets.size(); i++)
 			if (socket_events(sockets[i]) != socket_events(registered_[i])) {
 				/* Positions: 0 the latch, 1 postmaster death, then the sockets. */
-				ModifyWaitEvent(set_, static_cast<int>(i) + 2, socket_events(sockets[i]), nullptr);
+				pg_call([&] { ModifyWaitEvent(set_, static_cast<int>(i) + 2, socket_events(sockets[i]), nullptr); });
 				registered_[i] = sockets[i];
 			}
 
 	WaitEvent events[16];
-	int n = WaitEventSetWait(set_, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
+	int n = 0;
+	pg_call([&] { n = WaitEventSetWait(set_, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION); });
 	bool latch = false;
 	ready.clear();
 	for (int i = 0; i < n; i++) {
 		if (events[i].events & WL_LATCH_SET) {
-			ResetLatch(MyLatch);
+			ResetLatch(MyLatch); /* (cannot fail) */
 			latch = true;
 		} else if (events[i].events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
 			ready.push_back(Ready{events[i].fd, (events[i].events & WL_SOCKET_READABLE) != 0,

@@ -4,8 +4,8 @@
  * deaf to signals while Redis is slow, and never busy-waits.
  *
  * The set is rebuilt only when the sockets change; a socket that merely
- * wants to write now and not later is modified in place. Calls that can
- * ERROR are the caller's to guard (pg_call).
+ * wants to write now and not later is modified in place. Each PostgreSQL
+ * call is guarded on its own (pg_call): an ERROR becomes a PgException.
  */
 #pragma once
 

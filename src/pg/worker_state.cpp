@@ -181,12 +181,12 @@ save_batches(const char *name, const std::string &contents)
 }
 
 bool
-worker_state_load_resends(std::vector<ResendSchedule::Entry> &out)
+worker_state_load_resends(std::vector<RedeleteSchedule::Entry> &out)
 {
 	std::vector<DecodedBatch> batches;
 	bool ok = load_batches("resend", batches);
 	for (DecodedBatch &batch : batches) {
-		ResendSchedule::Entry e;
+		RedeleteSchedule::Entry e;
 		e.due_us = 0; /* due at once: their time passed while we were down */
 		e.flushdb = batch.flushdb;
 		e.targets = std::move(batch.targets);
@@ -196,10 +196,10 @@ worker_state_load_resends(std::vector<ResendSchedule::Entry> &out)
 }
 
 bool
-worker_state_save_resends(const std::vector<ResendSchedule::Entry> &entries)
+worker_state_save_resends(const std::vector<RedeleteSchedule::Entry> &entries)
 {
 	std::string contents;
-	for (const ResendSchedule::Entry &e : entries)
+	for (const RedeleteSchedule::Entry &e : entries)
 		contents += encode_targets(e.targets, e.flushdb ? kBatchFlushDb : 0);
 	return save_batches("resend", contents);
 }

@@ -24,7 +24,7 @@
 
 #include "pg/postgres.hpp"
 
-#include "core/delivery/resend_schedule.hpp"
+#include "core/delivery/redelete_schedule.hpp"
 #include "core/delivery/standby_sends.hpp"
 
 namespace cachebust::pg {
@@ -40,10 +40,10 @@ void worker_state_record_running(uint32 timeline);
 
 /* Second sends that were not due at the last clean stop (the file is removed).
  * false when the file exists but cannot be read back (then run the fallback). */
-bool worker_state_load_resends(std::vector<ResendSchedule::Entry> &out);
+bool worker_state_load_resends(std::vector<RedeleteSchedule::Entry> &out);
 
 /* Writes them for the next start; false if that failed (then we did not stop cleanly). */
-bool worker_state_save_resends(const std::vector<ResendSchedule::Entry> &entries);
+bool worker_state_save_resends(const std::vector<RedeleteSchedule::Entry> &entries);
 
 /* The same for second sends that waited for the standbys (file `standby`):
  * each keeps the LSN the standbys must replay. */

@@ -42,6 +42,8 @@ enum class LogLevel { Debug, Log, Warning };
 struct LogLine {
 	LogLevel level;
 	std::string message;
+	std::string detail = {}; /* optional, as PostgreSQL's errdetail and errhint */
+	std::string hint = {};
 };
 
 /* A target that could not be applied, not even by its substitute: the

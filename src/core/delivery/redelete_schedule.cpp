@@ -1,7 +1,7 @@
 /*
- * resend_schedule.cpp — a due-ordered, bounded queue of resends.
+ * redelete_schedule.cpp — a due-ordered, bounded queue of resends.
  */
-#include "core/delivery/resend_schedule.hpp"
+#include "core/delivery/redelete_schedule.hpp"
 
 #include <algorithm>
 
@@ -10,7 +10,7 @@
 namespace cachebust {
 
 bool
-ResendSchedule::add(Entry entry, size_t max_targets)
+RedeleteSchedule::add(Entry entry, size_t max_targets)
 {
 	if (entry.targets.empty() && !entry.flushdb)
 		return true;
@@ -24,8 +24,8 @@ ResendSchedule::add(Entry entry, size_t max_targets)
 	return true;
 }
 
-std::vector<ResendSchedule::Entry>
-ResendSchedule::take_due(int64_t now_us)
+std::vector<RedeleteSchedule::Entry>
+RedeleteSchedule::take_due(int64_t now_us)
 {
 	std::vector<Entry> due;
 	while (!entries_.empty() && entries_.front().due_us <= now_us) {
@@ -36,8 +36,8 @@ ResendSchedule::take_due(int64_t now_us)
 	return due;
 }
 
-std::vector<ResendSchedule::Entry>
-ResendSchedule::take_all()
+std::vector<RedeleteSchedule::Entry>
+RedeleteSchedule::take_all()
 {
 	std::vector<Entry> all(std::make_move_iterator(entries_.begin()), std::make_move_iterator(entries_.end()));
 	entries_.clear();

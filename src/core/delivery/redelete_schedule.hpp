@@ -1,5 +1,5 @@
 /*
- * resend_schedule.hpp — targets to send again later (cachebust.redelete_ms).
+ * redelete_schedule.hpp — targets to send again later (cachebust.redelete_ms).
  *
  * A reader that read the old row just before a commit can write it into
  * the cache just after the invalidation; sending the same targets once
@@ -17,7 +17,7 @@
 
 namespace cachebust {
 
-class ResendSchedule
+class RedeleteSchedule
 {
   public:
 	struct Entry {

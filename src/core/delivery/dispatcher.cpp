@@ -1,0 +1,486 @@
+/*
+ * dispatcher.cpp — windows, progress, fallbacks and second sends.
+ */
+#include "core/delivery/dispatcher.hpp"
+
+#include <algorithm>
+
+#include "core/batch_codec.hpp"
+#include "core/delivery/publish_message.hpp"
+
+#include "core/cpp_only.hpp"
+
+namespace cachebust {
+
+namespace {
+
+/* The longest the worker sleeps without looking at the queue and signals. */
+constexpr int64_t kMaxSleepUs = 1000 * 1000;
+/* How often the standbys' replay positions are read while standby sends
+ * wait (walsenders do not wake the worker when a standby reports progress). */
+constexpr int64_t kStandbyPollUs = 10 * 1000;
+
+const char *
+mode_name(FallbackMode mode)
+{
+	static const char *const names[] = {"prefix", "generation", "flushdb", "none"};
+	return names[static_cast<int>(mode)];
+}
+
+} // namespace
+
+Dispatcher::Dispatcher(DispatcherHost &host, uint64_t seed) : host_(host), engine_(seed) {}
+
+void
+Dispatcher::log(LogLevel level, std::string message, std::string detail, std::string hint)
+{
+	LogLine line{level, std::move(message)};
+	line.detail = std::move(detail);
+	line.hint = std::move(hint);
+	host_.log(line);
+}
+
+void
+Dispatcher::configure(const DispatcherSettings &settings, const EngineSettings &engine)
+{
+	bool mode_changed = configured_ && settings.fallback != settings_.fallback;
+	settings_ = settings;
+	configured_ = true;
+	engine_.configure(engine);
+	if (mode_changed)
+		retry_uncovered();
+}
+
+void
+Dispatcher::resume_after(uint64_t seq)
+{
+	drained_upto_ = window_hi_ = seq;
+}
+
+void
+Dispatcher::add_redelete(RedeleteSchedule::Entry &&entry)
+{
+	redeletes_.add(std::move(entry), settings_.max_pending);
+}
+
+void
+Dispatcher::add_standby_send(StandbySends::Entry &&entry)
+{
+	standby_sends_.add(std::move(entry), settings_.max_pending);
+}
+
+void
+Dispatcher::add_drained(const std::string &batches, uint64_t upto_seq, int64_t now_us)
+{
+	size_t offset = 0;
+	DecodedBatch batch;
+	while (offset < batches.size()) {
+		offset += decode_batch(batches.data() + offset, batches.size() - offset, batch);
+		if (batch.lost) {
+			std::vector<std::string> prefixes;
+			for (const Target &t : batch.targets)
+				prefixes.push_back(t.key);
+			start_fallback(prefixes, false, batch.seq, batch.seq,
+						   "a transaction's invalidations did not fit in cachebust.queue_size");
+			continue;
+		}
+		coalescer_.add_transaction(std::move(batch.targets), batch.seq, batch.commit_time_us, now_us,
+								   batch.commit_lsn);
+	}
+	drained_upto_ = std::max(drained_upto_, upto_seq);
+}
+
+void
+Dispatcher::add_unrecorded(uint64_t lo, uint64_t hi)
+{
+	fallback_for_all_registered(lo, hi, "commits could not be recorded in the full queue");
+}
+
+void
+Dispatcher::close_window()
+{
+	Coalescer::Batch batch = coalescer_.take();
+	ClosedWindow w;
+	w.lo = window_hi_ + 1;
+	w.hi = drained_upto_;
+	w.targets = batch.targets.size();
+	w.commit_times_us = std::move(batch.commit_times_us);
+	w.publish = settings_.publish;
+	if (w.publish || settings_.redelete_ms > 0 || settings_.standby_sends)
+		w.targets_copy = batch.targets;
+	w.max_commit_lsn = batch.max_commit_lsn;
+	counters_.targets_coalesced += batch.coalesced;
+	window_hi_ = w.hi;
+	engine_.submit(std::move(batch.targets), Stream::First, w.lo);
+	windows_.push_back(std::move(w));
+}
+
+/* The oldest commit not yet delivered once (kNoSeq: none). */
+uint64_t
+Dispatcher::first_held_from() const
+{
+	uint64_t held = std::min(coalescer_.min_seq(), engine_.min_held_seq(Stream::First));
+	return std::min(held, drained_upto_ + 1);
+}
+
+/* The oldest commit whose targets something still holds, standby sends
+ * included: what wait_for_delivery() and barrier() wait for. */
+uint64_t
+Dispatcher::held_from() const
+{
+	uint64_t held = std::min(first_held_from(), standby_sends_.min_seq());
+	return std::min(held, engine_.min_held_seq(Stream::Standby));
+}
+
+uint64_t
+Dispatcher::delivered_seq() const
+{
+	uint64_t held = held_from();
+	return held == kNoSeq ? drained_upto_ : (held == 0 ? 0 : held - 1);
+}
+
+size_t
+Dispatcher::pending_targets() const
+{
+	return coalescer_.size() + engine_.held_targets() + standby_sends_.targets();
+}
+
+/* Sends a fallback's plan on stream s on behalf of commit seq. */
+void
+Dispatcher::submit_plan(const FallbackPlan &plan, Stream s, uint64_t seq, uint32_t job)
+{
+	std::vector<Target> targets = plan.targets;
+	for (Target &t : targets)
+		t.job = job;
+	if (!targets.empty())
+		engine_.submit(std::move(targets), s, seq);
+	if (plan.flushdb)
+		engine_.submit_flushdb(s, seq, job);
+}
+
+void
+Dispatcher::start_fallback(const std::vector<std::string> &prefixes, bool incomplete, uint64_t lo, uint64_t hi,
+						   const std::string &why)
+{
+	FallbackPlan plan = plan_fallback(settings_.fallback, prefixes, incomplete);
+	uint32_t job = jobs_.start(plan, prefixes, incomplete, lo, hi);
+	const char *mode = mode_name(settings_.fallback);
+
+	if (!plan.covers_everything()) {
+		counters_.fallbacks_refused++;
+		std::string refused;
+		for (const std::string &p : plan.refused)
+			refused += (refused.empty() ? "\"" : ", \"") + p + "\"";
+		std::string detail = settings_.fallback == FallbackMode::None ? "cachebust.fallback is none."
+							 : plan.incomplete ? "More key prefixes are in use than cachebust remembers; the others are unknown."
+											   : "Key prefixes not covered: " + refused +
+													 " (an empty prefix would be the whole database).";
+		log(LogLevel::Warning,
+			std::string("cachebust fallback (") + mode + ") cannot cover every lost invalidation: " + why, detail,
+			"Set cachebust.key_prefix, or cachebust.fallback = flushdb; wait_for_delivery() and barrier() report these "
+			"commits as undelivered until a fallback covers them.");
+	}
+	if (job == 0)
+		return;
+	counters_.fallbacks++;
+	log(LogLevel::Log, std::string("cachebust fallback (") + mode + ") started: " + why);
+	submit_plan(plan, Stream::First, lo, job);
+}
+
+void
+Dispatcher::fallback_for_all_registered(uint64_t lo, uint64_t hi, const std::string &why)
+{
+	PrefixList registered = host_.registered_prefixes();
+	start_fallback(registered.prefixes, registered.incomplete, lo, hi, why);
+}
+
+/* cachebust.fallback changed: try again to cover what was left uncovered. */
+void
+Dispatcher::retry_uncovered()
+{
+	for (const FallbackJobs::Job &u : jobs_.to_retry()) {
+		FallbackPlan plan = plan_fallback(settings_.fallback, u.prefixes, u.incomplete);
+		if (!plan.covers_everything())
+			continue;
+		uint32_t job = jobs_.start(plan, u.prefixes, u.incomplete, u.lo, u.hi, true);
+		if (job == 0)
+			continue;
+		counters_.fallbacks++;
+		log(LogLevel::Log, "cachebust fallback retried for uncovered commits " + std::to_string(u.lo) + " to " +
+							   std::to_string(u.hi));
+		submit_plan(plan, Stream::First, u.lo, job);
+	}
+}
+
+/* Turns the engine's report into counters and fallbacks; its logs go out at once. */
+void
+Dispatcher::handle_report()
+{
+	DeliveryReport report = engine_.take_report();
+	for (const LogLine &line : report.logs)
+		host_.log(line);
+	for (uint32_t job : report.failed_jobs) {
+		jobs_.failed(job);
+		counters_.fallbacks_refused++;
+	}
+	for (const FallbackNeed &need : report.fallback_needs)
+		cover(need);
+	engine_report_.counters.add(report.counters);
+	if (report.new_error) {
+		engine_report_.new_error = true;
+		engine_report_.last_error = std::move(report.last_error);
+		engine_report_.last_error_endpoint = std::move(report.last_error_endpoint);
+	}
+}
+
+/* A target Redis refused even in substitute form, or that a failover made us forget. */
+void
+Dispatcher::cover(const FallbackNeed &need)
+{
+	if (need.stream == Stream::First) {
+		start_fallback({need.prefix}, false, need.seq, drained_upto_, "Redis refused a target and its substitute");
+		return;
+	}
+	/* A second send (the first one was applied): cover the prefix anyway,
+	 * flushdb included, and say so when the fallback cannot. */
+	FallbackPlan plan = plan_fallback(settings_.fallback, {need.prefix}, false);
+	if (!plan.covers_everything()) {
+		counters_.fallbacks_refused++;
+		log(LogLevel::Warning,
+			std::string("cachebust fallback (") + mode_name(settings_.fallback) +
+				") cannot cover a second send Redis refused or a failover made us forget",
+			"Key prefix \"" + need.prefix + "\".",
+			"Set cachebust.key_prefix, or cachebust.fallback = flushdb or generation.");
+	}
+	submit_plan(plan, need.stream, need.seq, 0);
+}
+
+/* Windows Redis applied are measured, published, and queued for their second sends. */
+void
+Dispatcher::advance(int64_t now_us, int64_t wall_us)
+{
+	uint64_t held = first_held_from();
+
+	while (!windows_.empty() && windows_.front().hi < held) {
+		ClosedWindow &w = windows_.front();
+		if (w.publish) {
+			/* Held back as commit w.lo until Redis took it. */
+			engine_.publish(batch_json(w.targets_copy), w.lo);
+		}
+		for (int64_t commit_time : w.commit_times_us)
+			counters_.latency.record(static_cast<uint64_t>(std::max<int64_t>(wall_us - commit_time, 0)));
+		counters_.targets_delivered += w.targets;
+		counters_.last_delivery_wall_us = wall_us;
+		if (settings_.redelete_ms > 0) {
+			std::vector<Target> again;
+			for (const Target &t : w.targets_copy)
+				if (t.kind != TargetKind::Bump) /* an INCR twice is not the same effect */
+					again.push_back(t);
+			if (!again.empty() &&
+				!redeletes_.add(RedeleteSchedule::Entry{now_us + static_cast<int64_t>(settings_.redelete_ms) * 1000,
+														std::move(again), false},
+								settings_.max_pending))
+				log(LogLevel::Warning, "cachebust worker skipped a redelete: more than cachebust.max_pending targets "
+									   "wait for one");
+		}
+		if (settings_.standby_sends && !w.targets_copy.empty()) {
+			StandbySends::Entry e;
+			e.lsn = w.max_commit_lsn;
+			e.seq = w.lo;
+			e.delivered_us = now_us;
+			e.targets = std::move(w.targets_copy);
+			wait_for_standbys(std::move(e));
+		}
+		windows_.pop_front();
+	}
+
+	held = first_held_from();
+	for (FallbackJobs::Job &job : jobs_.settle(held)) {
+		if (job.failed)
+			continue;
+		log(LogLevel::Log, "cachebust fallback done");
+		for (Target &t : job.sent)
+			t.job = 0;
+		/* A fallback races with readers refilling old values just like a delivery. */
+		if (settings_.redelete_ms > 0 && !job.retry)
+			redeletes_.add(RedeleteSchedule::Entry{now_us + static_cast<int64_t>(settings_.redelete_ms) * 1000,
+												   job.sent, job.flushdb},
+						   settings_.max_pending);
+		/* ... and with readers on standbys, like a delivery too. The commits
+		 * it covers are not known one by one: all WAL so far must replay. */
+		if (settings_.standby_sends && !job.retry) {
+			StandbySends::Entry e;
+			e.lsn = host_.wal_insert_lsn();
+			e.seq = job.lo;
+			e.delivered_us = now_us;
+			e.targets = std::move(job.sent);
+			e.flushdb = job.flushdb;
+			wait_for_standbys(std::move(e));
+		}
+	}
+}
+
+void
+Dispatcher::wait_for_standbys(StandbySends::Entry &&entry)
+{
+	size_t before = standby_sends_.targets();
+	size_t count = entry.targets.size();
+	standby_sends_.add(std::move(entry), settings_.max_pending);
+	if (standby_sends_.targets() == before && count > 0)
+		log(LogLevel::Log, "cachebust worker keeps only the key prefixes of a window for its standby send: "
+						   "more than cachebust.max_pending targets wait for the standbys");
+}
+
+/* Standby sends whose commits every standby waited for has replayed (or
+ * that waited standby_max_wait_ms) go out now. */
+void
+Dispatcher::send_replayed(int64_t now_us)
+{
+	if (standby_sends_.empty()) {
+		standbys_absent_.clear();
+		return;
+	}
+	std::vector<std::string> absent;
+	StandbyReplay replay = host_.standby_replay(absent);
+	if (absent != standbys_absent_ && !absent.empty()) {
+		std::string names;
+		for (const std::string &n : absent)
+			names += (names.empty() ? "" : ", ") + n;
+		log(LogLevel::Warning, "cachebust.standby_names lists standbys that are not streaming: " + names +
+								   "; standby sends wait up to cachebust.standby_max_wait_ms for them");
+	}
+	standbys_absent_ = std::move(absent);
+
+	for (StandbySends::Released &r : standby_sends_.take_ready(replay, now_us, settings_.standby_max_wait_us)) {
+		StandbySends::Entry &e = r.entry;
+		counters_.second_sends++;
+		if (r.timed_out)
+			counters_.standby_timeouts++;
+		else
+			counters_.standby_lag.record(static_cast<uint64_t>(r.waited_us));
+		if (!e.prefixes.empty()) {
+			FallbackPlan plan = plan_fallback(settings_.fallback, e.prefixes, false);
+			e.targets.insert(e.targets.end(), plan.targets.begin(), plan.targets.end());
+			e.flushdb = e.flushdb || plan.flushdb;
+		}
+		if (e.flushdb)
+			engine_.submit_flushdb(Stream::Standby, e.seq, 0);
+		if (!e.targets.empty())
+			engine_.submit(std::move(e.targets), Stream::Standby, e.seq);
+	}
+}
+
+/* Every registered prefix, once the standbys replayed what is written now. */
+void
+Dispatcher::standby_fallback_for_all_registered(uint64_t seq, int64_t now_us, const std::string &why)
+{
+	if (!settings_.standby_sends)
+		return;
+	PrefixList registered = host_.registered_prefixes();
+	log(LogLevel::Log, "cachebust fallback for the standbys scheduled: " + why);
+	StandbySends::Entry e;
+	e.lsn = host_.wal_insert_lsn();
+	e.seq = seq;
+	e.delivered_us = now_us;
+	e.prefixes = std::move(registered.prefixes);
+	standby_sends_.add(std::move(e), settings_.max_pending);
+}
+
+void
+Dispatcher::send_due_redeletes(int64_t now_us)
+{
+	if (settings_.redelete_ms <= 0 && !redeletes_.empty())
+		redeletes_.take_all(); /* switched off on reload */
+	for (RedeleteSchedule::Entry &e : redeletes_.take_due(now_us)) {
+		uint64_t seq = ++redelete_seq_;
+		if (e.flushdb)
+			engine_.submit_flushdb(Stream::Redelete, seq, 0);
+		engine_.submit(std::move(e.targets), Stream::Redelete, seq);
+	}
+}
+
+/* More than max_pending targets waiting (Redis away for long): cover them instead. */
+void
+Dispatcher::enforce_max_pending()
+{
+	size_t waiting = coalescer_.size() + engine_.unsent_targets();
+	if (waiting <= settings_.max_pending)
+		return;
+	std::vector<std::string> prefixes;
+	auto note = [&](const std::string &p) {
+		if (std::find(prefixes.begin(), prefixes.end(), p) == prefixes.end())
+			prefixes.push_back(p);
+	};
+	for (const Target &t : coalescer_.targets())
+		note(target_prefix(t));
+	uint64_t lo = std::min(coalescer_.min_seq(), engine_.min_held_seq(Stream::First));
+	DroppedTargets dropped = engine_.drop_unsent();
+	for (const std::string &p : dropped.prefixes)
+		note(p);
+	coalescer_.clear();
+	log(LogLevel::Warning, "cachebust worker holds " + std::to_string(waiting) +
+							   " targets, more than cachebust.max_pending (" + std::to_string(settings_.max_pending) +
+							   "); running the fallback");
+	start_fallback(prefixes, false, lo == kNoSeq ? drained_upto_ : lo, drained_upto_,
+				   "more than cachebust.max_pending targets were waiting");
+}
+
+void
+Dispatcher::turn(int64_t now_us, int64_t wall_us)
+{
+	if (coalescer_.window_closed(now_us, settings_.window))
+		close_window();
+	engine_.on_timer();
+	handle_report();
+	send_due_redeletes(now_us);
+	advance(now_us, wall_us);
+	send_replayed(now_us);
+	enforce_max_pending();
+	handle_report();
+}
+
+int64_t
+Dispatcher::deadline_us(int64_t now_us) const
+{
+	int64_t deadline = now_us + kMaxSleepUs;
+	if (!coalescer_.empty())
+		deadline = std::min(deadline, now_us + coalescer_.time_to_close_us(now_us, settings_.window));
+	if (engine_.deadline_us() != 0)
+		deadline = std::min(deadline, engine_.deadline_us());
+	if (!redeletes_.empty())
+		deadline = std::min(deadline, redeletes_.next_due_us());
+	if (!standby_sends_.empty())
+		deadline = std::min(deadline, now_us + kStandbyPollUs);
+	return deadline;
+}
+
+bool
+Dispatcher::waits_for_window(int64_t now_us) const
+{
+	return !coalescer_.empty() && !coalescer_.window_closed(now_us, settings_.window);
+}
+
+DispatchCounters
+Dispatcher::take_counters()
+{
+	DispatchCounters out = std::move(counters_);
+	counters_ = DispatchCounters();
+	return out;
+}
+
+DeliveryReport
+Dispatcher::take_engine_report()
+{
+	DeliveryReport out = std::move(engine_report_);
+	engine_report_ = DeliveryReport();
+	return out;
+}
+
+bool
+Dispatcher::all_delivered() const
+{
+	return coalescer_.empty() && windows_.empty() && !jobs_.busy() &&
+		   engine_.min_held_seq(Stream::First) == kNoSeq && engine_.min_held_seq(Stream::Standby) == kNoSeq;
+}
+
+} // namespace cachebust

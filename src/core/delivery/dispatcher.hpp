@@ -1,0 +1,203 @@
+/*
+ * dispatcher.hpp — everything the worker decides, without PostgreSQL.
+ *
+ * The worker (src/pg/worker.cpp) drains committed batches from shared
+ * memory and hands them here; the dispatcher coalesces them into windows,
+ * hands each closed window to the delivery engine, covers what cannot be
+ * delivered exactly with a fallback, schedules the two kinds of second
+ * send, and keeps the progress that wait_for_delivery() and barrier()
+ * read. The worker publishes that progress and the counters, and sleeps
+ * until deadline_us().
+ *
+ * Words, one per concept:
+ *   window       a closed coalescing window: the commits [lo, hi] it covers
+ *   redelete     the same targets sent again cachebust.redelete_ms after
+ *                delivery (a reader's late refill of an old value)
+ *   standby send the same targets sent again once the standbys in
+ *                cachebust.standby_names have replayed the window
+ *   fallback     what covers commits that cannot be delivered exactly
+ *   (the engine's "failover repeat" is the fourth: recent work sent again
+ *   to a new Redis master)
+ *
+ * Progress: every commit has a sequence number. held_from() is the oldest
+ * commit whose targets something still holds (the coalescer, a window not
+ * applied yet, the engine, a standby send waiting); every commit below it
+ * is applied in Redis or covered by a fallback that ran, except those
+ * listed as uncovered.
+ *
+ * Clocks: windows, deadlines and second sends use the monotonic clock
+ * (now_us arguments); commit times and latencies use the wall clock the
+ * backends stamped batches with (wall_us arguments), for users to read.
+ */
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "core/coalescer.hpp"
+#include "core/delivery/engine.hpp"
+#include "core/delivery/fallback.hpp"
+#include "core/delivery/redelete_schedule.hpp"
+#include "core/delivery/standby_sends.hpp"
+#include "core/latency_histogram.hpp"
+
+namespace cachebust {
+
+/* The key prefixes the fallback must cover when every commit is concerned. */
+struct PrefixList {
+	std::vector<std::string> prefixes;
+	bool incomplete = false; /* more prefixes were used than could be remembered */
+};
+
+/* What the dispatcher asks of its surroundings (PostgreSQL, in the worker). */
+class DispatcherHost
+{
+  public:
+	virtual ~DispatcherHost() = default;
+	virtual void log(const LogLine &line) = 0;
+	/* Every key prefix in use (the registry, and this server's own). */
+	virtual PrefixList registered_prefixes() = 0;
+	/* The end of WAL written so far: what the standbys must replay to have
+	 * seen everything committed now. */
+	virtual uint64_t wal_insert_lsn() = 0;
+	/* Where the standbys waited for have replayed to; absent receives the
+	 * listed ones that are not streaming. */
+	virtual StandbyReplay standby_replay(std::vector<std::string> &absent) = 0;
+};
+
+struct DispatcherSettings {
+	WindowPolicy window;
+	FallbackMode fallback = FallbackMode::Prefix;
+	int redelete_ms = 0;
+	bool publish = false; /* cachebust.publish_channel is set */
+	bool standby_sends = false; /* cachebust.standby_names is set */
+	int64_t standby_max_wait_us = 60 * 1000 * 1000;
+	size_t max_pending = 1000000;
+};
+
+/* What the worker adds to the shared counters after a turn. */
+struct DispatchCounters {
+	uint64_t targets_coalesced = 0;
+	uint64_t targets_delivered = 0;
+	uint64_t fallbacks = 0;
+	uint64_t fallbacks_refused = 0;
+	uint64_t second_sends = 0; /* standby sends */
+	uint64_t standby_timeouts = 0;
+	LatencyHistogram latency;	  /* commit to acknowledgement, µs */
+	LatencyHistogram standby_lag; /* first delivery to the standbys' replay, µs */
+	int64_t last_delivery_wall_us = 0;
+};
+
+class Dispatcher
+{
+  public:
+	Dispatcher(DispatcherHost &host, uint64_t seed);
+	Dispatcher(const Dispatcher &) = delete;
+	Dispatcher &operator=(const Dispatcher &) = delete;
+
+	/* Settings; a changed fallback mode retries what is uncovered. */
+	void configure(const DispatcherSettings &settings, const EngineSettings &engine);
+
+	/* ---- start ---- */
+
+	/* Commits up to `seq` left the queue in an earlier worker's time. */
+	void resume_after(uint64_t seq);
+	/* Covers commits [lo, hi] for every registered prefix (seq 0 stands
+	 * for every commit before this run of the server). */
+	void fallback_for_all_registered(uint64_t lo, uint64_t hi, const std::string &why);
+	/* The same, for readers on the standbys: once they replayed all WAL so far. */
+	void standby_fallback_for_all_registered(uint64_t seq, int64_t now_us, const std::string &why);
+	void add_redelete(RedeleteSchedule::Entry &&entry);
+	void add_standby_send(StandbySends::Entry &&entry);
+
+	/* ---- each turn ---- */
+
+	/* Batches the worker drained (concatenated, batch_codec.hpp); every
+	 * commit <= upto_seq has been drained. */
+	void add_drained(const std::string &batches, uint64_t upto_seq, int64_t now_us);
+	/* Commits lost without a trace in the queue. */
+	void add_unrecorded(uint64_t lo, uint64_t hi);
+	void request_flush() { coalescer_.request_flush(); }
+	/* A target that could not be applied even in substitute form (the
+	 * engine's report), or a prefix a failover made the engine forget:
+	 * the fallback covers its prefix on the target's stream. */
+	void cover(const FallbackNeed &need);
+	/* Everything but the sleep. */
+	void turn(int64_t now_us, int64_t wall_us);
+
+	/* ---- waiting ---- */
+
+	/* Monotonic time of the next thing to do (now_us + kMaxSleep at most). */
+	int64_t deadline_us(int64_t now_us) const;
+	/* A window is open and will close by time: a commit need not wake us. */
+	bool waits_for_window(int64_t now_us) const;
+	DeliveryEngine &engine() { return engine_; }
+
+	/* ---- what the worker publishes ---- */
+
+	/* Every commit <= this is applied or covered (uncovered ones apart). */
+	uint64_t delivered_seq() const;
+	const std::vector<SeqRange> &uncovered() const { return jobs_.uncovered(); }
+	uint64_t uncovered_batches() const { return jobs_.uncovered_batches(); }
+	bool standby_sends_waiting() const { return !standby_sends_.empty(); }
+	size_t pending_targets() const;
+	uint64_t drained_upto() const { return drained_upto_; }
+	const std::vector<std::string> &standbys_absent() const { return standbys_absent_; }
+	DispatchCounters take_counters();
+	DeliveryReport take_engine_report();
+
+	/* ---- stop ---- */
+
+	/* Nothing is held back but second sends not due yet. */
+	bool all_delivered() const;
+	std::vector<RedeleteSchedule::Entry> take_redeletes() { return redeletes_.take_all(); }
+	std::vector<StandbySends::Entry> take_standby_sends() { return standby_sends_.take_all(); }
+	size_t standby_sends_count() const { return standby_sends_.size(); }
+
+  private:
+	/* A closed coalescing window, until Redis applied all of it. */
+	struct ClosedWindow {
+		uint64_t lo, hi; /* the commits it covers */
+		size_t targets;
+		std::vector<int64_t> commit_times_us;
+		bool publish;
+		std::vector<Target> targets_copy; /* for redelete_ms and standby sends */
+		uint64_t max_commit_lsn;		  /* what the standbys must replay before the standby send */
+	};
+
+	void log(LogLevel level, std::string message, std::string detail = {}, std::string hint = {});
+	void close_window();
+	void handle_report();
+	void advance(int64_t now_us, int64_t wall_us);
+	void wait_for_standbys(StandbySends::Entry &&entry);
+	void send_replayed(int64_t now_us);
+	void send_due_redeletes(int64_t now_us);
+	void enforce_max_pending();
+	void start_fallback(const std::vector<std::string> &prefixes, bool incomplete, uint64_t lo, uint64_t hi,
+						const std::string &why);
+	void submit_plan(const FallbackPlan &plan, Stream s, uint64_t seq, uint32_t job);
+	void retry_uncovered();
+	uint64_t first_held_from() const;
+	uint64_t held_from() const;
+
+	DispatcherHost &host_;
+	DeliveryEngine engine_;
+	DispatcherSettings settings_;
+	bool configured_ = false;
+	Coalescer coalescer_;
+	FallbackJobs jobs_;
+	RedeleteSchedule redeletes_;
+	StandbySends standby_sends_;
+	std::deque<ClosedWindow> windows_;
+	DispatchCounters counters_;
+	DeliveryReport engine_report_; /* counters and errors, for the worker's stats */
+	std::vector<std::string> standbys_absent_;
+
+	uint64_t drained_upto_ = 0; /* every commit <= this was drained */
+	uint64_t window_hi_ = 0;	/* the last commit in a closed window */
+	uint64_t redelete_seq_ = 0; /* the redelete stream's own counter */
+};
+
+} // namespace cachebust
