@@ -1,7 +1,9 @@
 /*
  * prefix_registry.cpp — shared-memory list of key prefixes in use, backed
  * by PGDATA/pg_cachebust/prefixes (one hex-encoded prefix per line, so any
- * byte is allowed; a line "*" records that the list overflowed).
+ * byte is allowed; a line "*" records that the list overflowed; a line
+ * "@<hex>" names the database and role that first committed with the empty
+ * prefix, which the prefix fallback cannot cover).
  *
  * Registration is rare: each backend remembers the last prefix it found
  * registered, so the common commit path compares one string and takes no lock.
@@ -11,7 +13,10 @@
 #include "pg/guc.hpp"
 
 extern "C" {
+#include "commands/dbcommands.h"
+#include "miscadmin.h"
 #include "storage/fd.h"
+#include "utils/builtins.h"
 }
 
 namespace cachebust::pg {
@@ -24,6 +29,8 @@ struct PrefixRegistry {
 	bool overflowed;
 	uint16 lengths[kMaxRegisteredPrefixes];
 	char prefixes[kMaxRegisteredPrefixes][kMaxPrefixLength];
+	/* Who first committed with the empty prefix: 'database "d", role "r"' ('' if nobody). */
+	char empty_source[2 * NAMEDATALEN + 32];
 };
 
 static PrefixRegistry *registry = nullptr;
@@ -85,11 +92,19 @@ load_registry_file()
 			registry->overflowed = true;
 			continue;
 		}
-		bool ok = n % 2 == 0 && n / 2 <= sizeof(prefix);
-		for (size_t i = 0; ok && i < n; i += 2) {
-			int hi = hex_value(line[i]), lo = hex_value(line[i + 1]);
+		bool source = n > 0 && line[0] == '@';
+		const char *hex = source ? line + 1 : line;
+		size_t hex_len = source ? n - 1 : n;
+		bool ok = hex_len % 2 == 0 && hex_len / 2 <= sizeof(prefix);
+		for (size_t i = 0; ok && i < hex_len; i += 2) {
+			int hi = hex_value(hex[i]), lo = hex_value(hex[i + 1]);
 			ok = hi >= 0 && lo >= 0;
 			prefix[i / 2] = static_cast<char>(hi * 16 + lo);
+		}
+		if (ok && source) {
+			strlcpy(registry->empty_source, prefix,
+					Min(hex_len / 2 + 1, sizeof(registry->empty_source)));
+			continue;
 		}
 		if (!ok) {
 			registry->overflowed = true;
@@ -114,17 +129,18 @@ prefix_registry_shmem_init(LWLock *lock)
 	}
 }
 
-/* Appends one line to the file and syncs it; ERROR on failure (we are before commit). */
+/* Appends one line to the file and syncs it; ERROR on failure (we are before commit).
+ * marker: 0 for a prefix, '*' for the overflow line, '@' for who used the empty prefix. */
 static void
-append_registry_line(const char *prefix, size_t len, bool overflow_marker)
+append_registry_line(const char *prefix, size_t len, char marker)
 {
-	char line[2 * kMaxPrefixLength + 2];
+	char line[2 * kMaxPrefixLength + 3];
 	size_t n = 0;
 	static const char digits[] = "0123456789abcdef";
 
-	if (overflow_marker)
-		line[n++] = '*';
-	else
+	if (marker != 0)
+		line[n++] = marker;
+	if (marker != '*')
 		for (size_t i = 0; i < len; i++) {
 			unsigned char c = static_cast<unsigned char>(prefix[i]);
 			line[n++] = digits[c >> 4];
@@ -153,11 +169,33 @@ prefix_registry_note(const char *prefix)
 	if (last_known_valid && strcmp(last_known, prefix) == 0)
 		return;
 
+	/* Named before taking the lock: these look up the catalogs. */
+	char source[sizeof(registry->empty_source)] = "";
+	if (len == 0) {
+		const char *database = get_database_name(MyDatabaseId);
+		snprintf(source, sizeof(source), "database \"%s\", role \"%s\"", database ? database : "?",
+				 GetUserNameFromId(GetUserId(), true) ?: "?");
+	}
+
 	LWLockAcquire(registry->lock, LW_EXCLUSIVE);
 	if (find_prefix(prefix, len) < 0) {
 		bool overflow = registry->count >= kMaxRegisteredPrefixes;
 		if (!overflow || !registry->overflowed)
-			append_registry_line(prefix, len, overflow);
+			append_registry_line(prefix, len, overflow ? '*' : 0);
+		if (len == 0 && !overflow) {
+			append_registry_line(source, strlen(source), '@');
+			strlcpy(registry->empty_source, source, sizeof(registry->empty_source));
+			/* What the prefix fallback cannot cover, said where it starts. */
+			if (guc_fallback == FALLBACK_PREFIX)
+				ereport(WARNING,
+						(errmsg("cachebust.key_prefix is empty for %s: an invalidation of this commit that is lost "
+								"cannot be covered by cachebust.fallback = prefix",
+								source),
+						 errdetail("The prefix fallback never removes every key of the Redis database; "
+								   "wait_for_delivery() and barrier() report such losses as undelivered."),
+						 errhint("Set cachebust.key_prefix for this database or role (ALTER DATABASE ... SET), "
+								 "or choose cachebust.fallback = flushdb or generation.")));
+		}
 		if (overflow && !registry->overflowed)
 			ereport(WARNING,
 					(errmsg("more than %d distinct cachebust.key_prefix values are in use", kMaxRegisteredPrefixes),
@@ -174,13 +212,14 @@ prefix_registry_note(const char *prefix)
 RegisteredPrefixes
 prefix_registry_snapshot()
 {
-	RegisteredPrefixes out{{}, false};
+	RegisteredPrefixes out{{}, false, {}};
 	if (registry == nullptr)
 		return out;
 	LWLockAcquire(registry->lock, LW_SHARED);
 	for (int i = 0; i < registry->count; i++)
 		out.prefixes.emplace_back(registry->prefixes[i], registry->lengths[i]);
 	out.overflowed = registry->overflowed;
+	out.empty_prefix_source = registry->empty_source;
 	LWLockRelease(registry->lock);
 	return out;
 }

@@ -31,6 +31,8 @@ void prefix_registry_note(const char *prefix);
 struct RegisteredPrefixes {
 	std::vector<std::string> prefixes;
 	bool overflowed; /* some prefixes could not be remembered */
+	/* Who first committed with the empty prefix ('' if nobody did). */
+	std::string empty_prefix_source;
 };
 
 /* The worker's copy of the list, for the fallback. */

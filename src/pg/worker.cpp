@@ -79,6 +79,7 @@ class Worker final : private DispatcherHost
 	StandbyReplay standby_replay(std::vector<std::string> &absent) override;
 
 	void load_settings();
+	void warn_if_empty_prefix_recorded();
 	void start();
 	void drain();
 	void turn();
@@ -90,6 +91,7 @@ class Worker final : private DispatcherHost
 	EngineSettings engine_settings_;
 	StandbyNames standby_names_;
 	bool first_load_ = true;
+	bool prefix_mode_ = false; /* cachebust.fallback was prefix at the last load */
 	bool drain_blocked_ = false;
 	std::string drain_buffer_;
 	StatsDelta stats_;
@@ -221,12 +223,34 @@ Worker::load_settings()
 		}
 	}
 
-	if (d.fallback == FallbackMode::Prefix && setting(guc_key_prefix).empty())
-		log(LogLine{LogLevel::Warning,
-					"cachebust.key_prefix is empty and cachebust.fallback is \"prefix\": a lost invalidation cannot be covered",
-					"The prefix fallback never removes every key of the Redis database; wait_for_delivery() and barrier() "
-					"report such losses as undelivered.",
-					"Set cachebust.key_prefix, or choose cachebust.fallback = flushdb or generation."});
+	/* Said at start, and when the fallback becomes prefix again. */
+	bool now_prefix = d.fallback == FallbackMode::Prefix;
+	if (now_prefix && !prefix_mode_)
+		warn_if_empty_prefix_recorded();
+	prefix_mode_ = now_prefix;
+}
+
+/*
+ * Commits recorded with an empty key_prefix are what the prefix fallback
+ * cannot cover. Whether this server's own setting is empty says nothing:
+ * the recommended set-up gives each database or role its own prefix.
+ */
+void
+Worker::warn_if_empty_prefix_recorded()
+{
+	RegisteredPrefixes registered;
+	pg_call([&] { registered = prefix_registry_snapshot(); });
+	if (std::find(registered.prefixes.begin(), registered.prefixes.end(), std::string()) == registered.prefixes.end())
+		return;
+	std::string source = registered.empty_prefix_source.empty() ? "a database and role not recorded"
+																 : registered.empty_prefix_source;
+	log(LogLine{LogLevel::Warning,
+				"cachebust.key_prefix was empty for commits of " + source +
+					", and cachebust.fallback is \"prefix\": a lost invalidation of such a commit cannot be covered",
+				"The prefix fallback never removes every key of the Redis database; wait_for_delivery() and barrier() "
+				"report such losses as undelivered.",
+				"Set cachebust.key_prefix for that database or role, or choose cachebust.fallback = flushdb or "
+				"generation."});
 }
 
 /* What the run of the server, or the previous worker, left behind. */

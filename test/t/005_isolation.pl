@@ -149,10 +149,26 @@ $unset->stop;
 
 # ---- item 3: what no fallback covered is never reported delivered
 my $bare = cachebust_node('bare', $redis, "cachebust.queue_size = 64kB\nrestart_after_crash = on");
-like(slurp_file($bare->logfile), qr/cachebust.key_prefix is empty and cachebust.fallback is "prefix"/,
-	'a startup WARNING says an empty key_prefix cannot be covered');
+# The recommended set-up, every database with its own prefix, gets no warning
+# although the server-wide setting is empty.
+$bare->safe_psql('postgres', q{CREATE DATABASE tenant; ALTER DATABASE tenant SET cachebust.key_prefix = 'tenant:'});
+$bare->safe_psql('tenant', q{CREATE EXTENSION cachebust; CREATE TABLE t (id int); SELECT cachebust.watch('t', keys => ARRAY['t:{id}']);
+  INSERT INTO t VALUES (1)});
+$bare->restart;
+unlike(slurp_file($bare->logfile), qr/key_prefix (is|was) empty/,
+	'no warning about an empty key_prefix while every commit had a prefix');
+# A commit with the empty prefix is what cannot be covered: said once, naming who.
 $bare->safe_psql('postgres', q{CREATE TABLE items (id int, body text);
   SELECT cachebust.watch('items', keys => ARRAY['bare:{id}:{body}'])});
+my ($stdout, $stderr);
+$bare->psql('postgres', q{INSERT INTO items VALUES (0, 'x')}, stdout => \$stdout, stderr => \$stderr);
+like($stderr, qr/WARNING:  cachebust.key_prefix is empty for database "postgres", role "postgres"/,
+	'the first commit with an empty key_prefix is warned about, naming its database and role');
+$bare->psql('postgres', q{INSERT INTO items VALUES (0, 'x')}, stdout => \$stdout, stderr => \$stderr);
+unlike($stderr, qr/WARNING/, 'once');
+$bare->restart;
+like(slurp_file($bare->logfile), qr/key_prefix was empty for commits of database "postgres", role "postgres"/,
+	'after a restart the worker says it again, naming them');
 is($bare->safe_psql('postgres', q{INSERT INTO items SELECT g, repeat('x', 200) FROM generate_series(1, 2000) g;
   SELECT cachebust.wait_for_delivery(2000)}), 'f', 'an overflow the prefix fallback refused is not delivered');
 is($bare->safe_psql('postgres', 'SELECT cachebust.barrier(2000)'), 'f', 'barrier() says so too');
