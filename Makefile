@@ -21,6 +21,7 @@ CORE_SRCS = \
 	src/core/template.cpp \
 	src/core/pending_set.cpp \
 	src/core/target_set.cpp \
+	src/core/seq_set.cpp \
 	src/core/batch_codec.cpp \
 	src/core/backoff.cpp \
 	src/core/coalescer.cpp \
