@@ -18,15 +18,33 @@ Coalescer::add_transaction(std::vector<Target> targets, uint64_t seq, int64_t co
 	if (set_.empty()) {
 		/* A transaction's targets are distinct already (its pending set). */
 		opened_at_us_ = now_us;
+		contributions_.push_back(Contribution{0, static_cast<uint32_t>(targets.size() - 1), seq});
 		set_.insert_distinct(std::move(targets), seq);
 	} else {
 		set_.reserve_more(targets.size());
-		for (Target &t : targets)
-			if (!set_.insert(std::move(t), seq))
+		for (Target &t : targets) {
+			uint32_t position = 0;
+			if (!set_.insert(std::move(t), seq, &position))
 				coalesced_++;
+			contributed(position, seq);
+		}
 	}
 	commit_times_us_.push_back(commit_time_us);
 	max_commit_lsn_ = std::max(max_commit_lsn_, commit_lsn);
+}
+
+/* Runs of consecutive positions from one commit are kept as one. */
+void
+Coalescer::contributed(uint32_t position, uint64_t seq)
+{
+	if (!contributions_.empty()) {
+		Contribution &last = contributions_.back();
+		if (last.seq == seq && last.hi + 1 == position) {
+			last.hi = position;
+			return;
+		}
+	}
+	contributions_.push_back(Contribution{position, position, seq});
 }
 
 bool
@@ -52,7 +70,8 @@ Coalescer::Batch
 Coalescer::take()
 {
 	Batch batch;
-	batch.targets = set_.take();
+	batch.targets = set_.take(batch.commits);
+	batch.contributions = std::move(contributions_);
 	batch.commit_times_us = std::move(commit_times_us_);
 	batch.coalesced = coalesced_;
 	batch.max_commit_lsn = max_commit_lsn_;
@@ -64,6 +83,7 @@ void
 Coalescer::clear()
 {
 	set_.clear();
+	contributions_.clear();
 	commit_times_us_.clear();
 	max_commit_lsn_ = 0;
 	flush_requested_ = false;

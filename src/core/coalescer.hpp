@@ -15,6 +15,12 @@
 
 namespace cachebust {
 
+/* Targets [lo, hi] (positions in a closed window) came from commit seq. */
+struct Contribution {
+	uint32_t lo, hi;
+	uint64_t seq;
+};
+
 struct WindowPolicy {
 	int64_t debounce_us = 50000;
 	size_t max_batch = 10000;
@@ -31,6 +37,11 @@ class Coalescer
 		uint64_t coalesced = 0;
 		/* the highest commit LSN among them (what standbys must replay) */
 		uint64_t max_commit_lsn = 0;
+		/* which commit each target came from (a target may have several),
+		 * in commit order: what lets each commit be delivered on its own */
+		std::vector<Contribution> contributions;
+		/* every commit of the window */
+		SeqSet commits;
 	};
 
 	/* A drained transaction (commit seq, committed at commit_time_us, its
@@ -46,6 +57,8 @@ class Coalescer
 	size_t size() const { return set_.size(); }
 	/* The oldest commit whose targets wait here (kNoSeq when empty). */
 	uint64_t min_seq() const { return set_.min_seq(); }
+	/* The commits whose targets wait here. */
+	const SeqSet &seqs() const { return set_.seqs(); }
 	const std::vector<Target> &targets() const { return set_.targets(); }
 
 	/* Whether the window is closed at now_us (never for an empty set). */
@@ -64,7 +77,10 @@ class Coalescer
 	uint64_t coalesced() const { return coalesced_; }
 
   private:
+	void contributed(uint32_t position, uint64_t seq);
+
 	TargetSet set_;
+	std::vector<Contribution> contributions_;
 	std::vector<int64_t> commit_times_us_;
 	uint64_t max_commit_lsn_ = 0;
 	int64_t opened_at_us_ = 0;

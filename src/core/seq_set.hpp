@@ -29,8 +29,8 @@ class SeqSet
 	static constexpr size_t kMaxRanges = 1024;
 
 	SeqSet() = default;
-	/* {seq} */
-	explicit SeqSet(uint64_t seq) { add(seq, seq); }
+	/* {seq} (implicit: a single commit is the common case) */
+	SeqSet(uint64_t seq) { add(seq, seq); }
 	/* [lo, hi] */
 	SeqSet(uint64_t lo, uint64_t hi) { add(lo, hi); }
 
@@ -45,6 +45,8 @@ class SeqSet
 	bool intersects(uint64_t lo, uint64_t hi) const;
 	/* The smallest commit (UINT64_MAX when empty, as kNoSeq). */
 	uint64_t min() const { return ranges_.empty() ? UINT64_MAX : ranges_.front().lo; }
+	/* The largest commit (0 when empty). */
+	uint64_t max() const { return ranges_.empty() ? 0 : ranges_.back().hi; }
 	const std::vector<Range> &ranges() const { return ranges_; }
 	/* Merges the closest neighbours until at most max_ranges remain (a superset). */
 	void coarsen(size_t max_ranges);

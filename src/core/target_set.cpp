@@ -52,12 +52,22 @@ TargetSet::build_index()
 	hashes_.clear();
 	slots_.clear();
 	indexed_ = true;
-	uint64_t min_seq = min_seq_;
 	bool immediate = immediate_;
 	reserve_more(adopted.size());
 	for (Target &t : adopted)
-		insert(std::move(t), min_seq);
+		insert_target(std::move(t), nullptr);
 	immediate_ = immediate;
+}
+
+/* Into an empty set: taken as they are (see insert_distinct). */
+void
+TargetSet::adopt(std::vector<Target> &&targets)
+{
+	targets_ = std::move(targets);
+	hashes_.clear();
+	indexed_ = false;
+	for (const Target &t : targets_)
+		immediate_ = immediate_ || t.immediate;
 }
 
 void
@@ -65,27 +75,50 @@ TargetSet::insert_distinct(std::vector<Target> &&targets, uint64_t seq)
 {
 	if (targets.empty())
 		return;
+	seqs_.add(seq);
 	if (targets_.empty()) {
-		targets_ = std::move(targets);
-		hashes_.clear();
-		indexed_ = false;
-		min_seq_ = std::min(min_seq_, seq);
-		for (const Target &t : targets_)
-			immediate_ = immediate_ || t.immediate;
+		adopt(std::move(targets));
 		return;
 	}
 	reserve_more(targets.size());
 	for (Target &t : targets)
-		insert(std::move(t), seq);
+		insert_target(std::move(t), nullptr);
+}
+
+void
+TargetSet::insert_distinct(std::vector<Target> &&targets, const SeqSet &from)
+{
+	if (targets.empty())
+		return;
+	seqs_.merge(from);
+	if (targets_.empty()) {
+		adopt(std::move(targets));
+		return;
+	}
+	reserve_more(targets.size());
+	for (Target &t : targets)
+		insert_target(std::move(t), nullptr);
 }
 
 bool
-TargetSet::insert(Target &&t, uint64_t seq)
+TargetSet::insert(Target &&t, uint64_t seq, uint32_t *position)
+{
+	seqs_.add(seq);
+	return insert_target(std::move(t), position);
+}
+
+bool
+TargetSet::insert(Target &&t, const SeqSet &from)
+{
+	seqs_.merge(from);
+	return insert_target(std::move(t), nullptr);
+}
+
+bool
+TargetSet::insert_target(Target &&t, uint32_t *position)
 {
 	if (!indexed_)
 		build_index();
-	if (seq < min_seq_)
-		min_seq_ = seq;
 	if (t.immediate)
 		immediate_ = true;
 	if (2 * (targets_.size() + 1) > slots_.size())
@@ -101,12 +134,16 @@ TargetSet::insert(Target &&t, uint64_t seq)
 			kept.immediate = kept.immediate || t.immediate;
 			/* The shallower tag expands further. */
 			kept.depth = std::min(kept.depth, t.depth);
+			if (position != nullptr)
+				*position = static_cast<uint32_t>(pos);
 			return false;
 		}
 	}
 	targets_.push_back(std::move(t));
 	hashes_.push_back(hash);
 	slots_[i] = static_cast<uint32_t>(targets_.size());
+	if (position != nullptr)
+		*position = static_cast<uint32_t>(targets_.size() - 1);
 	return true;
 }
 
@@ -116,6 +153,13 @@ TargetSet::take()
 	std::vector<Target> out = std::move(targets_);
 	clear();
 	return out;
+}
+
+std::vector<Target>
+TargetSet::take(SeqSet &seqs)
+{
+	seqs = std::move(seqs_);
+	return take();
 }
 
 void
@@ -129,7 +173,7 @@ TargetSet::clear()
 		std::vector<uint32_t>().swap(slots_);
 	else
 		std::fill(slots_.begin(), slots_.end(), 0);
-	min_seq_ = kNoSeq;
+	seqs_.clear();
 	immediate_ = false;
 }
 

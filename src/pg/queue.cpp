@@ -191,20 +191,45 @@ uncovered_upto(uint64 upto)
 	return found;
 }
 
+/* Whether each of seqs is delivered: below the watermark, or accounted for and not held. */
+static bool
+each_delivered(const uint64 *seqs, size_t n)
+{
+	SharedQueue *q = shared_queue;
+	uint64 watermark = pg_atomic_read_u64(&q->delivered_seq);
+	bool all = true;
+	LWLockAcquire(q->lock, LW_SHARED);
+	for (size_t i = 0; i < n && all; i++) {
+		uint64 seq = seqs[i];
+		if (seq <= watermark)
+			continue;
+		all = seq <= q->accounted_seq;
+		for (int r = 0; r < q->n_held && all; r++)
+			all = seq < q->held_lo[r] || seq > q->held_hi[r];
+	}
+	LWLockRelease(q->lock);
+	return all;
+}
+
 bool
 queue_wait_until_delivered(uint64 upto, const uint64 *seqs, size_t n, int timeout_ms)
 {
 	SharedQueue *q = shared_queue;
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	/* Monotonic: a wall clock stepped back must not stretch the timeout. */
+	instr_time start, now;
+	INSTR_TIME_SET_CURRENT(start);
 	bool delivered;
 
 	ConditionVariablePrepareToSleep(&q->delivered_cv);
 	for (;;) {
-		delivered = pg_atomic_read_u64(&q->delivered_seq) >= upto &&
-					!(n > 0 ? queue_any_uncovered(seqs, n) : uncovered_upto(upto));
+		/* A session's own commits (n > 0) one by one; barrier() everything up to upto. */
+		delivered = n > 0 ? each_delivered(seqs, n) && !queue_any_uncovered(seqs, n)
+						  : pg_atomic_read_u64(&q->delivered_seq) >= upto && !uncovered_upto(upto);
 		if (delivered)
 			break;
-		long remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		INSTR_TIME_SET_CURRENT(now);
+		INSTR_TIME_SUBTRACT(now, start);
+		long remaining = timeout_ms - static_cast<long>(INSTR_TIME_GET_MILLISEC(now));
 		if (remaining <= 0)
 			break;
 		/* Bounded sleeps: a lost wakeup costs at most 100 ms. */
@@ -296,13 +321,27 @@ fit_ranges(std::vector<SeqRange> ranges)
 }
 
 void
-queue_publish_progress(uint64 delivered, const std::vector<SeqRange> &uncovered, bool standby_sends_waiting)
+queue_publish_progress(uint64 delivered, uint64 accounted, const SeqSet &held, const std::vector<SeqRange> &uncovered,
+					   bool standby_sends_waiting)
 {
 	SharedQueue *q = shared_queue;
 	std::vector<SeqRange> fitted = fit_ranges(uncovered);
+	SeqSet held_fitted = held;
+	held_fitted.coarsen(kMaxHeldRanges);
 
 	LWLockAcquire(q->lock, LW_EXCLUSIVE);
 	q->standby_sends_waiting = standby_sends_waiting;
+	/* A commit leaving the held set (or newly accounted for) may end a session's wait. */
+	bool held_changed = accounted != q->accounted_seq ||
+						static_cast<int>(held_fitted.ranges().size()) != q->n_held;
+	for (int i = 0; !held_changed && i < q->n_held; i++)
+		held_changed = held_fitted.ranges()[i].lo != q->held_lo[i] || held_fitted.ranges()[i].hi != q->held_hi[i];
+	q->accounted_seq = accounted;
+	q->n_held = static_cast<int>(held_fitted.ranges().size());
+	for (int i = 0; i < q->n_held; i++) {
+		q->held_lo[i] = held_fitted.ranges()[i].lo;
+		q->held_hi[i] = held_fitted.ranges()[i].hi;
+	}
 	/* Fewer uncovered ranges: a fallback covered some, and sessions may be waiting for that. */
 	bool covered_some = static_cast<int>(fitted.size()) < q->n_uncovered;
 	q->n_uncovered = static_cast<int>(fitted.size());
@@ -315,7 +354,7 @@ queue_publish_progress(uint64 delivered, const std::vector<SeqRange> &uncovered,
 	bool advanced = delivered > pg_atomic_read_u64(&q->delivered_seq);
 	if (advanced)
 		pg_atomic_write_u64(&q->delivered_seq, delivered);
-	if (advanced || covered_some)
+	if (advanced || covered_some || held_changed)
 		ConditionVariableBroadcast(&q->delivered_cv);
 }
 

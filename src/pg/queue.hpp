@@ -18,6 +18,9 @@
  * in commit-hand-off order. delivered_seq is the highest seq such that every
  * commit up to it is applied in Redis or covered by a fallback that ran —
  * except the "uncovered" ones, listed apart, which no fallback covered.
+ * Above it, a commit <= accounted_seq is delivered unless it lies in one of
+ * the held ranges (a superset of the commits something still holds back),
+ * so a session waits for its own commits and not for a dead shard's.
  */
 #pragma once
 
@@ -26,12 +29,15 @@
 #include "pg/postgres.hpp"
 
 #include "core/delivery/fallback.hpp"
+#include "core/seq_set.hpp"
 #include "core/latency_histogram.hpp"
 
 namespace cachebust::pg {
 
 /* Ranges of uncovered commits kept in shared memory (merged beyond that: more, never less). */
 constexpr int kMaxUncoveredRanges = 64;
+/* Ranges of held commits above delivered_seq (merged beyond that: more, never less). */
+constexpr int kMaxHeldRanges = 64;
 
 /* Counters and gauges the worker maintains (under stats_mutex). */
 struct WorkerStats {
@@ -87,6 +93,12 @@ struct SharedQueue {
 	uint64 undrained_targets;
 	pg_atomic_uint64 delivered_seq;
 	pg_atomic_uint32 flush_requested;
+
+	/* Commits above delivered_seq and <= accounted_seq still held back. */
+	uint64 accounted_seq;
+	int n_held;
+	uint64 held_lo[kMaxHeldRanges];
+	uint64 held_hi[kMaxHeldRanges];
 
 	/* Commits no fallback covered (see core/delivery/fallback.hpp). */
 	int n_uncovered;
@@ -164,8 +176,8 @@ struct QueueDrain {
 /* Copies every ready batch into `out` (concatenated) and frees their space. */
 QueueDrain queue_drain(std::string &out);
 
-/* Publishes the worker's progress: uncovered first, then delivered_seq. */
-void queue_publish_progress(uint64 delivered, const std::vector<cachebust::SeqRange> &uncovered,
-							bool standby_sends_waiting);
+/* Publishes the worker's progress: uncovered and held first, then delivered_seq. */
+void queue_publish_progress(uint64 delivered, uint64 accounted, const cachebust::SeqSet &held,
+							const std::vector<cachebust::SeqRange> &uncovered, bool standby_sends_waiting);
 
 } // namespace cachebust::pg

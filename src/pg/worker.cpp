@@ -327,7 +327,7 @@ Worker::start()
 		dispatcher_.standby_fallback_for_all_registered(p.delivered + 1, now,
 														"the saved standby sends could not be read back");
 	for (StandbySends::Entry &e : waiting) {
-		e.seq = p.delivered + 1;
+		e.seqs = SeqSet(p.delivered + 1);
 		e.delivered_us = now;
 		dispatcher_.add_standby_send(std::move(e));
 	}
@@ -383,8 +383,8 @@ Worker::publish()
 	StatsGauges gauges{dispatcher_.pending_targets(), dispatcher_.uncovered_batches(),
 					   dispatcher_.engine().connected(), dispatcher_.standbys_absent()};
 	pg_call([&] {
-		queue_publish_progress(dispatcher_.delivered_seq(), dispatcher_.uncovered(),
-							   dispatcher_.standby_sends_waiting());
+		queue_publish_progress(dispatcher_.delivered_seq(), dispatcher_.drained_upto(), dispatcher_.held(),
+							   dispatcher_.uncovered(), dispatcher_.standby_sends_waiting());
 		worker_stats_publish(stats_, gauges);
 	});
 }

@@ -78,7 +78,9 @@ TEST(Dispatcher, ProgressStopsBelowWhatIsHeldAndUncoveredIsKept)
 	Dispatcher d(host, 1);
 	d.configure(settings(), EngineSettings());
 	d.add_drained(batch(1, 0, {key("a")}) + batch(2, 0, {key("b")}), 2, 0);
+	d.turn(0, 0);
 	EXPECT_EQ(d.delivered_seq(), 0u);
+	EXPECT_TRUE(d.held().contains(1) && d.held().contains(2)) << "both wait in the window";
 
 	/* Lost commits with only the empty prefix known: refused, so uncovered. */
 	host.prefixes.prefixes = {""};

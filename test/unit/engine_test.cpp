@@ -382,7 +382,7 @@ TEST_F(EngineTest, ARefusedUnlinkIsIsolatedAndCoveredByTheFallback)
 	EXPECT_TRUE(exists("other:1"));
 	ASSERT_EQ(limited.needs.size(), 1u);
 	EXPECT_EQ(limited.needs[0].prefix, "other:");
-	EXPECT_EQ(limited.needs[0].seq, 7u);
+	EXPECT_EQ(limited.needs[0].seqs.min(), 7u);
 	EXPECT_EQ(limited.counters.targets_failed, 1u);
 	EXPECT_NE(limited.last_error.find("NOPERM"), std::string::npos) << limited.last_error;
 	admin.command({"ACL", "DELUSER", "limited"});
@@ -455,6 +455,64 @@ TEST_F(EngineTest, KeysAreDeliveredWhileAPassRuns)
 	ASSERT_TRUE(h.delivered(Stream::First, 30000));
 	EXPECT_EQ(h.counters.scan_passes, 1u) << "1000 patterns, one pass";
 	EXPECT_EQ(admin.command({"DBSIZE"}).integer, 50000);
+}
+
+/*
+ * Issue 21, item 10: a commit is held back only where its own targets
+ * wait. Commits 1 (globs, a long pass) and 2 (a key) share one window; once
+ * the key is gone commit 2 is delivered, while the pass still holds 1.
+ */
+TEST_F(EngineTest, ACommitIsHeldOnlyWhereItsOwnTargetsWait)
+{
+	std::vector<Command> fill;
+	for (int i = 0; i < 50; i++) {
+		Command mset = {"MSET"};
+		for (int j = 0; j < 1000; j++) {
+			mset.push_back("bulk:" + std::to_string(i * 1000 + j));
+			mset.push_back("x");
+		}
+		fill.push_back(mset);
+	}
+	admin.pipeline(fill);
+	h.settings.scan_count = 50;
+	h.reconfigure();
+	set("hot");
+	std::vector<Target> window;
+	for (int i = 0; i < 99; i++)
+		window.push_back(make(TargetKind::Key, "nomatch:" + std::to_string(i) + "*", true));
+	window.push_back(make(TargetKind::Key, "*:never", true));
+	window.push_back(make(TargetKind::Key, "hot"));
+	/* Targets 0-99 came from commit 1, target 100 from commit 2, one window. */
+	h.engine.submit_window(std::move(window), Stream::First, {Contribution{0, 99, 1}, Contribution{100, 100, 2}});
+	auto held = [&] {
+		SeqSet s;
+		h.engine.add_held(Stream::First, s);
+		return s;
+	};
+	ASSERT_TRUE(h.run_until([&] { return !exists("hot") && !held().contains(2); }));
+	EXPECT_EQ(h.counters.scan_passes, 0u) << "the pass was still running";
+	EXPECT_TRUE(held().contains(1)) << "the globs still hold their own commit back";
+	EXPECT_EQ(h.engine.min_held_seq(Stream::First), 1u);
+	ASSERT_TRUE(h.delivered(Stream::First, 30000));
+	EXPECT_TRUE(held().empty());
+}
+
+/* A tag's members hold back the commit of the tag, wherever they go. */
+TEST_F(EngineTest, TagMembersHoldTheirTagsCommit)
+{
+	admin.command({"SADD", "tag:t", "m1", "m2"});
+	set("m1");
+	set("m2");
+	admin.command({"CLIENT", "PAUSE", "200", "WRITE"});
+	Target tag = make(TargetKind::Tag, "tag:t", false, 4);
+	h.engine.submit_window({tag, make(TargetKind::Key, "other")}, Stream::First,
+						   {Contribution{0, 0, 3}, Contribution{1, 1, 4}});
+	SeqSet s;
+	h.engine.add_held(Stream::First, s);
+	EXPECT_TRUE(s.contains(3) && s.contains(4));
+	ASSERT_TRUE(h.delivered());
+	EXPECT_FALSE(exists("m1"));
+	EXPECT_FALSE(exists("m2"));
 }
 
 TEST_F(EngineTest, FallbackJobsAndTheirFailures)

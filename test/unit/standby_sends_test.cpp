@@ -19,7 +19,7 @@ window(uint64_t lsn, uint64_t seq, int64_t delivered_us, std::vector<Target> tar
 {
 	StandbySends::Entry e;
 	e.lsn = lsn;
-	e.seq = seq;
+	e.seqs = SeqSet(seq);
 	e.delivered_us = delivered_us;
 	e.targets = std::move(targets);
 	return e;
@@ -77,7 +77,7 @@ TEST(StandbySends, AnAbsentStandbyHoldsEverythingUntilMaxWait)
 	std::vector<StandbySends::Released> out = s.take_ready(replayed_to(0), 1000 + kMaxWait, kMaxWait);
 	ASSERT_EQ(out.size(), 1u);
 	EXPECT_TRUE(out[0].timed_out);
-	EXPECT_EQ(out[0].entry.seq, 1u);
+	EXPECT_EQ(out[0].entry.seqs.min(), 1u);
 	EXPECT_EQ(s.size(), 1u);
 }
 

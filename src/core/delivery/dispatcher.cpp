@@ -109,34 +109,36 @@ Dispatcher::close_window()
 	if (w.publish || settings_.redelete_ms > 0 || settings_.standby_sends)
 		w.targets_copy = batch.targets;
 	w.max_commit_lsn = batch.max_commit_lsn;
+	w.commits = std::move(batch.commits);
 	counters_.targets_coalesced += batch.coalesced;
 	window_hi_ = w.hi;
-	engine_.submit(std::move(batch.targets), Stream::First, w.lo);
+	engine_.submit_window(std::move(batch.targets), Stream::First, batch.contributions);
 	windows_.push_back(std::move(w));
 }
 
-/* The oldest commit not yet delivered once (kNoSeq: none). */
-uint64_t
-Dispatcher::first_held_from() const
+/* The commits not yet delivered once. */
+SeqSet
+Dispatcher::first_held() const
 {
-	uint64_t held = std::min(coalescer_.min_seq(), engine_.min_held_seq(Stream::First));
-	return std::min(held, drained_upto_ + 1);
+	SeqSet held = coalescer_.seqs();
+	engine_.add_held(Stream::First, held);
+	return held;
 }
 
-/* The oldest commit whose targets something still holds, standby sends
- * included: what wait_for_delivery() and barrier() wait for. */
-uint64_t
-Dispatcher::held_from() const
+/* Standby sends included: what wait_for_delivery() and barrier() wait for. */
+void
+Dispatcher::update_held()
 {
-	uint64_t held = std::min(first_held_from(), standby_sends_.min_seq());
-	return std::min(held, engine_.min_held_seq(Stream::Standby));
+	held_ = first_held();
+	standby_sends_.add_held(held_);
+	engine_.add_held(Stream::Standby, held_);
 }
 
 uint64_t
 Dispatcher::delivered_seq() const
 {
-	uint64_t held = held_from();
-	return held == kNoSeq ? drained_upto_ : (held == 0 ? 0 : held - 1);
+	uint64_t held = std::min(held_.min(), drained_upto_ + 1);
+	return held == 0 ? 0 : held - 1;
 }
 
 size_t
@@ -147,15 +149,15 @@ Dispatcher::pending_targets() const
 
 /* Sends a fallback's plan on stream s on behalf of commit seq. */
 void
-Dispatcher::submit_plan(const FallbackPlan &plan, Stream s, uint64_t seq, uint32_t job)
+Dispatcher::submit_plan(const FallbackPlan &plan, Stream s, const SeqSet &seqs, uint32_t job)
 {
 	std::vector<Target> targets = plan.targets;
 	for (Target &t : targets)
 		t.job = job;
 	if (!targets.empty())
-		engine_.submit(std::move(targets), s, seq);
+		engine_.submit(std::move(targets), s, seqs);
 	if (plan.flushdb)
-		engine_.submit_flushdb(s, seq, job);
+		engine_.submit_flushdb(s, seqs, job);
 }
 
 void
@@ -184,7 +186,7 @@ Dispatcher::start_fallback(const std::vector<std::string> &prefixes, bool incomp
 		return;
 	counters_.fallbacks++;
 	log(LogLevel::Log, std::string("cachebust fallback (") + mode + ") started: " + why);
-	submit_plan(plan, Stream::First, lo, job);
+	submit_plan(plan, Stream::First, SeqSet(lo, hi), job);
 }
 
 void
@@ -208,7 +210,7 @@ Dispatcher::retry_uncovered()
 		counters_.fallbacks++;
 		log(LogLevel::Log, "cachebust fallback retried for uncovered commits " + std::to_string(u.lo) + " to " +
 							   std::to_string(u.hi));
-		submit_plan(plan, Stream::First, u.lo, job);
+		submit_plan(plan, Stream::First, SeqSet(u.lo, u.hi), job);
 	}
 }
 
@@ -238,7 +240,8 @@ void
 Dispatcher::cover(const FallbackNeed &need)
 {
 	if (need.stream == Stream::First) {
-		start_fallback({need.prefix}, false, need.seq, drained_upto_, "Redis refused a target and its substitute");
+		start_fallback({need.prefix}, false, need.seqs.min(), need.seqs.max(),
+					   "Redis refused a target and its substitute");
 		return;
 	}
 	/* A second send (the first one was applied): cover the prefix anyway,
@@ -252,20 +255,28 @@ Dispatcher::cover(const FallbackNeed &need)
 			"Key prefix \"" + need.prefix + "\".",
 			"Set cachebust.key_prefix, or cachebust.fallback = flushdb or generation.");
 	}
-	submit_plan(plan, need.stream, need.seq, 0);
+	submit_plan(plan, need.stream, need.seqs, 0);
 }
 
 /* Windows Redis applied are measured, published, and queued for their second sends. */
 void
 Dispatcher::advance(int64_t now_us, int64_t wall_us)
 {
-	uint64_t held = first_held_from();
+	SeqSet held = first_held();
 
-	while (!windows_.empty() && windows_.front().hi < held) {
-		ClosedWindow &w = windows_.front();
+	/* In any order: a window stuck on a dead shard does not hold back the next. */
+	for (auto it = windows_.begin(); it != windows_.end();) {
+		bool applied = true;
+		for (const SeqSet::Range &r : it->commits.ranges())
+			applied = applied && !held.intersects(r.lo, r.hi);
+		if (!applied) {
+			++it;
+			continue;
+		}
+		ClosedWindow &w = *it;
 		if (w.publish) {
-			/* Held back as commit w.lo until Redis took it. */
-			engine_.publish(batch_json(w.targets_copy), w.lo);
+			/* Its commits are held back until Redis took it. */
+			engine_.publish(batch_json(w.targets_copy), w.commits);
 		}
 		for (int64_t commit_time : w.commit_times_us)
 			counters_.latency.record(static_cast<uint64_t>(std::max<int64_t>(wall_us - commit_time, 0)));
@@ -286,16 +297,15 @@ Dispatcher::advance(int64_t now_us, int64_t wall_us)
 		if (settings_.standby_sends && !w.targets_copy.empty()) {
 			StandbySends::Entry e;
 			e.lsn = w.max_commit_lsn;
-			e.seq = w.lo;
+			e.seqs = w.commits;
 			e.delivered_us = now_us;
 			e.targets = std::move(w.targets_copy);
 			wait_for_standbys(std::move(e));
 		}
-		windows_.pop_front();
+		it = windows_.erase(it);
 	}
 
-	held = first_held_from();
-	for (FallbackJobs::Job &job : jobs_.settle(held)) {
+	for (FallbackJobs::Job &job : jobs_.settle(first_held())) {
 		if (job.failed)
 			continue;
 		log(LogLevel::Log, "cachebust fallback done");
@@ -311,7 +321,7 @@ Dispatcher::advance(int64_t now_us, int64_t wall_us)
 		if (settings_.standby_sends && !job.retry) {
 			StandbySends::Entry e;
 			e.lsn = host_.wal_insert_lsn();
-			e.seq = job.lo;
+			e.seqs = SeqSet(job.lo, job.hi);
 			e.delivered_us = now_us;
 			e.targets = std::move(job.sent);
 			e.flushdb = job.flushdb;
@@ -364,9 +374,9 @@ Dispatcher::send_replayed(int64_t now_us)
 			e.flushdb = e.flushdb || plan.flushdb;
 		}
 		if (e.flushdb)
-			engine_.submit_flushdb(Stream::Standby, e.seq, 0);
+			engine_.submit_flushdb(Stream::Standby, e.seqs, 0);
 		if (!e.targets.empty())
-			engine_.submit(std::move(e.targets), Stream::Standby, e.seq);
+			engine_.submit(std::move(e.targets), Stream::Standby, e.seqs);
 	}
 }
 
@@ -380,7 +390,7 @@ Dispatcher::standby_fallback_for_all_registered(uint64_t seq, int64_t now_us, co
 	log(LogLevel::Log, "cachebust fallback for the standbys scheduled: " + why);
 	StandbySends::Entry e;
 	e.lsn = host_.wal_insert_lsn();
-	e.seq = seq;
+	e.seqs = SeqSet(seq);
 	e.delivered_us = now_us;
 	e.prefixes = std::move(registered.prefixes);
 	standby_sends_.add(std::move(e), settings_.max_pending);
@@ -437,6 +447,7 @@ Dispatcher::turn(int64_t now_us, int64_t wall_us)
 	send_replayed(now_us);
 	enforce_max_pending();
 	handle_report();
+	update_held();
 }
 
 int64_t

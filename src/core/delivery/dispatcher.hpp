@@ -19,11 +19,15 @@
  *   (the engine's "failover repeat" is the fourth: recent work sent again
  *   to a new Redis master)
  *
- * Progress: every commit has a sequence number. held_from() is the oldest
- * commit whose targets something still holds (the coalescer, a window not
- * applied yet, the engine, a standby send waiting); every commit below it
- * is applied in Redis or covered by a fallback that ran, except those
- * listed as uncovered.
+ * Progress: every commit has a sequence number, and everything that holds
+ * targets back records which commits they came from (core/seq_set.hpp):
+ * the coalescer, the engine's lanes, SCAN pass and commands in flight, a
+ * standby send waiting. held() is their union after each turn. A commit
+ * that was drained and is not held is applied in Redis or covered by a
+ * fallback that ran, except those listed as uncovered; delivered_seq() is
+ * the watermark below which every commit is. So a session waits for its
+ * own commits only: a dead shard or a long SCAN pass holds back only the
+ * commits that have targets there.
  *
  * Clocks: windows, deadlines and second sends use the monotonic clock
  * (now_us arguments); commit times and latencies use the wall clock the
@@ -139,6 +143,8 @@ class Dispatcher
 
 	/* Every commit <= this is applied or covered (uncovered ones apart). */
 	uint64_t delivered_seq() const;
+	/* The commits above delivered_seq() (and <= drained_upto()) still held back. */
+	const SeqSet &held() const { return held_; }
 	const std::vector<SeqRange> &uncovered() const { return jobs_.uncovered(); }
 	uint64_t uncovered_batches() const { return jobs_.uncovered_batches(); }
 	bool standby_sends_waiting() const { return !standby_sends_.empty(); }
@@ -159,7 +165,8 @@ class Dispatcher
   private:
 	/* A closed coalescing window, until Redis applied all of it. */
 	struct ClosedWindow {
-		uint64_t lo, hi; /* the commits it covers */
+		uint64_t lo, hi;   /* the commits it covers, lost ones included */
+		SeqSet commits;	   /* the commits whose targets it holds */
 		size_t targets;
 		std::vector<int64_t> commit_times_us;
 		bool publish;
@@ -177,10 +184,10 @@ class Dispatcher
 	void enforce_max_pending();
 	void start_fallback(const std::vector<std::string> &prefixes, bool incomplete, uint64_t lo, uint64_t hi,
 						const std::string &why);
-	void submit_plan(const FallbackPlan &plan, Stream s, uint64_t seq, uint32_t job);
+	void submit_plan(const FallbackPlan &plan, Stream s, const SeqSet &seqs, uint32_t job);
 	void retry_uncovered();
-	uint64_t first_held_from() const;
-	uint64_t held_from() const;
+	SeqSet first_held() const;
+	void update_held();
 
 	DispatcherHost &host_;
 	DeliveryEngine engine_;
@@ -198,6 +205,7 @@ class Dispatcher
 	uint64_t drained_upto_ = 0; /* every commit <= this was drained */
 	uint64_t window_hi_ = 0;	/* the last commit in a closed window */
 	uint64_t redelete_seq_ = 0; /* the redelete stream's own counter */
+	SeqSet held_;				/* after the last turn: what delivered_seq() and waits read */
 };
 
 } // namespace cachebust

@@ -109,9 +109,9 @@ DeliveryEngine::rebuild_lanes()
 	for (auto &lane : lanes_) {
 		scan_.node_replaced(*lane, nullptr);
 		for (int s = 0; s < kStreams; s++) {
-			uint64_t seq = kNoSeq;
-			for (Target &t : lane->take_pending(static_cast<Stream>(s), seq))
-				unrouted_[s].insert(std::move(t), seq);
+			SeqSet seqs;
+			for (Target &t : lane->take_pending(static_cast<Stream>(s), seqs))
+				unrouted_[s].insert(std::move(t), seqs);
 		}
 		for (Special &sp : lane->take_specials())
 			unrouted_specials_.push_back(std::move(sp));
@@ -199,15 +199,15 @@ DeliveryEngine::rebuild_lanes()
 	}
 
 	for (int s = 0; s < kStreams; s++) {
-		uint64_t seq = unrouted_[s].min_seq();
-		for (Target &t : unrouted_[s].take())
-			route(std::move(t), static_cast<Stream>(s), seq);
+		SeqSet seqs;
+		for (Target &t : unrouted_[s].take(seqs))
+			route(std::move(t), static_cast<Stream>(s), seqs);
 	}
 	std::deque<Special> specials_left;
 	specials_left.swap(unrouted_specials_);
 	for (Special &sp : specials_left) {
 		if (sp.kind == Special::Kind::FlushDb)
-			submit_flushdb(sp.stream, sp.seq, sp.job);
+			submit_flushdb(sp.stream, sp.seqs, sp.job);
 		else
 			lanes_.front()->add_special(std::move(sp));
 	}
@@ -243,15 +243,15 @@ DeliveryEngine::retire_lane(size_t index)
 	lane->disconnect("the node no longer serves slots");
 	scan_.node_replaced(*lane, nullptr);
 	for (int s = 0; s < kStreams; s++) {
-		uint64_t seq = kNoSeq;
-		for (Target &t : lane->take_pending(static_cast<Stream>(s), seq)) {
+		SeqSet seqs;
+		for (Target &t : lane->take_pending(static_cast<Stream>(s), seqs)) {
 			t.delivery &= static_cast<uint8_t>(~kDeliverAsking);
-			route(std::move(t), static_cast<Stream>(s), seq);
+			route(std::move(t), static_cast<Stream>(s), seqs);
 		}
 	}
 	for (Special &sp : lane->take_specials()) {
 		if (sp.kind == Special::Kind::FlushDb)
-			submit_flushdb(sp.stream, sp.seq, sp.job);
+			submit_flushdb(sp.stream, sp.seqs, sp.job);
 		else if (!lanes_.empty())
 			lanes_.front()->add_special(std::move(sp));
 		else
@@ -291,16 +291,16 @@ DeliveryEngine::apply_cluster_map(const ClusterMap &map)
 		resend_recent();
 	}
 	for (int s = 0; s < kStreams; s++) {
-		uint64_t seq = unrouted_[s].min_seq();
-		std::vector<Target> waiting = unrouted_[s].take();
+		SeqSet seqs;
+		std::vector<Target> waiting = unrouted_[s].take(seqs);
 		for (Target &t : waiting)
-			route(std::move(t), static_cast<Stream>(s), seq);
+			route(std::move(t), static_cast<Stream>(s), seqs);
 	}
 	std::deque<Special> specials;
 	specials.swap(unrouted_specials_);
 	for (Special &sp : specials) {
 		if (sp.kind == Special::Kind::FlushDb)
-			submit_flushdb(sp.stream, sp.seq, sp.job);
+			submit_flushdb(sp.stream, sp.seqs, sp.job);
 		else if (!lanes_.empty())
 			lanes_.front()->add_special(std::move(sp));
 	}
@@ -350,78 +350,96 @@ DeliveryEngine::masters()
 }
 
 void
-DeliveryEngine::route(Target &&t, Stream s, uint64_t seq)
+DeliveryEngine::route(Target &&t, Stream s, const SeqSet &seqs)
 {
 	if (t.glob) {
-		scan_.add(std::move(t), s, seq);
+		scan_.add(std::move(t), s, seqs);
 		return;
 	}
 	Lane *lane = lane_for(t.key);
 	if (lane == nullptr)
-		unrouted_[static_cast<int>(s)].insert(std::move(t), seq);
+		unrouted_[static_cast<int>(s)].insert(std::move(t), seqs);
 	else
-		lane->add(std::move(t), s, seq);
+		lane->add(std::move(t), s, seqs);
 }
 
 void
-DeliveryEngine::submit(std::vector<Target> &&targets, Stream s, uint64_t seq)
+DeliveryEngine::submit(std::vector<Target> &&targets, Stream s, const SeqSet &seqs)
 {
-	/* The common case, a window of plain targets, is handed over whole:
-	 * to the one node, or in one share per cluster master. */
-	bool globs = false;
-	for (const Target &t : targets)
-		globs = globs || t.glob;
-	if (globs)
-		for (Target &t : targets)
-			route(std::move(t), s, seq);
-	else if (cluster())
-		submit_by_master(std::move(targets), s, seq);
-	else if (lanes_.size() == 1)
-		lanes_.front()->add_batch(std::move(targets), s, seq);
-	else
-		for (Target &t : targets)
-			route(std::move(t), s, seq);
+	if (!targets.empty())
+		submit_shares(std::move(targets), s, nullptr, seqs);
+}
+
+void
+DeliveryEngine::submit_window(std::vector<Target> &&targets, Stream s, const std::vector<Contribution> &from)
+{
+	if (!targets.empty())
+		submit_shares(std::move(targets), s, &from, SeqSet());
+}
+
+/*
+ * Splits distinct targets by where they go — a node's lane, the SCAN pass,
+ * or "unrouted" while no node serves them — and gives each share the
+ * commits its targets came from (from: per target; else `all` for every
+ * target). A commit is then held back only where its own targets wait.
+ * Shares stay distinct, so lanes adopt them without hashing; each slot's
+ * master is looked up once.
+ */
+void
+DeliveryEngine::submit_shares(std::vector<Target> &&targets, Stream s, const std::vector<Contribution> *from,
+							  const SeqSet &all)
+{
+	constexpr int kUnknown = -1;
+	std::vector<int> share_of_slot(cluster() ? kClusterSlots : 0, kUnknown);
+	/* Share 0: the SCAN pass; 1: unrouted; then one per lane. */
+	std::vector<Lane *> share_lane{nullptr, nullptr};
+	std::vector<uint32_t> share_of(targets.size());
+	auto share_for_lane = [&](Lane *lane) {
+		if (lane == nullptr)
+			return 1;
+		auto known = std::find(share_lane.begin() + 2, share_lane.end(), lane);
+		if (known != share_lane.end())
+			return static_cast<int>(known - share_lane.begin());
+		share_lane.push_back(lane);
+		return static_cast<int>(share_lane.size() - 1);
+	};
+	for (size_t i = 0; i < targets.size(); i++) {
+		const Target &t = targets[i];
+		int share;
+		if (t.glob)
+			share = 0;
+		else if (cluster()) {
+			int &known = share_of_slot[key_slot(t.key)];
+			if (known == kUnknown)
+				known = share_for_lane(lane_for(t.key));
+			share = known;
+		} else
+			share = share_for_lane(lane_for(t.key));
+		share_of[i] = static_cast<uint32_t>(share);
+	}
+
+	std::vector<SeqSet> seqs(share_lane.size(), all);
+	if (from != nullptr)
+		for (const Contribution &c : *from)
+			for (uint32_t i = c.lo; i <= c.hi && i < targets.size(); i++)
+				seqs[share_of[i]].add(c.seq);
+
+	std::vector<std::vector<Target>> shares(share_lane.size());
+	for (size_t i = 0; i < targets.size(); i++)
+		shares[share_of[i]].push_back(std::move(targets[i]));
+	for (Target &t : shares[0])
+		scan_.add(std::move(t), s, seqs[0]);
+	for (Target &t : shares[1])
+		unrouted_[static_cast<int>(s)].insert(std::move(t), seqs[1]);
+	for (size_t i = 2; i < shares.size(); i++)
+		share_lane[i]->add_batch(std::move(shares[i]), s, seqs[i]);
 	pump();
 }
 
-/* Splits distinct targets among the cluster's masters, looking each slot's
- * master up once; shares stay distinct, so lanes adopt them without hashing. */
 void
-DeliveryEngine::submit_by_master(std::vector<Target> &&targets, Stream s, uint64_t seq)
+DeliveryEngine::submit_flushdb(Stream s, const SeqSet &seqs, uint32_t job)
 {
-	constexpr int kUnknown = -1, kUnrouted = -2;
-	std::vector<int> share_of_slot(kClusterSlots, kUnknown);
-	std::vector<Lane *> share_lane;
-	std::vector<std::vector<Target>> shares;
-	for (Target &t : targets) {
-		int &share = share_of_slot[key_slot(t.key)];
-		if (share == kUnknown) {
-			Lane *lane = lane_for(t.key);
-			auto known = std::find(share_lane.begin(), share_lane.end(), lane);
-			if (lane == nullptr)
-				share = kUnrouted;
-			else if (known != share_lane.end())
-				share = static_cast<int>(known - share_lane.begin());
-			else {
-				share = static_cast<int>(share_lane.size());
-				share_lane.push_back(lane);
-				shares.emplace_back();
-				shares.back().reserve(targets.size() / 2);
-			}
-		}
-		if (share == kUnrouted)
-			unrouted_[static_cast<int>(s)].insert(std::move(t), seq);
-		else
-			shares[static_cast<size_t>(share)].push_back(std::move(t));
-	}
-	for (size_t i = 0; i < shares.size(); i++)
-		share_lane[i]->add_batch(std::move(shares[i]), s, seq);
-}
-
-void
-DeliveryEngine::submit_flushdb(Stream s, uint64_t seq, uint32_t job)
-{
-	Special sp{Special::Kind::FlushDb, {"FLUSHDB", "ASYNC"}, s, seq, job};
+	Special sp{Special::Kind::FlushDb, {"FLUSHDB", "ASYNC"}, s, seqs, job};
 	if (lanes_.empty()) {
 		unrouted_specials_.push_back(std::move(sp));
 		return;
@@ -432,12 +450,12 @@ DeliveryEngine::submit_flushdb(Stream s, uint64_t seq, uint32_t job)
 }
 
 void
-DeliveryEngine::publish(std::string message, uint64_t seq)
+DeliveryEngine::publish(std::string message, const SeqSet &seqs)
 {
 	Special sp{Special::Kind::Publish,
 			   {settings_.publish_sharded ? "SPUBLISH" : "PUBLISH", settings_.publish_channel,
 				std::move(message)},
-			   Stream::First, seq, 0};
+			   Stream::First, seqs, 0};
 	Lane *lane = lane_for(settings_.publish_channel);
 	if (lane == nullptr)
 		unrouted_specials_.push_back(std::move(sp));
@@ -447,11 +465,10 @@ DeliveryEngine::publish(std::string message, uint64_t seq)
 }
 
 void
-DeliveryEngine::unresolvable(const Target &t, Stream s, uint64_t seq, const std::string &)
+DeliveryEngine::unresolvable(const Target &t, Stream s, const SeqSet &seqs, const std::string &)
 {
-	report_.fallback_needs.push_back(FallbackNeed{target_prefix(t), s, seq});
-	uint64_t &held = needs_min_seq_[static_cast<int>(s)];
-	held = std::min(held, seq);
+	report_.fallback_needs.push_back(FallbackNeed{target_prefix(t), s, seqs});
+	needs_held_[static_cast<int>(s)].merge(seqs);
 }
 
 void
@@ -461,24 +478,24 @@ DeliveryEngine::job_failed(uint32_t job)
 }
 
 void
-DeliveryEngine::redirected(Lane &from, Target &&t, Stream s, uint64_t seq, const Classified &c)
+DeliveryEngine::redirected(Lane &from, Target &&t, Stream s, const SeqSet &seqs, const Classified &c)
 {
 	if (cluster()) {
 		if (c.kind == ReplyClass::Ask) {
 			/* The slot is migrating and this key has moved: ask the importing node, this once. */
 			t.delivery |= kDeliverAsking | kDeliverAlone;
-			lane_at(c.target).add(std::move(t), s, seq);
+			lane_at(c.target).add(std::move(t), s, seqs);
 			return;
 		}
 		/* MOVED: the slot lives elsewhere now; correct the map, refresh it, route again. */
 		cluster_map_.move_slot(c.slot, c.target);
 		cluster_ask_->request();
 		t.delivery &= static_cast<uint8_t>(~kDeliverAsking);
-		route(std::move(t), s, seq);
+		route(std::move(t), s, seqs);
 		return;
 	}
 	/* Not a cluster: a redirection means we talk to the wrong server. */
-	from.add(std::move(t), s, seq);
+	from.add(std::move(t), s, seqs);
 	from.disconnect("Redis answered with a cluster redirection; cachebust.redis_url does not name a cluster");
 	lane_failed(from, "Redis answered with a cluster redirection (use a redis-cluster:// URL)", false);
 }
@@ -534,13 +551,27 @@ uint64_t
 DeliveryEngine::min_held_seq(Stream s) const
 {
 	int i = static_cast<int>(s);
-	uint64_t min = std::min({needs_min_seq_[i], unrouted_[i].min_seq(), scan_.min_seq(s)});
+	uint64_t min = std::min({needs_held_[i].min(), unrouted_[i].min_seq(), scan_.min_seq(s)});
 	for (const Special &sp : unrouted_specials_)
 		if (sp.stream == s)
-			min = std::min(min, sp.seq);
+			min = std::min(min, sp.seqs.min());
 	for (const auto &lane : lanes_)
 		min = std::min(min, lane->min_seq(s));
 	return min;
+}
+
+void
+DeliveryEngine::add_held(Stream s, SeqSet &out) const
+{
+	int i = static_cast<int>(s);
+	out.merge(needs_held_[i]);
+	out.merge(unrouted_[i].seqs());
+	scan_.add_held(s, out);
+	for (const Special &sp : unrouted_specials_)
+		if (sp.stream == s)
+			out.merge(sp.seqs);
+	for (const auto &lane : lanes_)
+		lane->add_held(s, out);
 }
 
 size_t
@@ -777,8 +808,8 @@ DeliveryEngine::take_report()
 {
 	DeliveryReport out = std::move(report_);
 	report_ = DeliveryReport();
-	for (uint64_t &s : needs_min_seq_)
-		s = kNoSeq;
+	for (SeqSet &s : needs_held_)
+		s.clear();
 	return out;
 }
 

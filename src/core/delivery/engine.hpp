@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "core/coalescer.hpp"
 #include "core/delivery/lane.hpp"
 #include "core/delivery/report.hpp"
 #include "core/delivery/scan_pass.hpp"
@@ -77,14 +78,18 @@ class DeliveryEngine final : private LaneHost
 	 * reconnect; what was waiting or in flight is delivered to the new one. */
 	void configure(const EngineSettings &settings);
 
-	/* Targets to apply on behalf of commits >= seq (a closed window). */
-	void submit(std::vector<Target> &&targets, Stream s, uint64_t seq);
+	/* Targets to apply on behalf of the commits seqs (each target for all of them). */
+	void submit(std::vector<Target> &&targets, Stream s, const SeqSet &seqs);
+	/* A closed window: from says which commit each target came from. */
+	void submit_window(std::vector<Target> &&targets, Stream s, const std::vector<Contribution> &from);
 	/* The flushdb fallback: FLUSHDB on every master. */
-	void submit_flushdb(Stream s, uint64_t seq, uint32_t job);
-	/* PUBLISH (or SPUBLISH) on publish_channel, held back as commit seq. */
-	void publish(std::string message, uint64_t seq);
+	void submit_flushdb(Stream s, const SeqSet &seqs, uint32_t job);
+	/* PUBLISH (or SPUBLISH) on publish_channel, held back as the commits seqs. */
+	void publish(std::string message, const SeqSet &seqs);
 
 	uint64_t min_held_seq(Stream s) const;
+	/* Adds every commit that still has something waiting on stream s. */
+	void add_held(Stream s, SeqSet &out) const;
 	/* Targets held anywhere, and those not sent yet (what max_pending bounds). */
 	size_t held_targets() const;
 	size_t unsent_targets() const;
@@ -105,9 +110,9 @@ class DeliveryEngine final : private LaneHost
 	/* LaneHost */
 	const LaneSettings &lane_settings() const override { return lane_settings_; }
 	DeliveryReport &report() override { return report_; }
-	void route(Target &&t, Stream s, uint64_t seq) override;
-	void unresolvable(const Target &t, Stream s, uint64_t seq, const std::string &why) override;
-	void redirected(Lane &from, Target &&t, Stream s, uint64_t seq, const Classified &c) override;
+	void route(Target &&t, Stream s, const SeqSet &seqs) override;
+	void unresolvable(const Target &t, Stream s, const SeqSet &seqs, const std::string &why) override;
+	void redirected(Lane &from, Target &&t, Stream s, const SeqSet &seqs, const Classified &c) override;
 	void lane_failed(Lane &lane, const std::string &why, bool reresolve) override;
 	void lane_recovered(Lane &lane) override;
 	void note_refusal(const std::string &command, const std::string &key, const std::string &error,
@@ -128,7 +133,8 @@ class DeliveryEngine final : private LaneHost
 	void rebuild_lanes();
 	ConnectionSettings connection_settings(const Endpoint &endpoint) const;
 	Lane *lane_for(const std::string &key);
-	void submit_by_master(std::vector<Target> &&targets, Stream s, uint64_t seq);
+	void submit_shares(std::vector<Target> &&targets, Stream s, const std::vector<Contribution> *from,
+					   const SeqSet &all);
 	std::vector<Lane *> masters();
 	void pump();
 	void log(LogLevel level, std::string message);
@@ -146,7 +152,7 @@ class DeliveryEngine final : private LaneHost
 	TargetSet unrouted_[kStreams];
 	std::deque<Special> unrouted_specials_;
 	/* Held back until the worker has taken the fallback needs from the report. */
-	uint64_t needs_min_seq_[kStreams] = {kNoSeq, kNoSeq, kNoSeq};
+	SeqSet needs_held_[kStreams];
 
 	/* Sentinel: who says where the master is. */
 	std::unique_ptr<SentinelResolver> sentinel_;

@@ -111,11 +111,11 @@ FallbackJobs::failed(uint32_t id)
 }
 
 std::vector<FallbackJobs::Job>
-FallbackJobs::settle(uint64_t held_from)
+FallbackJobs::settle(const SeqSet &held)
 {
 	std::vector<Job> done;
 	for (auto it = jobs_.begin(); it != jobs_.end();) {
-		if (it->lo >= held_from) {
+		if (held.intersects(it->lo, it->hi)) {
 			++it;
 			continue;
 		}

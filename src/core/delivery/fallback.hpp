@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "core/seq_set.hpp"
 #include "core/target.hpp"
 
 namespace cachebust {
@@ -71,10 +72,10 @@ class FallbackJobs
 				   uint64_t lo, uint64_t hi, bool retry = false);
 	/* Redis refused part of the job: its range is uncovered. */
 	void failed(uint32_t id);
-	/* Jobs below `held_from` (the oldest commit anything still holds back)
-	 * are finished: returned (for redelete_ms), and a finished retry that
-	 * did not fail makes its range covered again. */
-	std::vector<Job> settle(uint64_t held_from);
+	/* Jobs none of whose commits anything holds back any more are
+	 * finished: returned (for redelete_ms), and a finished retry that did
+	 * not fail makes its range covered again. */
+	std::vector<Job> settle(const SeqSet &held);
 
 	/* Uncovered ranges that a changed fallback setting should retry. */
 	std::vector<Job> to_retry();

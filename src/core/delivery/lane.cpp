@@ -44,15 +44,15 @@ Lane::sending() const
 }
 
 void
-Lane::add(Target &&t, Stream s, uint64_t seq)
+Lane::add(Target &&t, Stream s, const SeqSet &seqs)
 {
-	pending_[static_cast<int>(s)].insert(std::move(t), seq);
+	pending_[static_cast<int>(s)].insert(std::move(t), seqs);
 }
 
 void
-Lane::add_batch(std::vector<Target> &&targets, Stream s, uint64_t seq)
+Lane::add_batch(std::vector<Target> &&targets, Stream s, const SeqSet &seqs)
 {
-	pending_[static_cast<int>(s)].insert_distinct(std::move(targets), seq);
+	pending_[static_cast<int>(s)].insert_distinct(std::move(targets), seqs);
 }
 
 void
@@ -216,8 +216,7 @@ Lane::send_targets(Stream s)
 	TargetSet &set = pending_[static_cast<int>(s)];
 	auto flight = std::make_shared<InFlight>();
 	flight->stream = s;
-	flight->seq = set.min_seq();
-	flight->targets = set.take();
+	flight->targets = set.take(flight->seqs);
 	if (host_.remembers_applied())
 		flight->acked.assign(flight->targets.size(), 0);
 	flight->outstanding = 1; /* held while the commands are being built */
@@ -294,7 +293,7 @@ Lane::requeue(InFlight &flight, const std::vector<uint32_t> &indices, uint8_t ex
 	for (uint32_t i : indices) {
 		Target t = std::move(flight.targets[i]);
 		t.delivery |= extra_flags;
-		pending_[static_cast<int>(flight.stream)].insert(std::move(t), flight.seq);
+		pending_[static_cast<int>(flight.stream)].insert(std::move(t), flight.seqs);
 	}
 }
 
@@ -336,7 +335,7 @@ Lane::on_reply(InFlight &flight, Op op, const std::vector<uint32_t> &indices, Re
 	case ReplyClass::Moved:
 	case ReplyClass::Ask:
 		for (uint32_t i : indices)
-			host_.redirected(*this, std::move(flight.targets[i]), flight.stream, flight.seq, c);
+			host_.redirected(*this, std::move(flight.targets[i]), flight.stream, flight.seqs, c);
 		return;
 	case ReplyClass::Permanent:
 		host_.report().counters.errors++;
@@ -367,7 +366,7 @@ Lane::on_refused(InFlight &flight, Op op, const std::vector<uint32_t> &indices, 
 			host_.report().counters.targets_failed++;
 		if (op == Op::Unlink) {
 			host_.note_refusal("UNLINK", t.key, error, "the fallback covers its key prefix");
-			host_.unresolvable(t, flight.stream, flight.seq, error);
+			host_.unresolvable(t, flight.stream, flight.seqs, error);
 			continue;
 		}
 		/* A bump or tag on a key of the wrong type: remove the key, the next read rebuilds it. */
@@ -377,7 +376,7 @@ Lane::on_refused(InFlight &flight, Op op, const std::vector<uint32_t> &indices, 
 		substitute.glob = false;
 		substitute.depth = 0;
 		substitute.delivery = kDeliverAlone | kDeliverSubstitute;
-		pending_[static_cast<int>(flight.stream)].insert(std::move(substitute), flight.seq);
+		pending_[static_cast<int>(flight.stream)].insert(std::move(substitute), flight.seqs);
 	}
 }
 
@@ -421,7 +420,7 @@ Lane::on_tag_members(InFlight &flight, const Target &tag, Reply &reply)
 				t.delivery = kDeliverKeepSets;
 			}
 		}
-		host_.route(std::move(t), flight.stream, flight.seq);
+		host_.route(std::move(t), flight.stream, flight.seqs);
 	}
 }
 
@@ -460,14 +459,29 @@ Lane::min_seq(Stream s) const
 	uint64_t min = pending_[static_cast<int>(s)].min_seq();
 	for (const auto &f : in_flight_)
 		if (f->stream == s)
-			min = std::min(min, f->seq);
+			min = std::min(min, f->seqs.min());
 	for (const Special &sp : specials_)
 		if (sp.stream == s)
-			min = std::min(min, sp.seq);
+			min = std::min(min, sp.seqs.min());
 	for (const auto &sp : specials_in_flight_)
 		if (sp->stream == s)
-			min = std::min(min, sp->seq);
+			min = std::min(min, sp->seqs.min());
 	return min;
+}
+
+void
+Lane::add_held(Stream s, SeqSet &out) const
+{
+	out.merge(pending_[static_cast<int>(s)].seqs());
+	for (const auto &f : in_flight_)
+		if (f->stream == s)
+			out.merge(f->seqs);
+	for (const Special &sp : specials_)
+		if (sp.stream == s)
+			out.merge(sp.seqs);
+	for (const auto &sp : specials_in_flight_)
+		if (sp->stream == s)
+			out.merge(sp->seqs);
 }
 
 size_t
@@ -501,11 +515,9 @@ Lane::take_unsent()
 }
 
 std::vector<Target>
-Lane::take_pending(Stream s, uint64_t &seq)
+Lane::take_pending(Stream s, SeqSet &seqs)
 {
-	TargetSet &set = pending_[static_cast<int>(s)];
-	seq = set.min_seq();
-	return set.take();
+	return pending_[static_cast<int>(s)].take(seqs);
 }
 
 std::deque<Special>

@@ -47,7 +47,7 @@ struct Special {
 	Kind kind;
 	Command command;
 	Stream stream;
-	uint64_t seq;
+	SeqSet seqs; /* the commits it holds back */
 	uint32_t job;
 };
 
@@ -60,11 +60,11 @@ class LaneHost
 	virtual DeliveryReport &report() = 0;
 	/* A target a reply produced (a tag member, a substitute, a retry after
 	 * a redirect): deliver it on whichever node holds it now. */
-	virtual void route(Target &&t, Stream s, uint64_t seq) = 0;
+	virtual void route(Target &&t, Stream s, const SeqSet &seqs) = 0;
 	/* Refused for good, substitute included: the fallback must cover it. */
-	virtual void unresolvable(const Target &t, Stream s, uint64_t seq, const std::string &why) = 0;
+	virtual void unresolvable(const Target &t, Stream s, const SeqSet &seqs, const std::string &why) = 0;
 	/* MOVED or ASK for a target sent on `from`. */
-	virtual void redirected(Lane &from, Target &&t, Stream s, uint64_t seq, const Classified &c) = 0;
+	virtual void redirected(Lane &from, Target &&t, Stream s, const SeqSet &seqs, const Classified &c) = 0;
 	/* The lane lost its connection, or the server told it to go elsewhere. */
 	virtual void lane_failed(Lane &lane, const std::string &why, bool reresolve) = 0;
 	virtual void lane_recovered(Lane &lane) = 0;
@@ -96,9 +96,9 @@ class Lane
 	/* Due to send now (connected and not backing off). */
 	bool sending() const;
 
-	void add(Target &&t, Stream s, uint64_t seq);
+	void add(Target &&t, Stream s, const SeqSet &seqs);
 	/* Targets distinct among themselves (a closed window), taken as a whole. */
-	void add_batch(std::vector<Target> &&targets, Stream s, uint64_t seq);
+	void add_batch(std::vector<Target> &&targets, Stream s, const SeqSet &seqs);
 	void add_special(Special &&sp);
 	/* Sends `cmd` on this lane's connection outside of any batch (SCAN):
 	 * the reply goes to cb. Counted as a command. */
@@ -118,18 +118,20 @@ class Lane
 	void hold(bool held) { held_ = held; }
 
 	uint64_t min_seq(Stream s) const;
+	/* Adds the commits whose targets this lane still holds on stream s. */
+	void add_held(Stream s, SeqSet &out) const;
 	size_t held_targets() const;
 	size_t unsent_targets() const;
 	/* Removes the targets that have not been sent (max_pending). */
 	std::vector<Target> take_unsent();
-	/* Removes one stream's waiting targets; seq receives what they held back. */
-	std::vector<Target> take_pending(Stream s, uint64_t &seq);
+	/* Removes one stream's waiting targets; seqs receives what they held back. */
+	std::vector<Target> take_pending(Stream s, SeqSet &seqs);
 	std::deque<Special> take_specials();
 
   private:
 	struct InFlight {
 		Stream stream;
-		uint64_t seq;
+		SeqSet seqs;
 		std::vector<Target> targets;
 		std::vector<uint8_t> acked; /* per target, when the host remembers what was applied */
 		size_t outstanding = 0;

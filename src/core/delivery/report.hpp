@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "core/seq_set.hpp"
+
 namespace cachebust {
 
 /* Which delivery a target belongs to. Each stream has its own "delivered up
@@ -47,11 +49,11 @@ struct LogLine {
 };
 
 /* A target that could not be applied, not even by its substitute: the
- * fallback must cover its key prefix on behalf of commit `seq`. */
+ * fallback must cover its key prefix on behalf of the commits `seqs`. */
 struct FallbackNeed {
 	std::string prefix;
 	Stream stream;
-	uint64_t seq;
+	SeqSet seqs;
 };
 
 struct DeliveryReport {

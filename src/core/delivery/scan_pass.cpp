@@ -24,9 +24,9 @@ common_prefix(const std::string &a, const std::string &b)
 } // namespace
 
 void
-ScanPass::add(Target &&glob, Stream s, uint64_t seq)
+ScanPass::add(Target &&glob, Stream s, const SeqSet &seqs)
 {
-	waiting_[static_cast<int>(s)].insert(std::move(glob), seq);
+	waiting_[static_cast<int>(s)].insert(std::move(glob), seqs);
 }
 
 void
@@ -45,8 +45,7 @@ ScanPass::start_if_due(const std::vector<Lane *> &nodes)
 	index_.clear();
 	by_pattern_.clear();
 	for (int s = 0; s < kStreams; s++) {
-		pass_min_seq_[s] = waiting_[s].min_seq();
-		for (Target &t : waiting_[s].take())
+		for (Target &t : waiting_[s].take(pass_seqs_[s]))
 			globs_.push_back(PassGlob{std::move(t), static_cast<Stream>(s)});
 	}
 
@@ -121,7 +120,7 @@ ScanPass::on_reply(uint64_t pass, Lane &lane, Reply &reply)
 			if (g.target.job != 0)
 				host_.job_failed(g.target.job);
 			else
-				host_.unresolvable(g.target, g.stream, pass_min_seq_[static_cast<int>(g.stream)], error);
+				host_.unresolvable(g.target, g.stream, pass_seqs_[static_cast<int>(g.stream)], error);
 		}
 		node->done = true;
 		finish_if_done();
@@ -167,7 +166,7 @@ ScanPass::match(const std::string &key)
 		t.job = glob.job;
 		if (glob.kind == TargetKind::Tag)
 			t.delivery = kDeliverSetsOnly;
-		host_.route(std::move(t), static_cast<Stream>(s), pass_min_seq_[s]);
+		host_.route(std::move(t), static_cast<Stream>(s), pass_seqs_[s]);
 	}
 }
 
@@ -189,8 +188,8 @@ ScanPass::reset_pass()
 	index_.clear();
 	by_pattern_.clear();
 	match_.clear();
-	for (uint64_t &s : pass_min_seq_)
-		s = kNoSeq;
+	for (SeqSet &s : pass_seqs_)
+		s.clear();
 }
 
 void
@@ -205,14 +204,21 @@ ScanPass::node_replaced(Lane &lane, Lane *replacement)
 	}
 	/* Keys may have moved anywhere: match every glob again from the start. */
 	for (PassGlob &g : globs_)
-		add(std::move(g.target), g.stream, pass_min_seq_[static_cast<int>(g.stream)]);
+		add(std::move(g.target), g.stream, pass_seqs_[static_cast<int>(g.stream)]);
 	reset_pass();
 }
 
 uint64_t
 ScanPass::min_seq(Stream s) const
 {
-	return std::min(pass_min_seq_[static_cast<int>(s)], waiting_[static_cast<int>(s)].min_seq());
+	return std::min(pass_seqs_[static_cast<int>(s)].min(), waiting_[static_cast<int>(s)].min_seq());
+}
+
+void
+ScanPass::add_held(Stream s, SeqSet &out) const
+{
+	out.merge(pass_seqs_[static_cast<int>(s)]);
+	out.merge(waiting_[static_cast<int>(s)].seqs());
 }
 
 size_t

@@ -35,8 +35,8 @@ class ScanPass
 
 	void set_scan_count(size_t n) { scan_count_ = n; }
 
-	/* A glob target, held back on behalf of commit seq. */
-	void add(Target &&glob, Stream s, uint64_t seq);
+	/* A glob target, held back on behalf of the commits seqs. */
+	void add(Target &&glob, Stream s, const SeqSet &seqs);
 
 	/* Starts the next pass over `nodes` if none runs and globs wait. */
 	void start_if_due(const std::vector<Lane *> &nodes);
@@ -49,6 +49,7 @@ class ScanPass
 
 	bool running() const { return !nodes_.empty(); }
 	uint64_t min_seq(Stream s) const;
+	void add_held(Stream s, SeqSet &out) const;
 	size_t held_targets() const;
 	/* Removes the globs that wait for the next pass (max_pending). */
 	std::vector<Target> take_waiting();
@@ -81,7 +82,7 @@ class ScanPass
 	std::vector<PassGlob> globs_;
 	GlobSet index_;
 	std::vector<std::vector<uint32_t>> by_pattern_; /* GlobSet id → globs_ indices */
-	uint64_t pass_min_seq_[kStreams] = {kNoSeq, kNoSeq, kNoSeq};
+	SeqSet pass_seqs_[kStreams]; /* the commits of the running pass's globs */
 	std::string match_; /* SCAN MATCH: the globs' common literal prefix, escaped, then * */
 	std::vector<NodeScan> nodes_;
 };

@@ -60,8 +60,15 @@ StandbySends::min_seq() const
 {
 	uint64_t seq = UINT64_MAX;
 	for (const Entry &e : entries_)
-		seq = std::min(seq, e.seq);
+		seq = std::min(seq, e.seqs.min());
 	return seq;
+}
+
+void
+StandbySends::add_held(SeqSet &out) const
+{
+	for (const Entry &e : entries_)
+		out.merge(e.seqs);
 }
 
 } // namespace cachebust

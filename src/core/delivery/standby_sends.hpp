@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "core/seq_set.hpp"
 #include "core/target.hpp"
 
 namespace cachebust {
@@ -39,7 +40,7 @@ class StandbySends
   public:
 	struct Entry {
 		uint64_t lsn = 0; /* the highest commit LSN of the window */
-		uint64_t seq = 0; /* the oldest commit it covers (held back until sent) */
+		SeqSet seqs; /* the commits it covers (held back until sent) */
 		int64_t delivered_us = 0;
 		std::vector<Target> targets;
 		/* Instead of targets, when keeping them would pass the bound: the
@@ -65,6 +66,8 @@ class StandbySends
 	size_t targets() const { return targets_; }
 	/* The oldest commit a waiting window covers (UINT64_MAX when empty). */
 	uint64_t min_seq() const;
+	/* Adds the commits the waiting windows cover. */
+	void add_held(SeqSet &out) const;
 
   private:
 	std::vector<Entry> entries_; /* in delivery order */
