@@ -228,6 +228,11 @@ Worker::load_settings()
 				(errmsg("cachebust.key_prefix is empty and cachebust.fallback is \"prefix\": a lost invalidation cannot be covered"),
 				 errdetail("The prefix fallback never removes every key of the Redis database; wait_for_delivery() and barrier() report such losses as undelivered."),
 				 errhint("Set cachebust.key_prefix, or choose cachebust.fallback = flushdb or generation.")));
+	if (s.configured && s.url.tls && s.tls.verify == TlsSettings::Verify::None)
+		ereport(WARNING,
+				(errmsg("cachebust.tls_verify is \"none\": the Redis server's certificate is not verified"),
+				 errdetail("Whoever can intercept the connection can pose as Redis and learn its password."),
+				 errhint("Set cachebust.tls_verify = full (or ca) and cachebust.tls_ca_file.")));
 	if (mode_changed)
 		retry_uncovered();
 }
