@@ -29,6 +29,7 @@ CORE_SRCS = \
 	src/core/glob.cpp \
 	src/core/key_slot.cpp \
 	src/core/redis/url.cpp \
+	src/core/secret_text.cpp \
 	src/core/redis/resp.cpp \
 	src/core/redis/errors.cpp \
 	src/core/redis/transport.cpp \

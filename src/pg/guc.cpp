@@ -8,6 +8,7 @@
 #include "pg/guc.hpp"
 
 #include "core/redis/url.hpp"
+#include "core/secret_text.hpp"
 #include "pg/standby_progress.hpp"
 
 extern "C" {
@@ -225,43 +226,57 @@ define_gucs()
 /*
  * Log redaction. PostgreSQL itself logs a changed setting's new value on
  * reload ("parameter ... changed to ..."), a rejected value, and with
- * log_statement the ALTER SYSTEM that set it; for cachebust.redis_url that
- * would put the Redis password in the server log. This hook rewrites every
- * Redis URL in a message, its detail and context to the redacted form (by
- * parsing it: core/redis/url.cpp explains how a URL's end is found, since a
- * password may hold any character), and keeps a statement holding one out
- * of STATEMENT: lines.
+ * log_statement the ALTER SYSTEM that set it; for cachebust.redis_url and
+ * cachebust.sentinel_password that would put a password in the server log.
+ * This hook rewrites a message, its detail and context so that they hold no
+ * secret (core/secret_text.hpp: Redis URLs are redacted by parsing them, a
+ * password setting's value is left out), and keeps a statement holding one
+ * out of STATEMENT: lines.
  */
 static emit_log_hook_type prev_emit_log_hook = nullptr;
 
-/* The redacted copy of a text, in the current (error) memory context. */
-static char *
-redacted_copy(const char *text) noexcept
+/*
+ * The last redacted text. It lives outside any C++ scope: pstrdup() may
+ * raise an out-of-memory ERROR, and that longjmp must find no live C++
+ * object to skip and no try block to leave. Never freed, so that a message
+ * logged while the process exits finds it intact.
+ */
+static std::string *redacted_text = nullptr;
+
+/* Fills redacted_text; false if that failed (then nothing of text may be shown). */
+static bool
+redact_into_buffer(const char *text) noexcept
 {
 	try {
-		std::string redacted = redact_redis_urls(text);
-		return pstrdup(redacted.c_str());
+		if (redacted_text == nullptr)
+			redacted_text = new std::string();
+		*redacted_text = redact_secrets(text);
+		return true;
 	} catch (...) {
-		return pstrdup("[message withheld by cachebust: it contained a Redis URL]");
+		return false;
 	}
 }
 
 static void
 redact_field(char *&field)
 {
-	if (field != nullptr && mentions_redis_url(field))
-		field = redacted_copy(field);
+	if (field == nullptr || !mentions_secret(field))
+		return;
+	if (redact_into_buffer(field))
+		field = pstrdup(redacted_text->c_str());
+	else
+		field = pstrdup("[message withheld by cachebust: it may hold a password]");
 }
 
 static void
-redact_redis_urls_in_log(ErrorData *edata)
+redact_secrets_in_log(ErrorData *edata)
 {
 	redact_field(edata->message);
 	redact_field(edata->detail);
 	redact_field(edata->detail_log);
 	redact_field(edata->context);
 	redact_field(edata->internalquery);
-	if (debug_query_string != nullptr && mentions_redis_url(debug_query_string))
+	if (debug_query_string != nullptr && mentions_secret(debug_query_string))
 		edata->hide_stmt = true;
 
 	if (prev_emit_log_hook)
@@ -272,7 +287,7 @@ void
 install_log_redaction()
 {
 	prev_emit_log_hook = emit_log_hook;
-	emit_log_hook = redact_redis_urls_in_log;
+	emit_log_hook = redact_secrets_in_log;
 }
 
 } // namespace cachebust::pg

@@ -60,7 +60,8 @@ struct WorkerStats {
 	TimestampTz last_delivery;
 	TimestampTz last_error_time;
 	char last_error[256];
-	char last_error_endpoint[128]; /* only shown to roles that may read cachebust.redis_url */
+	char last_error_endpoint[256]; /* only shown to roles that may read cachebust.redis_url */
+	char last_error_key[128];	   /* only shown to roles that may read all statistics */
 	char standbys_absent[256];	   /* gauge: listed in standby_names, not streaming */
 	LatencyHistogram latency;
 	LatencyHistogram standby_lag; /* first delivery until the standbys replayed it */

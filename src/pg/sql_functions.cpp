@@ -272,13 +272,19 @@ cachebust_stats(PG_FUNCTION_ARGS)
 	w = q->worker;
 	SpinLockRelease(&q->stats_mutex);
 
-	/* Where the error happened is for roles that may read cachebust.redis_url. */
+	/* Where the error happened is for roles that may read cachebust.redis_url;
+	 * which key it concerned (maybe another tenant's) for roles that may read
+	 * every session's statistics. */
 	bool show_endpoint = superuser() || has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_SETTINGS);
-	char last_error[sizeof(w.last_error) + sizeof(w.last_error_endpoint) + 8];
+	bool show_key = superuser() || has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+	char last_error[sizeof(w.last_error) + sizeof(w.last_error_key) + sizeof(w.last_error_endpoint) + 16];
+	strlcpy(last_error, w.last_error, sizeof(last_error));
+	if (show_key && w.last_error_key[0] != '\0')
+		snprintf(last_error + strlen(last_error), sizeof(last_error) - strlen(last_error), " (key \"%s\")",
+				 w.last_error_key);
 	if (show_endpoint && w.last_error_endpoint[0] != '\0')
-		snprintf(last_error, sizeof(last_error), "%s (at %s)", w.last_error, w.last_error_endpoint);
-	else
-		strlcpy(last_error, w.last_error, sizeof(last_error));
+		snprintf(last_error + strlen(last_error), sizeof(last_error) - strlen(last_error), " (at %s)",
+				 w.last_error_endpoint);
 
 	Datum values[35];
 	bool nulls[35] = {};

@@ -223,6 +223,11 @@ Worker::load_settings()
 		}
 	}
 
+	if (s.configured && s.url.tls && s.tls.verify == TlsSettings::Verify::None)
+		log(LogLine{LogLevel::Warning, "cachebust.tls_verify is \"none\": the Redis server's certificate is not verified",
+					"Whoever can intercept the connection can pose as Redis and learn its password.",
+					"Set cachebust.tls_verify = full (or ca) and cachebust.tls_ca_file."});
+
 	/* Said at start, and when the fallback becomes prefix again. */
 	bool now_prefix = d.fallback == FallbackMode::Prefix;
 	if (now_prefix && !prefix_mode_)

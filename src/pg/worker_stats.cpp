@@ -17,15 +17,17 @@ StatsDelta::add(const DeliveryReport &report, TimestampTz now)
 	counters.tag_members_skipped += c.tag_members_skipped;
 	counters.failovers += c.failovers;
 	if (report.new_error)
-		note_error(report.last_error, report.last_error_endpoint, now);
+		note_error(report.last_error, report.last_error_endpoint, now, report.last_error_key);
 }
 
 void
-StatsDelta::note_error(const std::string &message, const std::string &endpoint, TimestampTz now)
+StatsDelta::note_error(const std::string &message, const std::string &endpoint, TimestampTz now,
+					   const std::string &key)
 {
 	have_error = true;
 	last_error = message;
 	last_error_endpoint = endpoint;
+	last_error_key = key;
 	last_error_time = now;
 }
 
@@ -64,6 +66,7 @@ worker_stats_publish(StatsDelta &delta, const StatsGauges &gauges)
 		w.last_error_time = delta.last_error_time;
 		strlcpy(w.last_error, delta.last_error.c_str(), sizeof(w.last_error));
 		strlcpy(w.last_error_endpoint, delta.last_error_endpoint.c_str(), sizeof(w.last_error_endpoint));
+		strlcpy(w.last_error_key, delta.last_error_key.c_str(), sizeof(w.last_error_key));
 	}
 	w.pending_targets = gauges.pending_targets;
 	w.uncovered_batches = gauges.uncovered_batches;

@@ -22,12 +22,14 @@ struct StatsDelta {
 	bool have_error = false;
 	std::string last_error;
 	std::string last_error_endpoint;
+	std::string last_error_key;
 	TimestampTz last_error_time = 0;
 	TimestampTz last_delivery = 0;
 
 	/* What the delivery engine reported this turn. */
 	void add(const DeliveryReport &report, TimestampTz now);
-	void note_error(const std::string &message, const std::string &endpoint, TimestampTz now);
+	void note_error(const std::string &message, const std::string &endpoint, TimestampTz now,
+					const std::string &key = std::string());
 };
 
 struct StatsGauges {

@@ -1,6 +1,8 @@
 # The SQL surface across versions and the secrets around it (issue 11): an
 # upgrade from 0.1.0 with triggers in place, the privilege model after it,
-# tag members outside the prefix, and log redaction of hostile passwords.
+# tag members outside the prefix, and log redaction of hostile passwords;
+# (issue 22) cachebust.sentinel_password kept out of the log, and what
+# stats.last_error shows to whom.
 use strict;
 use warnings;
 
@@ -111,7 +113,10 @@ is($node->safe_psql('postgres', q{BEGIN; TRUNCATE parted_eu; SELECT string_agg(t
 $node->stop;
 
 # ---- item 5: redaction by parsing, whatever the password holds
-my $log_node = cachebust_node('redaction', $redis, "log_statement = 'all'");
+my $log_node = cachebust_node('redaction', $redis, qq{
+log_statement = 'all'
+cachebust.sentinel_password = 'Sentinel-pw-start'
+});
 my $port = $redis->{port};
 my %passwords = (
 	quote => q{S3cr'et-q},
@@ -154,10 +159,56 @@ for my $bad ('redis://app:S3cr-malformed-1/0', 'redis://app:S3cr-malformed-2@127
 }
 $log_node->append_conf('postgresql.conf', "cachebust.redis_url = 'redis://app:S3cr-malformed-4\@host:port/0'");
 reload_settings($log_node);
+# Issue 22 item 1: the sentinels' password, set at start (above), by ALTER SYSTEM and in postgresql.conf.
+reload_settings($log_node, q{ALTER SYSTEM SET cachebust.sentinel_password = 'Sentinel-pw-alter'});
+$log_node->append_conf('postgresql.conf', "cachebust.sentinel_password = 'Sentinel-pw-conf'");
+reload_settings($log_node, 'ALTER SYSTEM RESET cachebust.sentinel_password');
 my $log = slurp_file($log_node->logfile);
 like($log, qr/ALTER SYSTEM SET cachebust.redis_url/, 'the statements were logged (log_statement = all)');
 like($log, qr/parameter "cachebust.redis_url" changed to/, 'and the reloads');
 unlike($log, qr/S3cr/, 'no password, whatever its characters, and no mistyped URL appears in the log');
+like($log, qr/ALTER SYSTEM SET cachebust.sentinel_password/, 'the statement setting sentinel_password was logged');
+like($log, qr/parameter "cachebust.sentinel_password" changed to/, 'and its changes at reload');
+unlike($log, qr/Sentinel-pw/, 'but never the sentinel password, from the start on');
 $log_node->stop;
+
+# ---- issue 22 items 2 and 3: stats.last_error shows where it happened and which key only to some roles
+my $errors = cachebust_node('last_error', $redis, "cachebust.key_prefix = 'le:'");
+$errors->safe_psql('postgres', q{
+CREATE ROLE plain LOGIN;
+CREATE ROLE stats_reader LOGIN IN ROLE pg_read_all_stats;
+CREATE ROLE settings_reader LOGIN IN ROLE pg_read_all_settings;
+CREATE TABLE versions (id int);
+SELECT cachebust.watch('versions', bumps => ARRAY['ver:{id}']);
+});
+sub last_error_as
+{
+	my ($role) = @_;
+	return $errors->safe_psql('postgres', 'SELECT last_error FROM cachebust.stats', extra_params => [ '-U', $role ]);
+}
+# A bump of a key that holds a string: Redis refuses the INCR.
+$redis->cmd('SET', 'le:ver:1', 'a string, not a counter');
+is($errors->safe_psql('postgres', 'INSERT INTO versions VALUES (1); SELECT cachebust.wait_for_delivery(5000)'), 't',
+	'a refused bump is resolved');
+ok(wait_until(sub { stat_value($errors, 'last_error') =~ /Redis refused INCR/ }), 'and reported in last_error');
+like(last_error_as('postgres'), qr/le:ver:1/, 'a superuser sees the refused key');
+like(last_error_as('stats_reader'), qr/le:ver:1/, 'so does a member of pg_read_all_stats');
+like(last_error_as('plain'), qr/Redis refused INCR.*not an integer/, 'every role sees the refusal');
+unlike(last_error_as('plain'), qr/le:|ver:1/, 'but not the key (it may be another tenant\'s)');
+unlike(last_error_as('settings_reader'), qr/le:|ver:1/, 'nor does pg_read_all_settings alone show it');
+
+# Sentinels that cannot be reached: their addresses are endpoints too.
+my @sentinel_ports = map { PostgreSQL::Test::Cluster::get_free_port() } 1 .. 2;
+reload_settings($errors,
+	"ALTER SYSTEM SET cachebust.redis_url = 'redis-sentinel://127.0.0.1:$sentinel_ports[0],127.0.0.1:$sentinel_ports[1]/mymaster'");
+ok(wait_until(sub { stat_value($errors, 'last_error') =~ /no sentinel told the master of "mymaster"/ }),
+	'unreachable sentinels are reported in last_error');
+like(last_error_as('postgres'), qr/127\.0\.0\.1:$sentinel_ports[0].*127\.0\.0\.1:$sentinel_ports[1]/,
+	'a superuser sees which sentinels');
+like(last_error_as('settings_reader'), qr/127\.0\.0\.1:$sentinel_ports[0]/, 'so does a member of pg_read_all_settings');
+like(last_error_as('plain'), qr/no sentinel told the master of "mymaster".*cannot connect/,
+	'every role sees what failed');
+unlike(last_error_as('plain'), qr/127\.0\.0\.1|$sentinel_ports[0]|$sentinel_ports[1]/, 'but not where');
+$errors->stop;
 
 done_testing();

@@ -76,9 +76,25 @@ ok(wait_all_delivered($node, 10), 'accepted when tls_server_name names it');
 reload_settings($node, 'ALTER SYSTEM RESET cachebust.tls_server_name', q{ALTER SYSTEM SET cachebust.tls_verify = 'ca'});
 $node->safe_psql('postgres', 'INSERT INTO t VALUES (4)');
 ok(wait_all_delivered($node, 10), 'and under tls_verify = ca, which checks the chain only');
+# Issue 22 item 4: tls_verify = none is warned about at start and at every reload while it is in force.
+my $unverified = qr/WARNING:  cachebust.tls_verify is "none"/;
+my $offset = -s $node->logfile;
+reload_settings($node, q{ALTER SYSTEM SET cachebust.tls_verify = 'none'});
+like(substr(slurp_file($node->logfile), $offset), $unverified, 'tls_verify = none: a WARNING at the reload that sets it');
+$node->safe_psql('postgres', 'INSERT INTO t VALUES (40)');
+ok(wait_all_delivered($node, 10), 'a certificate for another name is accepted under tls_verify = none');
+$offset = -s $node->logfile;
+reload_settings($node);
+like(substr(slurp_file($node->logfile), $offset), $unverified, 'again at a reload while it is in force');
+$offset = -s $node->logfile;
+$node->restart;
+ok(wait_until(sub { substr(slurp_file($node->logfile), $offset) =~ $unverified }), 'and at start');
 $elsewhere->stop;
 reload_settings($node, "ALTER SYSTEM SET cachebust.redis_url = 'rediss://:tls-pw\@127.0.0.1:$tls_port/0'",
 	'ALTER SYSTEM RESET cachebust.tls_verify');
+$offset = -s $node->logfile;
+reload_settings($node);
+unlike(substr(slurp_file($node->logfile), $offset), $unverified, 'not once tls_verify is back to full');
 
 # ---- a server that requires client certificates
 $redis->restart_with(tls_args($tls_port, 'server', clients => 'yes'));

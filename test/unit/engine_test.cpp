@@ -95,8 +95,11 @@ class Harness
 			needs.push_back(std::move(n));
 		for (uint32_t j : r.failed_jobs)
 			failed_jobs.push_back(j);
-		if (r.new_error)
+		if (r.new_error) {
 			last_error = r.last_error;
+			last_error_endpoint = r.last_error_endpoint;
+			last_error_key = r.last_error_key;
+		}
 	}
 
 	EngineSettings settings;
@@ -106,6 +109,8 @@ class Harness
 	std::vector<FallbackNeed> needs;
 	std::vector<uint32_t> failed_jobs;
 	std::string last_error;
+	std::string last_error_endpoint; /* the parts not every role may see */
+	std::string last_error_key;
 };
 
 class EngineTest : public ::testing::Test
@@ -358,6 +363,39 @@ TEST_F(EngineTest, ARefusedBumpIsReplacedByUnlinkAndStallsNothing)
 	for (const std::string &l : h.logs)
 		logged = logged || l.find("user:2") != std::string::npos || l.find("not-a-counter") != std::string::npos;
 	EXPECT_TRUE(logged);
+}
+
+/* Issue 22, item 3: the refused key (maybe another tenant's) is kept apart from the error text. */
+TEST_F(EngineTest, TheRefusedKeyIsKeptApartFromTheErrorText)
+{
+	set("tenant2:ver", "a string, not a counter");
+	h.deliver({make(TargetKind::Bump, "tenant2:ver")});
+	EXPECT_NE(h.last_error.find("Redis refused INCR: ERR value is not an integer"), std::string::npos) << h.last_error;
+	EXPECT_EQ(h.last_error.find("tenant2"), std::string::npos) << h.last_error;
+	EXPECT_EQ(h.last_error_key, "tenant2:ver");
+	EXPECT_EQ(h.last_error_endpoint, "");
+	bool logged = false;
+	for (const std::string &l : h.logs)
+		logged = logged || l.find("Redis refused INCR on \"tenant2:ver\"") != std::string::npos;
+	EXPECT_TRUE(logged) << "the server log names the key";
+}
+
+/* Issue 22, item 2: sentinels' addresses are endpoints, kept apart like a server's. */
+TEST(EngineSentinel, SentinelAddressesAreKeptApartFromTheErrorText)
+{
+	int p1 = cachebust::test::free_port();
+	int p2 = cachebust::test::free_port();
+	Harness h(RedisUrl::parse("redis-sentinel://127.0.0.1:" + std::to_string(p1) + ",127.0.0.1:" + std::to_string(p2) +
+							  "/mymaster"));
+	ASSERT_TRUE(h.run_until([&] { return h.last_error.find("no sentinel told") != std::string::npos; }));
+	EXPECT_EQ(h.last_error, "no sentinel told the master of \"mymaster\": sentinel 1: cannot connect: Connection refused; "
+							"sentinel 2: cannot connect: Connection refused");
+	EXPECT_EQ(h.last_error_endpoint,
+			  "sentinel 1 = 127.0.0.1:" + std::to_string(p1) + ", sentinel 2 = 127.0.0.1:" + std::to_string(p2));
+	bool logged = false;
+	for (const std::string &l : h.logs)
+		logged = logged || l.find("sentinel 127.0.0.1:" + std::to_string(p1) + ": cannot connect") != std::string::npos;
+	EXPECT_TRUE(logged) << "the server log names the sentinels";
 }
 
 /* A refused UNLINK: the multi-key command is split, the refused key goes to

@@ -33,7 +33,7 @@ AskInTurn::request()
 	if (state_ != State::Idle)
 		return;
 	asked_this_round_ = 0;
-	errors_.clear();
+	failures_.clear();
 	ask_next();
 }
 
@@ -43,7 +43,8 @@ AskInTurn::ask_next()
 {
 	while (asked_this_round_ < servers_.size()) {
 		ConnectionSettings cs = base_;
-		cs.endpoint = servers_[next_];
+		asking_ = next_;
+		cs.endpoint = servers_[asking_];
 		next_ = (next_ + 1) % servers_.size();
 		asked_this_round_++;
 		if (conn_)
@@ -51,7 +52,7 @@ AskInTurn::ask_next()
 		conn_ = std::make_unique<Connection>(cs);
 		conn_->open();
 		if (conn_->closed()) {
-			errors_.push_back(who_ + " " + cs.endpoint.describe() + ": " + conn_->error());
+			failures_.push_back(Failure{asking_, cs.endpoint, conn_->error()});
 			continue;
 		}
 		state_ = State::Asking;
@@ -79,13 +80,13 @@ AskInTurn::answered(Reply &reply)
 		retired_.push_back(std::move(conn_));
 		return;
 	}
-	skip(who_ + " " + asked.describe() + ": " + why);
+	skip(asked, why);
 }
 
 void
-AskInTurn::skip(const std::string &why)
+AskInTurn::skip(const Endpoint &asked, const std::string &why)
 {
-	errors_.push_back(why);
+	failures_.push_back(Failure{asking_, asked, why});
 	state_ = State::Asking;
 	if (conn_) {
 		conn_->close(why);
@@ -99,9 +100,15 @@ AskInTurn::finish_round_failed()
 {
 	answered_ = false;
 	have_result_ = true;
-	error_ = "no " + who_ + " told " + what_;
-	for (size_t i = 0; i < errors_.size(); i++)
-		error_ += (i == 0 ? ": " : "; ") + errors_[i];
+	error_ = error_without_addresses_ = "no " + who_ + " told " + what_;
+	error_addresses_.clear();
+	for (size_t i = 0; i < failures_.size(); i++) {
+		const Failure &f = failures_[i];
+		std::string numbered = who_ + " " + std::to_string(f.server + 1);
+		error_ += (i == 0 ? ": " : "; ") + who_ + " " + f.where.describe() + ": " + f.why;
+		error_without_addresses_ += (i == 0 ? ": " : "; ") + numbered + ": " + f.why;
+		error_addresses_ += (i == 0 ? "" : ", ") + numbered + " = " + f.where.describe();
+	}
 	state_ = State::BackingOff;
 	retry_at_us_ = monotonic_us() + static_cast<int64_t>(backoff_.next_delay_ms()) * 1000;
 }

@@ -41,8 +41,13 @@ class AskInTurn
 	/* Starts a round, unless one is under way. */
 	void request();
 	bool busy() const { return state_ != State::Idle; }
-	/* A finished round, once: answered, or not with why. */
+	/* A finished round, once: answered, or not with why (naming the servers, for the server log). */
 	bool take_result(bool &answered, std::string &error);
+	/* The last failed round's error apart from where: the servers by their
+	 * place in the list, then which address each is (not every role may
+	 * see addresses: DESIGN.md, privileges). */
+	const std::string &error_without_addresses() const { return error_without_addresses_; }
+	const std::string &error_addresses() const { return error_addresses_; }
 
 	void poll_entries(std::vector<PollEntry> &out) const;
 	int64_t deadline_us() const;
@@ -54,7 +59,7 @@ class AskInTurn
 
 	void ask_next();
 	void answered(Reply &reply);
-	void skip(const std::string &why);
+	void skip(const Endpoint &asked, const std::string &why);
 	void finish_round_failed();
 
 	std::vector<Endpoint> servers_;
@@ -65,17 +70,26 @@ class AskInTurn
 	std::string what_;
 	Backoff backoff_;
 	State state_ = State::Idle;
-	size_t next_ = 0; /* the server asked next */
+	size_t next_ = 0;	 /* the server asked next */
+	size_t asking_ = 0; /* the server asked now */
 	size_t asked_this_round_ = 0;
 	int64_t retry_at_us_ = 0;
 	std::unique_ptr<Connection> conn_;
 	/* Closed, maybe from inside their own callbacks: freed in on_timer(). */
 	std::vector<std::unique_ptr<Connection>> retired_;
-	std::vector<std::string> errors_; /* this round's, for the message */
+	/* This round's failures, for the message. */
+	struct Failure {
+		size_t server;
+		Endpoint where;
+		std::string why;
+	};
+	std::vector<Failure> failures_;
 
 	bool have_result_ = false;
 	bool answered_ = false;
 	std::string error_;
+	std::string error_without_addresses_;
+	std::string error_addresses_;
 };
 
 } // namespace cachebust

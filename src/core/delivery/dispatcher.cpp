@@ -228,11 +228,9 @@ Dispatcher::handle_report()
 	for (const FallbackNeed &need : report.fallback_needs)
 		cover(need);
 	engine_report_.counters.add(report.counters);
-	if (report.new_error) {
-		engine_report_.new_error = true;
-		engine_report_.last_error = std::move(report.last_error);
-		engine_report_.last_error_endpoint = std::move(report.last_error_endpoint);
-	}
+	if (report.new_error)
+		engine_report_.note_error(std::move(report.last_error), std::move(report.last_error_endpoint),
+								  std::move(report.last_error_key));
 }
 
 /* A target Redis refused even in substitute form, or that a failover made us forget. */

@@ -125,9 +125,7 @@ DeliveryEngine::rebuild_lanes()
 		try {
 			tls_ = std::make_shared<TlsContext>(settings_.tls);
 		} catch (const TransportError &e) {
-			report_.new_error = true;
-			report_.last_error = e.what();
-			report_.last_error_endpoint.clear();
+			report_.note_error(e.what());
 			log(LogLevel::Warning, std::string("cachebust worker cannot use TLS: ") + e.what());
 			return; /* everything waits until the settings are fixed */
 		}
@@ -320,9 +318,7 @@ DeliveryEngine::follow_cluster()
 	if (!cluster_ask_->take_result(answered, error))
 		return;
 	if (!answered) {
-		report_.new_error = true;
-		report_.last_error = error;
-		report_.last_error_endpoint.clear();
+		report_.note_error(cluster_ask_->error_without_addresses(), cluster_ask_->error_addresses());
 		log(cluster_failing_ ? LogLevel::Debug : LogLevel::Log, "cachebust worker: " + error + "; asking again with backoff");
 		cluster_failing_ = true;
 		return;
@@ -511,9 +507,7 @@ DeliveryEngine::lane_failed(Lane &lane, const std::string &why, bool reresolve)
 	if (cluster_ask_ && reresolve)
 		cluster_ask_->request(); /* a failover moves the node's slots to its replica */
 	std::string endpoint = lane.endpoint().describe();
-	report_.new_error = true;
-	report_.last_error = why;
-	report_.last_error_endpoint = endpoint;
+	report_.note_error(why, endpoint);
 	/* One LOG line per outage, not one per retry. */
 	log(lane.failing() ? LogLevel::Debug : LogLevel::Log,
 		"cachebust worker: delivery to Redis at " + endpoint + " failed: " + why + "; retrying with backoff");
@@ -529,17 +523,17 @@ void
 DeliveryEngine::note_refusal(const std::string &command, const std::string &key, const std::string &error,
 							 const char *resolution)
 {
-	report_.new_error = true;
-	report_.last_error = "Redis refused " + command + (key.empty() ? "" : " on \"" + printable_key(key) + "\"") +
-						 ": " + error;
-	report_.last_error_endpoint.clear();
+	/* The key goes to the log, and to stats.last_error only for some roles. */
+	std::string shown_key = key.empty() ? std::string() : printable_key(key);
+	report_.note_error("Redis refused " + command + ": " + error, std::string(), shown_key);
 
 	int64_t now = monotonic_us();
 	if (refusal_logged_at_us_ != 0 && now - refusal_logged_at_us_ < kRefusalLogIntervalUs) {
 		refusals_unlogged_++;
 		return;
 	}
-	std::string message = "cachebust worker: " + report_.last_error + "; " + resolution;
+	std::string message = "cachebust worker: Redis refused " + command +
+						  (key.empty() ? "" : " on \"" + shown_key + "\"") + ": " + error + "; " + resolution;
 	if (refusals_unlogged_ > 0)
 		message += " (" + std::to_string(refusals_unlogged_) + " more refusals since the last report)";
 	log(LogLevel::Warning, std::move(message));
@@ -629,9 +623,7 @@ DeliveryEngine::follow_sentinel()
 		return;
 	Lane &lane = *lanes_.front();
 	if (!found) {
-		report_.new_error = true;
-		report_.last_error = error;
-		report_.last_error_endpoint.clear();
+		report_.note_error(sentinel_->error_without_addresses(), sentinel_->error_addresses());
 		log(sentinel_failing_ ? LogLevel::Debug : LogLevel::Log,
 			"cachebust worker: " + error + "; asking again with backoff");
 		sentinel_failing_ = true;

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/seq_set.hpp"
@@ -61,11 +62,21 @@ struct DeliveryReport {
 	std::vector<LogLine> logs;
 	std::vector<FallbackNeed> fallback_needs;
 	std::vector<uint32_t> failed_jobs; /* fallbacks that could not run completely */
-	/* The most recent failure, if there was one this turn. The endpoint is
-	 * kept apart: not every role may see it (DESIGN.md, privileges). */
+	/* The most recent failure, if there was one this turn. Where it happened
+	 * and which key it concerned (maybe another tenant's) are kept apart:
+	 * not every role may see them (DESIGN.md, privileges). */
 	bool new_error = false;
 	std::string last_error;
 	std::string last_error_endpoint;
+	std::string last_error_key;
+
+	void note_error(std::string message, std::string endpoint = {}, std::string key = {})
+	{
+		new_error = true;
+		last_error = std::move(message);
+		last_error_endpoint = std::move(endpoint);
+		last_error_key = std::move(key);
+	}
 };
 
 } // namespace cachebust

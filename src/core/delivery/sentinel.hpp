@@ -27,6 +27,9 @@ class SentinelResolver
 	bool busy() const { return ask_.busy(); }
 	/* A finished resolution, once: true with the master, false with why not. */
 	bool take_result(bool &found, Endpoint &master, std::string &error);
+	/* The last failure apart from the sentinels' addresses (see AskInTurn). */
+	const std::string &error_without_addresses() const { return ask_.error_without_addresses(); }
+	const std::string &error_addresses() const { return ask_.error_addresses(); }
 
 	void poll_entries(std::vector<PollEntry> &out) const { ask_.poll_entries(out); }
 	int64_t deadline_us() const { return ask_.deadline_us(); }
