@@ -49,6 +49,8 @@ struct EngineSettings {
 	 * (bounded by max_pending targets; beyond that, the fallback). */
 	int failover_resend_ms = 10000;
 	size_t max_pending = 1000000;
+	/* The longest a tag's receipt (tag_script.hpp) outlives the attempt that filled it. */
+	int tag_receipt_ttl_ms = 3600 * 1000;
 };
 
 struct PollEntry {
