@@ -101,6 +101,9 @@ TargetSet::insert(Target &&t, uint64_t seq)
 			kept.immediate = kept.immediate || t.immediate;
 			/* The shallower tag expands further. */
 			kept.depth = std::min(kept.depth, t.depth);
+			/* A lost tag reply is remembered from its earliest attempt. */
+			if (t.reply_lost_us != 0 && (kept.reply_lost_us == 0 || t.reply_lost_us < kept.reply_lost_us))
+				kept.reply_lost_us = t.reply_lost_us;
 			return false;
 		}
 	}

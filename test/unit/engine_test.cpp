@@ -347,8 +347,9 @@ TEST_F(EngineTest, ALostReplyOfATagWithoutReceiptFallsBack)
  */
 TEST_F(EngineTest, TagsUnderAnAclWithoutReceiptCommands)
 {
+	/* (+echo for the proxy's own marker) */
 	admin.command({"ACL", "SETUSER", "oldacl", "on", ">pw", "resetkeys", "~app:*", "-@all", "+unlink", "+eval",
-				   "+evalsha", "+scan", "+incr", "+script|load", "+ping", "+select", "+type", "+smembers"});
+				   "+evalsha", "+scan", "+incr", "+script|load", "+ping", "+select", "+type", "+smembers", "+echo"});
 	ReplyDroppingProxy proxy(server.port());
 	RedisUrl url = proxy.url();
 	url.user = "oldacl";

@@ -117,6 +117,7 @@ class DeliveryEngine final : private LaneHost
 	void job_failed(uint32_t job) override;
 	void applied(Lane &lane, std::vector<Target> &&targets) override;
 	bool remembers_applied() const override { return remember_applied_; }
+	void release_when_applied(TagRelease &&release, Stream s, uint64_t seq) override;
 
 	void follow_sentinel();
 	void master_changed(Lane &lane, const Endpoint &from, const Endpoint &to);
@@ -133,6 +134,7 @@ class DeliveryEngine final : private LaneHost
 	void submit_by_master(std::vector<Target> &&targets, Stream s, uint64_t seq);
 	std::vector<Lane *> masters();
 	void pump();
+	void release_tag_receipts();
 	void log(LogLevel level, std::string message);
 
 	uint64_t seed_;
@@ -177,6 +179,15 @@ class DeliveryEngine final : private LaneHost
 	size_t recent_targets_ = 0;
 	std::vector<std::pair<std::string, int64_t>> forgotten_prefixes_; /* prefix, when */
 	bool remember_applied_ = false;
+
+	/* Tag receipts to release once the commits their members belong to are
+	 * applied (bounded: the oldest are left to their TTL). */
+	struct PendingRelease {
+		TagRelease release;
+		Stream stream;
+		uint64_t seq;
+	};
+	std::deque<PendingRelease> releases_;
 
 	/* Refusals are logged at most once a minute, with how many followed. */
 	int64_t refusal_logged_at_us_ = 0;
