@@ -14,6 +14,9 @@
  * on a key of the wrong type → UNLINK of that key), and when even that is
  * refused the owner runs the fallback for the target's prefix. Nothing is
  * ever retried forever, and one refused target never holds back the others.
+ * A tag script whose reply was lost may have popped the set: its retry is
+ * answered by the tag's receipt (tag_script.hpp), or, where the node keeps
+ * no receipt or the retry comes too late, the fallback covers the tag.
  */
 #pragma once
 
