@@ -343,9 +343,10 @@ Lane::on_reply(InFlight &flight, Op op, const std::vector<uint32_t> &indices, Re
 	case ReplyClass::Transient:
 		if (op == Op::TagPop && reply.type == Reply::Type::Failed) {
 			/* The script may have run and popped the set: the retry must be
-			 * answered by the receipt, or the fallback covers the tag. */
+			 * answered by the receipt, or the fallback covers the tag.
+			 * (In "keep" mode it never pops a set.) */
 			Target &t = flight.targets[indices[0]];
-			if (t.reply_lost_us == 0)
+			if (t.reply_lost_us == 0 && !(t.delivery & kDeliverKeepSets))
 				t.reply_lost_us = flight.sent_us;
 		}
 		requeue(flight, indices, 0);
