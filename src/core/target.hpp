@@ -42,6 +42,9 @@ struct Target {
 	uint8_t depth = 0;		 /* Tag: nesting level below the invalidated tag */
 	uint8_t delivery = 0;	 /* kDeliver* flags */
 	uint32_t job = 0;		 /* the fallback this target belongs to (0: none) */
+	/* Tag: when (monotonic_us) the first attempt whose reply never came was
+	 * sent (0: none). Its receipt lives at least tag_receipt_ttl_ms from then. */
+	int64_t reply_lost_us = 0;
 
 	bool operator==(const Target &o) const
 	{

@@ -136,6 +136,9 @@ TargetSet::insert_target(Target &&t, uint32_t *position)
 			kept.depth = std::min(kept.depth, t.depth);
 			if (position != nullptr)
 				*position = static_cast<uint32_t>(pos);
+			/* A lost tag reply is remembered from its earliest attempt. */
+			if (t.reply_lost_us != 0 && (kept.reply_lost_us == 0 || t.reply_lost_us < kept.reply_lost_us))
+				kept.reply_lost_us = t.reply_lost_us;
 			return false;
 		}
 	}

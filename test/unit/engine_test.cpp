@@ -11,9 +11,11 @@
 
 #include "core/delivery/publish_message.hpp"
 #include "redis_server.hpp"
+#include "reply_dropping_proxy.hpp"
 
 using namespace cachebust;
 using cachebust::test::RedisServer;
+using cachebust::test::ReplyDroppingProxy;
 
 namespace {
 
@@ -125,6 +127,14 @@ class EngineTest : public ::testing::Test
 
 	void set(const std::string &key, const std::string &value = "cached") { admin.command({"SET", key, value}); }
 	bool exists(const std::string &key) { return admin.command({"EXISTS", key}).integer == 1; }
+	bool listed(const std::string &set, const std::string &member)
+	{
+		return admin.command({"SISMEMBER", set, member}).integer == 1;
+	}
+	/* Keys cachebust left behind of its own (tag receipts). */
+	size_t own_keys() { return admin.command({"KEYS", "*cachebust:*"}).elements.size(); }
+	/* Issue 21, item 3: the tag script runs in Redis, its reply is lost. */
+	void lose_one_tag_reply(ReplyDroppingProxy::Loss loss);
 
 	static RedisServer server;
 	RedisClient admin;
@@ -245,6 +255,130 @@ TEST_F(EngineTest, TagMembersOutsideThePrefixAreLeftAlone)
 	EXPECT_TRUE(exists("other:secret"));
 	EXPECT_TRUE(exists("other:too"));
 	EXPECT_EQ(h.counters.tag_members_skipped, 2u);
+}
+
+/* A tag delivered as usual leaves nothing of cachebust's own behind. */
+TEST_F(EngineTest, TagsLeaveNoReceiptBehind)
+{
+	set("m1");
+	admin.command({"SADD", "tag:t", "m1"});
+	h.deliver({make(TargetKind::Tag, "tag:t", false, 4)});
+	EXPECT_FALSE(exists("m1"));
+	EXPECT_TRUE(h.run_until([&] { return own_keys() == 0; })) << "the receipt is released once its members are gone";
+}
+
+/*
+ * Issue 21, item 3: the tag script ran (the set was read and removed) but
+ * its reply never came. The retry must still delete every member, and a
+ * member a cache fill adds after the lost pop must not end up neither
+ * deleted nor tracked.
+ */
+void
+EngineTest::lose_one_tag_reply(ReplyDroppingProxy::Loss loss)
+{
+	ReplyDroppingProxy proxy(server.port());
+	Harness p(proxy.url());
+	ASSERT_TRUE(p.run_until([&] { return p.engine.connected(); }));
+	set("m1");
+	set("m2");
+	admin.command({"SADD", "tag:t", "m1", "m2"});
+	proxy.arm("EVALSHA", loss);
+	p.engine.submit({make(TargetKind::Tag, "tag:t", false, 4)}, Stream::First, 1);
+	ASSERT_TRUE(p.run_until([&] { return proxy.dropped(); }));
+	EXPECT_FALSE(exists("tag:t")) << "the lost attempt did pop the set";
+	/* An application fills its cache after the pop, before the retry. */
+	set("late");
+	admin.command({"SADD", "tag:t", "late"});
+	ASSERT_TRUE(p.delivered(Stream::First, 10000));
+	EXPECT_FALSE(exists("m1")) << "the members the lost attempt took are deleted by the retry";
+	EXPECT_FALSE(exists("m2"));
+	EXPECT_TRUE(!exists("late") || listed("tag:t", "late")) << "a later fill is deleted or still tracked";
+	EXPECT_TRUE(p.needs.empty()) << "resolved by the retry, no fallback needed";
+	EXPECT_GE(p.counters.errors, 1u);
+	EXPECT_TRUE(p.run_until([&] { return own_keys() == 0; })) << "the receipt is released";
+}
+
+TEST_F(EngineTest, ATagReplyLostToAResetIsAppliedByTheRetry)
+{
+	lose_one_tag_reply(ReplyDroppingProxy::Loss::Close);
+}
+
+TEST_F(EngineTest, ATagReplyLostToTheCommandTimeoutIsAppliedByTheRetry)
+{
+	lose_one_tag_reply(ReplyDroppingProxy::Loss::Stall);
+}
+
+/* A retry so late that the receipt may have expired: the fallback covers the prefix. */
+TEST_F(EngineTest, ATagRetryLaterThanTheReceiptLivesFallsBack)
+{
+	ReplyDroppingProxy proxy(server.port());
+	Harness p(proxy.url());
+	p.settings.tag_receipt_ttl_ms = 1;
+	p.reconfigure();
+	ASSERT_TRUE(p.run_until([&] { return p.engine.connected(); }));
+	set("app:m1");
+	admin.command({"SADD", "app:tag:t", "app:m1"});
+	Target tag = make(TargetKind::Tag, "app:tag:t", false, 8);
+	tag.prefix_len = 4;
+	proxy.arm("EVALSHA", ReplyDroppingProxy::Loss::Close);
+	p.engine.submit({tag}, Stream::First, 3);
+	ASSERT_TRUE(p.run_until([&] { return !p.needs.empty(); }, 10000));
+	EXPECT_EQ(p.needs[0].prefix, "app:");
+	EXPECT_EQ(p.needs[0].seqs.min(), 3u);
+}
+
+/* A tag whose name allows no receipt in its cluster slot: a lost reply falls back. */
+TEST_F(EngineTest, ALostReplyOfATagWithoutReceiptFallsBack)
+{
+	ReplyDroppingProxy proxy(server.port());
+	Harness p(proxy.url());
+	ASSERT_TRUE(p.run_until([&] { return p.engine.connected(); }));
+	set("app:m1");
+	admin.command({"SADD", "app:tag:odd}name", "app:m1"});
+	Target tag = make(TargetKind::Tag, "app:tag:odd}name", false, 8);
+	tag.prefix_len = 4;
+	proxy.arm("EVALSHA", ReplyDroppingProxy::Loss::Close);
+	p.engine.submit({tag}, Stream::First, 4);
+	ASSERT_TRUE(p.run_until([&] { return !p.needs.empty(); }, 10000));
+	EXPECT_EQ(p.needs[0].prefix, "app:");
+	EXPECT_EQ(p.needs[0].seqs.min(), 4u);
+	EXPECT_FALSE(exists("app:tag:odd}name"));
+}
+
+/*
+ * An ACL written for the older tag script (no commands for a receipt):
+ * tags still remove their members, and a lost reply, which no receipt
+ * can answer, falls back.
+ */
+TEST_F(EngineTest, TagsUnderAnAclWithoutReceiptCommands)
+{
+	/* (+echo for the proxy's own marker) */
+	admin.command({"ACL", "SETUSER", "oldacl", "on", ">pw", "resetkeys", "~app:*", "-@all", "+unlink", "+eval",
+				   "+evalsha", "+scan", "+incr", "+script|load", "+ping", "+select", "+type", "+smembers", "+echo"});
+	ReplyDroppingProxy proxy(server.port());
+	RedisUrl url = proxy.url();
+	url.user = "oldacl";
+	url.password = "pw";
+	Harness p(url);
+	set("app:m1");
+	admin.command({"SADD", "app:tag:t", "app:m1"});
+	Target tag = make(TargetKind::Tag, "app:tag:t", false, 8);
+	tag.prefix_len = 4;
+	p.engine.submit({tag}, Stream::First, 1);
+	ASSERT_TRUE(p.delivered());
+	EXPECT_FALSE(exists("app:m1"));
+	EXPECT_FALSE(exists("app:tag:t"));
+	EXPECT_TRUE(p.needs.empty());
+	EXPECT_EQ(p.counters.targets_failed, 0u);
+
+	set("app:m2");
+	admin.command({"SADD", "app:tag:t", "app:m2"});
+	proxy.arm("EVALSHA", ReplyDroppingProxy::Loss::Close);
+	p.engine.submit({tag}, Stream::First, 2);
+	ASSERT_TRUE(p.run_until([&] { return !p.needs.empty(); }, 10000));
+	EXPECT_EQ(p.needs[0].prefix, "app:");
+	EXPECT_EQ(p.needs[0].seqs.min(), 2u);
+	admin.command({"ACL", "DELUSER", "oldacl"});
 }
 
 TEST_F(EngineTest, ScriptIsReloadedAfterScriptFlush)

@@ -17,6 +17,8 @@ namespace {
 constexpr int64_t kRefusalLogIntervalUs = 60 * 1000 * 1000;
 /* A cluster's slot map is asked for again this often (and at every trouble). */
 constexpr int64_t kMapRefreshUs = 10 * 1000 * 1000;
+/* Tag receipts waiting for release; beyond this, the oldest expire on their own. */
+constexpr size_t kMaxPendingReleases = 10000;
 
 /* A key as it may appear in a log line: at most 100 bytes, odd bytes escaped. */
 std::string
@@ -93,6 +95,7 @@ DeliveryEngine::configure(const EngineSettings &settings)
 	lane_settings_.tag_depth = settings.tag_depth;
 	lane_settings_.unlink_chunk = settings.unlink_chunk;
 	lane_settings_.retry_max_ms = settings.retry_max_ms;
+	lane_settings_.tag_receipt_ttl_ms = settings.tag_receipt_ttl_ms;
 	scan_.set_scan_count(settings.scan_count);
 	if (reconnect)
 		rebuild_lanes();
@@ -708,11 +711,44 @@ DeliveryEngine::applied(Lane &, std::vector<Target> &&targets)
 }
 
 void
+DeliveryEngine::release_when_applied(TagRelease &&release, Stream s, const SeqSet &seqs)
+{
+	if (releases_.size() >= kMaxPendingReleases)
+		releases_.pop_front();
+	releases_.push_back(PendingRelease{std::move(release), s, seqs});
+}
+
+/* A receipt is kept until no commit its members belong to is held any more
+ * (then a worker crash cannot need it again), and its node is reachable. */
+void
+DeliveryEngine::release_tag_receipts()
+{
+	if (releases_.empty())
+		return;
+	SeqSet held[kStreams];
+	for (int s = 0; s < kStreams; s++)
+		add_held(static_cast<Stream>(s), held[s]);
+	std::deque<PendingRelease> waiting;
+	for (PendingRelease &r : releases_) {
+		bool applied = true;
+		for (const SeqSet::Range &range : r.seqs.ranges())
+			applied = applied && !held[static_cast<int>(r.stream)].intersects(range.lo, range.hi);
+		Lane *lane = applied ? lane_for(r.release.tag) : nullptr;
+		if (lane != nullptr && lane->sending())
+			lane->release_tag_receipt(r.release);
+		else
+			waiting.push_back(std::move(r));
+	}
+	releases_.swap(waiting);
+}
+
+void
 DeliveryEngine::pump()
 {
 	follow_sentinel();
 	follow_cluster();
 	scan_.start_if_due(masters());
+	release_tag_receipts();
 	for (size_t i = 0; i < lanes_.size(); i++) {
 		Lane *lane = lanes_[i].get();
 		lane->pump();

@@ -50,6 +50,8 @@ struct EngineSettings {
 	 * (bounded by max_pending targets; beyond that, the fallback). */
 	int failover_resend_ms = 10000;
 	size_t max_pending = 1000000;
+	/* The longest a tag's receipt (tag_script.hpp) outlives the attempt that filled it. */
+	int tag_receipt_ttl_ms = 3600 * 1000;
 };
 
 struct PollEntry {
@@ -120,6 +122,7 @@ class DeliveryEngine final : private LaneHost
 	void job_failed(uint32_t job) override;
 	void applied(Lane &lane, std::vector<Target> &&targets) override;
 	bool remembers_applied() const override { return remember_applied_; }
+	void release_when_applied(TagRelease &&release, Stream s, const SeqSet &seqs) override;
 
 	void follow_sentinel();
 	void master_changed(Lane &lane, const Endpoint &from, const Endpoint &to);
@@ -137,6 +140,7 @@ class DeliveryEngine final : private LaneHost
 					   const SeqSet &all);
 	std::vector<Lane *> masters();
 	void pump();
+	void release_tag_receipts();
 	void log(LogLevel level, std::string message);
 
 	uint64_t seed_;
@@ -181,6 +185,15 @@ class DeliveryEngine final : private LaneHost
 	size_t recent_targets_ = 0;
 	std::vector<std::pair<std::string, int64_t>> forgotten_prefixes_; /* prefix, when */
 	bool remember_applied_ = false;
+
+	/* Tag receipts to release once the commits their members belong to are
+	 * applied (bounded: the oldest are left to their TTL). */
+	struct PendingRelease {
+		TagRelease release;
+		Stream stream;
+		SeqSet seqs;
+	};
+	std::deque<PendingRelease> releases_;
 
 	/* Refusals are logged at most once a minute, with how many followed. */
 	int64_t refusal_logged_at_us_ = 0;

@@ -179,15 +179,48 @@ Lane::ensure_script()
 }
 
 void
+Lane::release_tag_receipt(const TagRelease &release)
+{
+	TagReceipt receipt;
+	if (!tag_receipt_keys(release.tag, release.prefix_len, receipt))
+		return;
+	ensure_script();
+	/* Nothing to do with the reply: a receipt not released expires. */
+	send_raw({"EVALSHA", tag_pop_sha(), "3", release.tag, receipt.set, receipt.owner, "release", release.attempt},
+			 [](Reply &) {});
+}
+
+void
 Lane::send_for(const std::shared_ptr<InFlight> &flight, Op op, std::vector<uint32_t> indices,
-			   const std::vector<std::string_view> &argv)
+			   const std::vector<std::string_view> &argv, std::string attempt)
 {
 	flight->outstanding++;
 	host_.report().counters.commands++;
-	conn_.send_views(argv, [this, flight, op, indices = std::move(indices)](Reply &r) {
-		on_reply(*flight, op, indices, r);
+	conn_.send_views(argv, [this, flight, op, indices = std::move(indices), attempt = std::move(attempt)](Reply &r) {
+		on_reply(*flight, op, indices, r, attempt);
 		finish(flight);
 	});
+}
+
+/* The tag script, with the tag's receipt when its name fits the tag's slot. */
+void
+Lane::send_tag(const std::shared_ptr<InFlight> &flight, uint32_t index)
+{
+	const Target &t = flight->targets[index];
+	ensure_script();
+	const char *mode = (t.delivery & kDeliverSetsOnly)	 ? "sets"
+					   : (t.delivery & kDeliverKeepSets) ? "keep"
+														 : "pop";
+	TagReceipt receipt;
+	if (!tag_receipt_keys(t.key, t.prefix_len, receipt)) {
+		send_for(flight, Op::TagPop, {index}, {"EVALSHA", tag_pop_sha(), "1", t.key, mode});
+		return;
+	}
+	std::string attempt = new_tag_attempt_id();
+	std::string ttl = std::to_string(host_.lane_settings().tag_receipt_ttl_ms);
+	const char *retry = t.reply_lost_us != 0 ? "retry" : "first";
+	send_for(flight, Op::TagPop, {index},
+			 {"EVALSHA", tag_pop_sha(), "3", t.key, receipt.set, receipt.owner, mode, attempt, ttl, retry}, attempt);
 }
 
 void
@@ -217,6 +250,7 @@ Lane::send_targets(Stream s)
 	auto flight = std::make_shared<InFlight>();
 	flight->stream = s;
 	flight->targets = set.take(flight->seqs);
+	flight->sent_us = monotonic_us();
 	if (host_.remembers_applied())
 		flight->acked.assign(flight->targets.size(), 0);
 	flight->outstanding = 1; /* held while the commands are being built */
@@ -225,7 +259,6 @@ Lane::send_targets(Stream s)
 	const LaneSettings &settings = host_.lane_settings();
 	std::vector<uint32_t> keys;
 	keys.reserve(flight->targets.size());
-	const std::string &sha = tag_pop_sha();
 	for (uint32_t i = 0; i < flight->targets.size(); i++) {
 		const Target &t = flight->targets[i];
 		/* A migrating slot: the importing node takes the next command only after ASKING. */
@@ -241,14 +274,9 @@ Lane::send_targets(Stream s)
 		case TargetKind::Bump:
 			send_for(flight, Op::Incr, {i}, {"INCR", t.key});
 			break;
-		case TargetKind::Tag: {
-			ensure_script();
-			const char *mode = (t.delivery & kDeliverSetsOnly)	 ? "sets"
-							   : (t.delivery & kDeliverKeepSets) ? "keep"
-																 : "pop";
-			send_for(flight, Op::TagPop, {i}, {"EVALSHA", sha, "1", t.key, mode});
+		case TargetKind::Tag:
+			send_tag(flight, i);
 			break;
-		}
 		}
 	}
 
@@ -298,7 +326,8 @@ Lane::requeue(InFlight &flight, const std::vector<uint32_t> &indices, uint8_t ex
 }
 
 void
-Lane::on_reply(InFlight &flight, Op op, const std::vector<uint32_t> &indices, Reply &reply)
+Lane::on_reply(InFlight &flight, Op op, const std::vector<uint32_t> &indices, Reply &reply,
+			   const std::string &attempt)
 {
 	Classified c = classify_reply(reply);
 	switch (c.kind) {
@@ -308,9 +337,17 @@ Lane::on_reply(InFlight &flight, Op op, const std::vector<uint32_t> &indices, Re
 			for (uint32_t i : indices)
 				flight.acked[i] = 1;
 		if (op == Op::TagPop)
-			on_tag_members(flight, flight.targets[indices[0]], reply);
+			on_tag_reply(flight, flight.targets[indices[0]], reply, attempt);
 		return;
 	case ReplyClass::Transient:
+		if (op == Op::TagPop && reply.type == Reply::Type::Failed) {
+			/* The script may have run and popped the set: the retry must be
+			 * answered by the receipt, or the fallback covers the tag.
+			 * (In "keep" mode it never pops a set.) */
+			Target &t = flight.targets[indices[0]];
+			if (t.reply_lost_us == 0 && !(t.delivery & kDeliverKeepSets))
+				t.reply_lost_us = flight.sent_us;
+		}
 		requeue(flight, indices, 0);
 		if (reply.type == Reply::Type::Failed)
 			return; /* the connection is gone; pump() notices and backs off */
@@ -381,23 +418,48 @@ Lane::on_refused(InFlight &flight, Op op, const std::vector<uint32_t> &indices, 
 }
 
 void
-Lane::on_tag_members(InFlight &flight, const Target &tag, Reply &reply)
+Lane::on_tag_reply(InFlight &flight, Target &tag, Reply &reply, const std::string &attempt)
 {
+	int64_t reply_lost_us = tag.reply_lost_us;
+	tag.reply_lost_us = 0; /* answered now */
+	bool held = false;	   /* the members are held in the tag's receipt */
 	if (reply.type == Reply::Type::Integer) {
 		/* -1: the tag's own key held something else and was removed. */
 		if (reply.integer == -1 && tag.depth == 0) {
 			host_.report().counters.targets_failed++;
 			host_.note_refusal("the tag script", tag.key, "the key is not a set", "the key was removed");
 		}
-		return;
+	} else if (reply.type == Reply::Type::Array && reply.elements.size() == 2 &&
+			   reply.elements[0].type == Reply::Type::Integer && reply.elements[1].type == Reply::Type::Array) {
+		held = reply.elements[0].integer == 1;
+		if (!attempt.empty())
+			receipts_ = held ? Receipts::Kept : Receipts::Refused;
+		route_tag_members(flight, tag, reply.elements[1].elements);
 	}
-	if (reply.type != Reply::Type::Array)
-		return;
+	if (held)
+		host_.release_when_applied(TagRelease{tag.key, tag.prefix_len, attempt}, flight.stream, flight.seqs);
 
+	if (reply_lost_us != 0) {
+		/* An earlier attempt may have popped the set and lost its reply: what
+		 * it took came back only if this node keeps receipts, and in time. */
+		int64_t ttl_us = static_cast<int64_t>(host_.lane_settings().tag_receipt_ttl_ms) * 1000;
+		bool answered = !attempt.empty() && receipts_ == Receipts::Kept && monotonic_us() - reply_lost_us < ttl_us;
+		if (!answered) {
+			host_.report().logs.push_back(
+				LogLine{LogLevel::Log, "cachebust worker: the reply of a tag script was lost and no receipt can "
+									   "replace it; the fallback covers the tag's key prefix"});
+			host_.unresolvable(tag, flight.stream, flight.seqs, "the reply of the tag script was lost");
+		}
+	}
+}
+
+void
+Lane::route_tag_members(InFlight &flight, const Target &tag, std::vector<Reply> &members)
+{
 	std::string_view prefix(tag.key.data(), std::min<size_t>(tag.prefix_len, tag.key.size()));
 	std::string_view tag_prefix(tag.key.data(), std::min<size_t>(tag.tag_prefix_len, tag.key.size()));
 	int max_depth = host_.lane_settings().tag_depth;
-	for (Reply &member : reply.elements) {
+	for (Reply &member : members) {
 		if (member.type != Reply::Type::String)
 			continue;
 		if (!starts_with(member.str, prefix)) {

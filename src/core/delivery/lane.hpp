@@ -14,6 +14,9 @@
  * on a key of the wrong type → UNLINK of that key), and when even that is
  * refused the owner runs the fallback for the target's prefix. Nothing is
  * ever retried forever, and one refused target never holds back the others.
+ * A tag script whose reply was lost may have popped the set: its retry is
+ * answered by the tag's receipt (tag_script.hpp), or, where the node keeps
+ * no receipt or the retry comes too late, the fallback covers the tag.
  */
 #pragma once
 
@@ -39,6 +42,15 @@ struct LaneSettings {
 	size_t unlink_chunk = 512;
 	int retry_max_ms = 5000;
 	bool group_by_slot = false; /* Redis Cluster: a multi-key command stays in one slot */
+	int tag_receipt_ttl_ms = 3600 * 1000; /* the longest a tag's receipt outlives its last attempt */
+};
+
+/* A tag's receipt (tag_script.hpp), to release once the members the
+ * attempt returned are applied. */
+struct TagRelease {
+	std::string tag;
+	uint32_t prefix_len;
+	std::string attempt;
 };
 
 /* A command that is not built from targets: PUBLISH, FLUSHDB. */
@@ -77,6 +89,9 @@ class LaneHost
 	 * Sentinel and Cluster, to resend after a failover). */
 	virtual void applied(Lane &lane, std::vector<Target> &&targets) = 0;
 	virtual bool remembers_applied() const = 0;
+	/* Once none of the commits seqs has anything waiting on stream s, release
+	 * the receipt on the tag's node (best effort: its TTL covers the rest). */
+	virtual void release_when_applied(TagRelease &&release, Stream s, const SeqSet &seqs) = 0;
 };
 
 class Lane
@@ -103,6 +118,8 @@ class Lane
 	/* Sends `cmd` on this lane's connection outside of any batch (SCAN):
 	 * the reply goes to cb. Counted as a command. */
 	void send_raw(const Command &cmd, Connection::Callback cb);
+	/* Releases a tag's receipt (fire and forget). */
+	void release_tag_receipt(const TagRelease &release);
 
 	/* Connects when due, sends what waits when connected. */
 	void pump();
@@ -135,7 +152,10 @@ class Lane
 		std::vector<Target> targets;
 		std::vector<uint8_t> acked; /* per target, when the host remembers what was applied */
 		size_t outstanding = 0;
+		int64_t sent_us = 0;
 	};
+	/* Whether this node keeps tag receipts (the ACL may refuse their commands). */
+	enum class Receipts { Unknown, Kept, Refused };
 	enum class Op { Unlink, Incr, TagPop };
 
 	void connect();
@@ -143,10 +163,13 @@ class Lane
 	void send_targets(Stream s);
 	void send_special(Special &&sp);
 	void send_for(const std::shared_ptr<InFlight> &flight, Op op, std::vector<uint32_t> indices,
-				  const std::vector<std::string_view> &argv);
-	void on_reply(InFlight &flight, Op op, const std::vector<uint32_t> &indices, Reply &reply);
+				  const std::vector<std::string_view> &argv, std::string attempt = std::string());
+	void send_tag(const std::shared_ptr<InFlight> &flight, uint32_t index);
+	void on_reply(InFlight &flight, Op op, const std::vector<uint32_t> &indices, Reply &reply,
+				  const std::string &attempt);
 	void on_refused(InFlight &flight, Op op, const std::vector<uint32_t> &indices, const Reply &reply);
-	void on_tag_members(InFlight &flight, const Target &tag, Reply &reply);
+	void on_tag_reply(InFlight &flight, Target &tag, Reply &reply, const std::string &attempt);
+	void route_tag_members(InFlight &flight, const Target &tag, std::vector<Reply> &members);
 	void finish(const std::shared_ptr<InFlight> &flight);
 	void requeue(InFlight &flight, const std::vector<uint32_t> &indices, uint8_t extra_flags);
 	void note_success();
@@ -160,6 +183,7 @@ class Lane
 	bool ever_connected_ = false;
 	bool script_loaded_ = false; /* on this connection */
 	bool script_refused_ = false;
+	Receipts receipts_ = Receipts::Unknown;
 
 	TargetSet pending_[kStreams];
 	std::deque<Special> specials_;
