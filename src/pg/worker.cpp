@@ -208,6 +208,7 @@ Worker::load_settings()
 	s.publish_channel = publish_channel_;
 	s.publish_sharded = guc_publish_sharded;
 	s.max_pending = static_cast<size_t>(guc_max_pending);
+	s.failover_repeat_ms = guc_failover_repeat_ms;
 
 	bool endpoint_changed = first_load_ || !(s.url == engine_settings_.url) || s.configured != engine_settings_.configured;
 	first_load_ = false;
