@@ -43,6 +43,8 @@ CORE_SRCS = \
 	src/core/delivery/sentinel.cpp \
 	src/core/delivery/cluster_map.cpp \
 	src/core/delivery/engine.cpp \
+	src/core/delivery/engine_cluster.cpp \
+	src/core/delivery/failover_memory.cpp \
 	src/core/delivery/fallback.cpp \
 	src/core/delivery/redelete_schedule.cpp \
 	src/core/delivery/standby_sends.cpp \

@@ -39,6 +39,7 @@ bool guc_enabled = true;
 int guc_connect_timeout_ms = 1000;
 int guc_command_timeout_ms = 2000;
 int guc_retry_max_ms = 5000;
+int guc_failover_repeat_ms = 10000;
 int guc_redelete_ms = 0;
 int guc_fallback = FALLBACK_PREFIX;
 
@@ -206,6 +207,13 @@ define_gucs()
 		"cachebust.retry_max_ms", "Cap of the exponential backoff between Redis retries.", nullptr,
 		&guc_retry_max_ms, 5000, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
 		nullptr);
+
+	DefineCustomIntVariable(
+		"cachebust.failover_repeat_ms",
+		"After a Sentinel or Cluster failover, what the old master acknowledged this long before it stopped "
+		"answering is applied again (0 = off).",
+		"Replication is asynchronous: the new master may lack the last writes the old one acknowledged.",
+		&guc_failover_repeat_ms, 10000, 0, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 
 	DefineCustomIntVariable(
 		"cachebust.redelete_ms", "Delay of a second invalidation of every delivered batch (0 = off).",

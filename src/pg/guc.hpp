@@ -44,6 +44,7 @@ extern bool guc_enabled;
 extern int guc_connect_timeout_ms;
 extern int guc_command_timeout_ms;
 extern int guc_retry_max_ms;
+extern int guc_failover_repeat_ms;
 extern int guc_redelete_ms;
 extern int guc_fallback;
 

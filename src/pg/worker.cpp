@@ -207,6 +207,7 @@ Worker::load_settings()
 	s.publish_channel = setting(guc_publish_channel);
 	s.publish_sharded = guc_publish_sharded;
 	s.max_pending = d.max_pending;
+	s.failover_repeat_ms = guc_failover_repeat_ms;
 
 	bool endpoint_changed = first_load_ || !(s.url == engine_settings_.url) || s.configured != engine_settings_.configured;
 	first_load_ = false;

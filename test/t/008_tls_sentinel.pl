@@ -219,7 +219,7 @@ while (my @chunk = splice(@unchanged, 0, 1000))
 	$kept += $replica->cmd('EXISTS', @chunk);
 }
 is($kept, $unchanged_count, "keys of unchanged rows were not flushed ($unchanged_count kept)");
-is(stat_value($ha, 'fallbacks'), '0', 'no fallback was needed: the last seconds were sent again instead');
+is(stat_value($ha, 'fallbacks'), '0', 'no fallback was needed: the failover repeat applied the last seconds again instead');
 cmp_ok(stat_value($ha, 'failovers'), '>=', 1, 'stats count the failover');
 cmp_ok(stat_value($ha, 'reconnects'), '>=', 1, 'and the reconnection');
 like(slurp_file($ha->logfile), qr/the master moved from 127.0.0.1:$master->{port} to 127.0.0.1:$replica->{port}/,

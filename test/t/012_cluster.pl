@@ -7,6 +7,7 @@ use warnings;
 use FindBin;
 use lib $FindBin::Bin;
 use CachebustTest;
+use IO::Select;
 use IPC::Run;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -102,6 +103,32 @@ $node->safe_psql('postgres', 'UPDATE kv SET v = v + 1 WHERE id = 6; SELECT cache
 my $message = $sharded->read_reply;
 is($message->[0], 'smessage', 'with publish_sharded, SPUBLISH reaches the shard of the channel');
 like($message->[2], qr/"keys":\["app:kv:6"\]/, 'with the batch');
+delete $sharded->{sock};
+
+# ---- a reload while a publication waits for its node (issue 21, item 1):
+# the worker used to rehome it onto a lane before the cluster had any, and
+# crashed (and the postmaster with it restarted every backend)
+my ($id_elsewhere) = grep { $cluster->node_for("app:kv:$_")->{port} != $shard_node->{port} } 1 .. 100;
+my $key_node = $cluster->node_for("app:kv:$id_elsewhere"); # (asked now: the paused node would not answer)
+my $pid_before = worker_pid($node);
+my $offset = -s $node->logfile;
+$sharded = bless({ port => $shard_node->{port} }, 'CachebustTest::Redis');
+$sharded->cmd('SSUBSCRIBE', 'cb-events');
+$shard_node->cmd('CLIENT', 'PAUSE', '8000', 'ALL');
+$node->safe_psql('postgres', "UPDATE kv SET v = v + 1 WHERE id = $id_elsewhere");
+ok(wait_until(sub {
+	stat_value($node, 'delivered_seq') < stat_value($node, 'enqueued_seq')
+	  && !$key_node->exists_key("app:kv:$id_elsewhere");
+}, 10), 'the targets are applied and the SPUBLISH waits for the paused node');
+$node->safe_psql('postgres', 'ALTER SYSTEM SET cachebust.command_timeout_ms = 1500; SELECT pg_reload_conf()');
+wait_until(sub {
+	substr(slurp_file($node->logfile), $offset) =~ /cachebust worker reloaded its settings|terminated by signal/;
+}, 30);
+ok(wait_all_delivered($node, 20), 'the publication is delivered after the reload');
+unlike(substr(slurp_file($node->logfile), $offset), qr/terminated by signal/, 'the worker did not crash');
+is(worker_pid($node), $pid_before, 'the same worker is still running');
+my $arrived = IO::Select->new($sharded->{sock})->can_read(10) ? $sharded->read_reply : [];
+like($arrived->[2] // '', qr/"keys":\["app:kv:$id_elsewhere"\]/, 'and its message arrives');
 delete $sharded->{sock};
 
 # ---- an ACL user with only what README's cluster line grants (kept for the

@@ -138,7 +138,18 @@ TEST(ReplyClass, TransientPermanentAndRedirects)
 	EXPECT_EQ(moved.slot, 3999);
 	EXPECT_EQ(moved.target.host, "127.0.0.1");
 	EXPECT_EQ(moved.target.port, 6381);
+	EXPECT_FALSE(moved.same_host);
 	EXPECT_EQ(err("ASK 1 [::1]:7000").target.host, "::1");
+	/* Issue 21, item 4: Redis 7 with cluster-preferred-endpoint-type unknown-endpoint. */
+	Classified here = err("MOVED 3999 :6380");
+	EXPECT_EQ(here.kind, ReplyClass::Moved);
+	EXPECT_EQ(here.slot, 3999);
+	EXPECT_EQ(here.target.port, 6380);
+	EXPECT_TRUE(here.same_host);
+	EXPECT_EQ(err("ASK 12 :7001").kind, ReplyClass::Ask);
+	EXPECT_TRUE(err("ASK 12 :7001").same_host);
+	EXPECT_EQ(err("MOVED 3999 127.0.0.1:").kind, ReplyClass::Transient) << "no port: malformed";
+	EXPECT_EQ(err("MOVED 3999").kind, ReplyClass::Transient);
 	EXPECT_EQ(classify_reply(Reply::failed("gone")).kind, ReplyClass::Transient);
 	EXPECT_EQ(classify_reply(Reply()).kind, ReplyClass::Ok);
 }

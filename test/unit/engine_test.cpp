@@ -10,10 +10,14 @@
 #include <gtest/gtest.h>
 
 #include "core/delivery/publish_message.hpp"
+#include "core/key_slot.hpp"
+#include "fake_node.hpp"
 #include "redis_server.hpp"
 #include "reply_dropping_proxy.hpp"
 
 using namespace cachebust;
+using cachebust::test::ClusterServers;
+using cachebust::test::FakeNode;
 using cachebust::test::RedisServer;
 using cachebust::test::ReplyDroppingProxy;
 
@@ -424,7 +428,7 @@ TEST_F(EngineTest, PatternsBumpsAndGlobKinds)
 class Subscriber
 {
   public:
-	Subscriber(int port, const std::string &channel)
+	Subscriber(int port, const std::string &channel, const char *how = "SUBSCRIBE")
 	{
 		fd_ = socket(AF_INET, SOCK_STREAM, 0);
 		sockaddr_in addr{};
@@ -434,7 +438,7 @@ class Subscriber
 		if (::connect(fd_, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0)
 			throw std::runtime_error("cannot connect the subscriber");
 		std::string cmd;
-		append_command(cmd, Command{"SUBSCRIBE", channel});
+		append_command(cmd, Command{how, channel});
 		if (::write(fd_, cmd.data(), cmd.size()) != static_cast<ssize_t>(cmd.size()))
 			throw std::runtime_error("cannot subscribe");
 		next(); /* the subscription's confirmation */
@@ -761,6 +765,214 @@ TEST_F(EngineTest, UnconfiguredEngineHoldsEverything)
 	DroppedTargets dropped = e.drop_unsent();
 	EXPECT_EQ(dropped.count, 1u);
 	EXPECT_EQ(dropped.min_seq[0], 4u);
+}
+
+/* ---- Redis Cluster ---------------------------------------------------- */
+
+namespace {
+
+bool
+exists_on(ClusterServers &c, int node, const std::string &key)
+{
+	return c.ask(node, {"EXISTS", key}).integer == 1;
+}
+
+/* A key whose slot node `node` serves. */
+std::string
+key_on(ClusterServers &c, int node, const std::string &stem)
+{
+	for (int i = 0;; i++) {
+		std::string key = stem + std::to_string(i);
+		if (c.owner(key_slot(key)) == node)
+			return key;
+	}
+}
+
+bool
+logged(const Harness &h, const std::string &text)
+{
+	for (const std::string &l : h.logs)
+		if (l.find(text) != std::string::npos)
+			return true;
+	return false;
+}
+
+} // namespace
+
+/* Issue 21, item 1: a reload while a PUBLISH waits, before and after the slot map is known. */
+TEST(ClusterEngine, AReloadWithAPublishWaitingKeepsIt)
+{
+	ClusterServers c(2);
+	Subscriber subscriber(c.node(1).port(), "events");
+	Harness h(c.url());
+	h.settings.publish_channel = "events";
+	h.reconfigure();
+	/* No slot map yet: the message waits unrouted, and the reload must not route it to a lane. */
+	h.engine.publish("{\"n\":1}", 1);
+	h.settings.command_timeout_ms = 600;
+	h.reconfigure();
+	ASSERT_TRUE(h.delivered());
+	Reply r = subscriber.next();
+	ASSERT_EQ(r.type, Reply::Type::Array);
+	EXPECT_EQ(r.elements[2].str, "{\"n\":1}");
+
+	/* With the map known: the message is in a lane (queued or in flight) when the settings change. */
+	ASSERT_TRUE(h.run_until([&] { return h.engine.connected(); }));
+	h.engine.publish("{\"n\":2}", 2);
+	h.settings.command_timeout_ms = 700;
+	h.reconfigure();
+	ASSERT_TRUE(h.delivered());
+	r = subscriber.next();
+	ASSERT_EQ(r.type, Reply::Type::Array);
+	EXPECT_EQ(r.elements[2].str, "{\"n\":2}");
+}
+
+/* Issue 21, item 2: SPUBLISH follows the channel's slot when it moves. */
+TEST(ClusterEngine, SpublishFollowsMoved)
+{
+	ClusterServers c(2);
+	int slot = key_slot("events");
+	int from = c.owner(slot), to = 1 - from;
+	Harness h(c.url());
+	h.settings.publish_channel = "events";
+	h.settings.publish_sharded = true;
+	h.reconfigure();
+	ASSERT_TRUE(h.run_until([&] { return h.engine.connected(); }));
+	c.move_slot(slot, from, to);
+	Subscriber subscriber(c.node(to).port(), "events", "SSUBSCRIBE");
+	h.engine.publish("{\"moved\":true}", 3);
+	ASSERT_TRUE(h.delivered()) << h.last_error;
+	Reply r = subscriber.next();
+	ASSERT_EQ(r.type, Reply::Type::Array);
+	EXPECT_EQ(r.elements[0].str, "smessage");
+	EXPECT_EQ(r.elements[2].str, "{\"moved\":true}");
+}
+
+/* Issue 21, item 2: ASK sends the SPUBLISH once to the importing node, after ASKING. */
+TEST(ClusterEngine, SpublishFollowsAsk)
+{
+	int slot = key_slot("events");
+	FakeNode importing([](const std::vector<std::string> &argv) -> std::string {
+		if (argv[0] == "ASKING")
+			return "+OK\r\n";
+		if (argv[0] == "SPUBLISH")
+			return ":1\r\n";
+		return "-ERR unexpected\r\n";
+	});
+	int importing_port = importing.port();
+	std::unique_ptr<FakeNode> owner;
+	owner = std::make_unique<FakeNode>([&](const std::vector<std::string> &argv) -> std::string {
+		if (argv[0] == "CLUSTER")
+			return FakeNode::slots_reply({{0, kClusterSlots - 1, owner->port()}});
+		if (argv[0] == "SPUBLISH")
+			return "-ASK " + std::to_string(slot) + " 127.0.0.1:" + std::to_string(importing_port) + "\r\n";
+		return "-ERR unexpected\r\n";
+	});
+	Harness h(RedisUrl::parse("redis-cluster://127.0.0.1:" + std::to_string(owner->port())));
+	h.settings.publish_channel = "events";
+	h.settings.publish_sharded = true;
+	h.reconfigure();
+	h.engine.publish("m", 4);
+	ASSERT_TRUE(h.delivered()) << h.last_error;
+	std::vector<std::vector<std::string>> got = importing.received();
+	std::vector<std::string> commands;
+	for (const auto &argv : got)
+		if (argv[0] != "PING")
+			commands.push_back(argv[0]);
+	EXPECT_EQ(commands, (std::vector<std::string>{"ASKING", "SPUBLISH"}));
+}
+
+/* Issue 21, item 2: a special is never retried forever, even when nodes keep redirecting it. */
+TEST(ClusterEngine, ASpecialRedirectedInCirclesIsDropped)
+{
+	int slot = key_slot("events");
+	std::unique_ptr<FakeNode> a, b;
+	std::atomic<int> a_port{0}, b_port{0};
+	auto node = [&](std::atomic<int> &other) {
+		return [&](const std::vector<std::string> &argv) -> std::string {
+			if (argv[0] == "CLUSTER")
+				return FakeNode::slots_reply({{0, kClusterSlots - 1, a_port}});
+			if (argv[0] == "SPUBLISH")
+				return "-MOVED " + std::to_string(slot) + " 127.0.0.1:" + std::to_string(other) + "\r\n";
+			return "-ERR unexpected\r\n";
+		};
+	};
+	a = std::make_unique<FakeNode>(node(b_port));
+	b = std::make_unique<FakeNode>(node(a_port));
+	a_port = a->port();
+	b_port = b->port();
+	Harness h(RedisUrl::parse("redis-cluster://127.0.0.1:" + std::to_string(a_port)));
+	h.settings.publish_channel = "events";
+	h.settings.publish_sharded = true;
+	h.reconfigure();
+	h.engine.publish("m", 5);
+	ASSERT_TRUE(h.delivered(Stream::First, 10000)) << "held forever";
+	EXPECT_TRUE(logged(h, "redirected")) << "the drop is logged";
+	EXPECT_GE(h.counters.errors, 1u);
+}
+
+/* Issue 21, item 2: a permanent refusal drops a PUBLISH, counted and logged. */
+TEST(ClusterEngine, ARefusedPublishIsDropped)
+{
+	std::unique_ptr<FakeNode> owner;
+	owner = std::make_unique<FakeNode>([&](const std::vector<std::string> &argv) -> std::string {
+		if (argv[0] == "CLUSTER")
+			return FakeNode::slots_reply({{0, kClusterSlots - 1, owner->port()}});
+		if (argv[0] == "SPUBLISH")
+			return "-NOPERM this user has no permissions to access the channel\r\n";
+		return "-ERR unexpected\r\n";
+	});
+	Harness h(RedisUrl::parse("redis-cluster://127.0.0.1:" + std::to_string(owner->port())));
+	h.settings.publish_channel = "events";
+	h.settings.publish_sharded = true;
+	h.reconfigure();
+	h.engine.publish("m", 6);
+	ASSERT_TRUE(h.delivered());
+	EXPECT_TRUE(logged(h, "the message was dropped"));
+	EXPECT_EQ(h.counters.errors, 1u);
+}
+
+/* Issue 21, item 4: "MOVED 3999 :6380" means the host we asked
+ * (cluster-preferred-endpoint-type unknown-endpoint). */
+TEST(ClusterEngine, RedirectsWithoutAHostGoToTheSameHost)
+{
+	ClusterServers c(2, {"--cluster-preferred-endpoint-type", "unknown-endpoint"});
+	Harness h(c.url());
+	ASSERT_TRUE(h.run_until([&] { return h.engine.connected(); }));
+	std::string key = key_on(c, 0, "moving:");
+	c.move_slot(key_slot(key), 0, 1); /* (an empty slot, as in a failover) */
+	c.ask(1, {"SET", key, "cached"});
+	Reply moved = c.ask(0, {"GET", key});
+	ASSERT_EQ(moved.str.substr(0, 6), "MOVED ");
+	ASSERT_NE(moved.str.find(" :"), std::string::npos) << "the node redirects without a host: " << moved.str;
+	h.engine.submit({make(TargetKind::Key, key)}, Stream::First, 7);
+	ASSERT_TRUE(h.delivered()) << h.last_error;
+	EXPECT_FALSE(exists_on(c, 1, key));
+}
+
+/* Issue 21, item 7: the failover repeat window ends at the last healthy
+ * contact with the old master, not when the failover is noticed. */
+TEST(ClusterEngine, AFailoverRepeatsWhatTheOldMasterAcknowledgedLast)
+{
+	ClusterServers c(2);
+	Harness h(c.url());
+	h.settings.failover_repeat_ms = 300;
+	h.reconfigure();
+	std::string key = key_on(c, 1, "acked:");
+	c.ask(1, {"SET", key, "cached"});
+	h.engine.submit({make(TargetKind::Key, key)}, Stream::First, 8);
+	ASSERT_TRUE(h.delivered());
+	EXPECT_FALSE(exists_on(c, 1, key));
+	/* The old master says nothing more for longer than the window (detection is slow)... */
+	int64_t silent_until = monotonic_us() + 3 * 300 * 1000;
+	ASSERT_TRUE(h.run_until([&] { return monotonic_us() > silent_until; }));
+	/* ...then dies, and its successor never got the delete. */
+	c.replace(1, 0);
+	c.ask(0, {"SET", key, "stale"});
+	ASSERT_TRUE(h.run_until([&] { return logged(h, "no longer serve slots"); }, 15000));
+	ASSERT_TRUE(h.run_until([&] { return !exists_on(c, 0, key); }, 5000))
+		<< "the delete acknowledged just before the last contact is repeated";
+	EXPECT_GE(h.counters.failovers, 1u);
 }
 
 TEST(Json, EscapesControlQuotesAndInvalidUtf8)

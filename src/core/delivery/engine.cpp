@@ -1,5 +1,6 @@
 /*
- * engine.cpp — routing, the deployment's lanes, and what spans them.
+ * engine.cpp — routing, the deployment's lanes, Sentinel following, and
+ * the failover repeat. The cluster topology is in engine_cluster.cpp.
  */
 #include "core/delivery/engine.hpp"
 
@@ -15,8 +16,6 @@ namespace cachebust {
 namespace {
 
 constexpr int64_t kRefusalLogIntervalUs = 60 * 1000 * 1000;
-/* A cluster's slot map is asked for again this often (and at every trouble). */
-constexpr int64_t kMapRefreshUs = 10 * 1000 * 1000;
 /* Tag receipts waiting for release; beyond this, the oldest expire on their own. */
 constexpr size_t kMaxPendingReleases = 10000;
 
@@ -99,6 +98,10 @@ DeliveryEngine::configure(const EngineSettings &settings)
 	scan_.set_scan_count(settings.scan_count);
 	if (reconnect)
 		rebuild_lanes();
+	remember_applied_ = settings.configured && settings.url.topology != RedisUrl::Topology::Single &&
+						settings.failover_repeat_ms > 0;
+	memory_.configure(remember_applied_ ? static_cast<int64_t>(settings.failover_repeat_ms) * 1000 : 0,
+					  settings.max_pending);
 }
 
 /* Replaces the lanes for new connection settings, keeping everything they held. */
@@ -138,10 +141,7 @@ DeliveryEngine::rebuild_lanes()
 	cluster_map_ = ClusterMap();
 	lane_settings_.group_by_slot = settings_.url.topology == RedisUrl::Topology::Cluster;
 	master_known_ = false;
-	recent_.clear();
-	recent_targets_ = 0;
-	forgotten_prefixes_.clear();
-	remember_applied_ = settings_.url.topology != RedisUrl::Topology::Single;
+	memory_.clear();
 	if (settings_.url.topology == RedisUrl::Topology::Cluster) {
 		/* Lanes come with the slot map: one per master. */
 		std::vector<Endpoint> seeds;
@@ -204,14 +204,7 @@ DeliveryEngine::rebuild_lanes()
 		for (Target &t : unrouted_[s].take(seqs))
 			route(std::move(t), static_cast<Stream>(s), seqs);
 	}
-	std::deque<Special> specials_left;
-	specials_left.swap(unrouted_specials_);
-	for (Special &sp : specials_left) {
-		if (sp.kind == Special::Kind::FlushDb)
-			submit_flushdb(sp.stream, sp.seqs, sp.job);
-		else
-			lanes_.front()->add_special(std::move(sp));
-	}
+	route_specials(std::move(unrouted_specials_));
 }
 
 Lane *
@@ -221,122 +214,6 @@ DeliveryEngine::lane_for(const std::string &key)
 		return lanes_.empty() ? nullptr : lanes_.front().get();
 	const Endpoint *master = cluster_map_.master_for_slot(key_slot(key));
 	return master == nullptr ? nullptr : &lane_at(*master);
-}
-
-/* The lane of a cluster node, made on first use. */
-Lane &
-DeliveryEngine::lane_at(const Endpoint &endpoint)
-{
-	for (auto &lane : lanes_)
-		if (lane->endpoint() == endpoint)
-			return *lane;
-	lanes_.push_back(std::make_unique<Lane>(static_cast<LaneHost &>(*this), connection_settings(endpoint),
-											seed_ + lanes_.size()));
-	return *lanes_.back();
-}
-
-/* A node that no longer serves slots: what waits for it goes where its slots went. */
-void
-DeliveryEngine::retire_lane(size_t index)
-{
-	std::unique_ptr<Lane> lane = std::move(lanes_[index]);
-	lanes_.erase(lanes_.begin() + static_cast<long>(index));
-	lane->disconnect("the node no longer serves slots");
-	scan_.node_replaced(*lane, nullptr);
-	for (int s = 0; s < kStreams; s++) {
-		SeqSet seqs;
-		for (Target &t : lane->take_pending(static_cast<Stream>(s), seqs)) {
-			t.delivery &= static_cast<uint8_t>(~kDeliverAsking);
-			route(std::move(t), static_cast<Stream>(s), seqs);
-		}
-	}
-	for (Special &sp : lane->take_specials()) {
-		if (sp.kind == Special::Kind::FlushDb)
-			submit_flushdb(sp.stream, sp.seqs, sp.job);
-		else if (!lanes_.empty())
-			lanes_.front()->add_special(std::move(sp));
-		else
-			unrouted_specials_.push_back(std::move(sp));
-	}
-}
-
-/* Takes a new slot map: lanes for new masters, none for old ones, waiting targets routed. */
-void
-DeliveryEngine::apply_cluster_map(const ClusterMap &map)
-{
-	bool first = cluster_map_.empty();
-	cluster_map_ = map;
-	for (const Endpoint &master : map.masters())
-		lane_at(master);
-	std::vector<std::string> gone;
-	for (size_t i = lanes_.size(); i-- > 0;) {
-		bool serves = false;
-		for (const Endpoint &master : map.masters())
-			serves = serves || lanes_[i]->endpoint() == master;
-		if (!serves) {
-			gone.push_back(lanes_[i]->endpoint().describe());
-			retire_lane(i);
-		}
-	}
-	if (first)
-		log(LogLevel::Log, "cachebust worker: the cluster has " + std::to_string(map.masters().size()) + " masters");
-	else if (!gone.empty()) {
-		/* A master replaced (a failover) or emptied (resharding): send recent work again, it is cheap. */
-		report_.counters.failovers += gone.size();
-		std::string list;
-		for (const std::string &g : gone)
-			list += (list.empty() ? "" : ", ") + g;
-		log(LogLevel::Log, "cachebust worker: cluster node(s) " + list +
-							   " no longer serve slots; their targets go to the new owners, and the last " +
-							   std::to_string(settings_.failover_resend_ms) + " ms of invalidations are sent again");
-		resend_recent();
-	}
-	for (int s = 0; s < kStreams; s++) {
-		SeqSet seqs;
-		std::vector<Target> waiting = unrouted_[s].take(seqs);
-		for (Target &t : waiting)
-			route(std::move(t), static_cast<Stream>(s), seqs);
-	}
-	std::deque<Special> specials;
-	specials.swap(unrouted_specials_);
-	for (Special &sp : specials) {
-		if (sp.kind == Special::Kind::FlushDb)
-			submit_flushdb(sp.stream, sp.seqs, sp.job);
-		else if (!lanes_.empty())
-			lanes_.front()->add_special(std::move(sp));
-	}
-}
-
-void
-DeliveryEngine::follow_cluster()
-{
-	if (!cluster_ask_)
-		return;
-	if (monotonic_us() >= next_map_refresh_us_) {
-		cluster_ask_->request();
-		next_map_refresh_us_ = monotonic_us() + kMapRefreshUs;
-	}
-	bool answered;
-	std::string error;
-	if (!cluster_ask_->take_result(answered, error))
-		return;
-	if (!answered) {
-		report_.note_error(cluster_ask_->error_without_addresses(), cluster_ask_->error_addresses());
-		log(cluster_failing_ ? LogLevel::Debug : LogLevel::Log, "cachebust worker: " + error + "; asking again with backoff");
-		cluster_failing_ = true;
-		return;
-	}
-	cluster_failing_ = false;
-	apply_cluster_map(cluster_answer_);
-	/* Ask the nodes we know now, the seeds last. */
-	std::vector<Endpoint> servers = cluster_map_.masters();
-	for (const HostPort &hp : settings_.url.hosts) {
-		Endpoint e;
-		e.host = hp.host;
-		e.port = hp.port;
-		servers.push_back(e);
-	}
-	cluster_ask_->set_servers(servers);
 }
 
 std::vector<Lane *>
@@ -438,29 +315,49 @@ DeliveryEngine::submit_shares(std::vector<Target> &&targets, Stream s, const std
 void
 DeliveryEngine::submit_flushdb(Stream s, const SeqSet &seqs, uint32_t job)
 {
-	Special sp{Special::Kind::FlushDb, {"FLUSHDB", "ASYNC"}, s, seqs, job};
-	if (lanes_.empty()) {
-		unrouted_specials_.push_back(std::move(sp));
-		return;
-	}
-	for (Lane *lane : masters())
-		lane->add_special(Special(sp));
+	route_special(Special{Special::Kind::FlushDb, {"FLUSHDB", "ASYNC"}, s, seqs, job});
 	pump();
 }
 
 void
 DeliveryEngine::publish(std::string message, const SeqSet &seqs)
 {
-	Special sp{Special::Kind::Publish,
-			   {settings_.publish_sharded ? "SPUBLISH" : "PUBLISH", settings_.publish_channel,
-				std::move(message)},
-			   Stream::First, seqs, 0};
-	Lane *lane = lane_for(settings_.publish_channel);
+	route_special(Special{Special::Kind::Publish,
+						  {settings_.publish_sharded ? "SPUBLISH" : "PUBLISH", settings_.publish_channel,
+						   std::move(message)},
+						  Stream::First, seqs, 0});
+	pump();
+}
+
+/* FLUSHDB goes to every master; a publication to the master of its
+ * channel's slot (SPUBLISH must, PUBLISH may go anywhere). Without a lane
+ * to take it (no slot map yet, no deployment) it waits unrouted. */
+void
+DeliveryEngine::route_special(Special &&sp)
+{
+	if (sp.kind == Special::Kind::FlushDb) {
+		if (lanes_.empty())
+			unrouted_specials_.push_back(std::move(sp));
+		else
+			for (Lane *lane : masters())
+				lane->add_special(Special(sp));
+		return;
+	}
+	Lane *lane = lane_for(sp.command.at(1));
 	if (lane == nullptr)
 		unrouted_specials_.push_back(std::move(sp));
 	else
 		lane->add_special(std::move(sp));
-	pump();
+}
+
+/* Specials whose lane went (new settings, a node retired, a new slot map): routed again. */
+void
+DeliveryEngine::route_specials(std::deque<Special> &&specials)
+{
+	std::deque<Special> taken;
+	taken.swap(specials); /* (it may be unrouted_specials_ itself) */
+	for (Special &sp : taken)
+		route_special(std::move(sp));
 }
 
 void
@@ -474,29 +371,6 @@ void
 DeliveryEngine::job_failed(uint32_t job)
 {
 	report_.failed_jobs.push_back(job);
-}
-
-void
-DeliveryEngine::redirected(Lane &from, Target &&t, Stream s, const SeqSet &seqs, const Classified &c)
-{
-	if (cluster()) {
-		if (c.kind == ReplyClass::Ask) {
-			/* The slot is migrating and this key has moved: ask the importing node, this once. */
-			t.delivery |= kDeliverAsking | kDeliverAlone;
-			lane_at(c.target).add(std::move(t), s, seqs);
-			return;
-		}
-		/* MOVED: the slot lives elsewhere now; correct the map, refresh it, route again. */
-		cluster_map_.move_slot(c.slot, c.target);
-		cluster_ask_->request();
-		t.delivery &= static_cast<uint8_t>(~kDeliverAsking);
-		route(std::move(t), s, seqs);
-		return;
-	}
-	/* Not a cluster: a redirection means we talk to the wrong server. */
-	from.add(std::move(t), s, seqs);
-	from.disconnect("Redis answered with a cluster redirection; cachebust.redis_url does not name a cluster");
-	lane_failed(from, "Redis answered with a cluster redirection (use a redis-cluster:// URL)", false);
 }
 
 void
@@ -644,70 +518,44 @@ DeliveryEngine::follow_sentinel()
 	lane.hold(false);
 }
 
-/* A failover: count it, and send again what the new master may have missed. */
+/* A failover: count it, and repeat what the new master may have missed. */
 void
 DeliveryEngine::master_changed(Lane &lane, const Endpoint &from, const Endpoint &to)
 {
 	report_.counters.failovers++;
 	log(LogLevel::Log, "cachebust worker: the master moved from " + from.describe() + " to " + to.describe() +
-						   "; sending the last " + std::to_string(settings_.failover_resend_ms) +
-						   " ms of invalidations again");
+						   "; repeating what the old master acknowledged in the last " +
+						   std::to_string(settings_.failover_repeat_ms) + " ms before it stopped answering");
 	(void) lane;
-	resend_recent();
+	repeat_recent();
 }
 
-/* What was applied lately goes again, to whoever serves it now (asynchronous replication). */
+/* The failover repeat: what the old masters acknowledged lately goes
+ * again, to whoever serves it now (replication is asynchronous). */
 void
-DeliveryEngine::resend_recent()
+DeliveryEngine::repeat_recent()
 {
-	int64_t since = monotonic_us() - static_cast<int64_t>(settings_.failover_resend_ms) * 1000;
-	std::vector<Target> again;
-	for (const Applied &a : recent_)
-		if (a.at_us >= since)
-			for (const Target &applied : a.targets) {
-				Target t = applied;
-				t.delivery &= static_cast<uint8_t>(~(kDeliverSubstitute | kDeliverAsking));
-				again.push_back(std::move(t));
-			}
-	for (Target &t : again)
+	FailoverMemory::Repeat repeat = memory_.take_repeat();
+	for (Target &t : repeat.targets) {
+		t.delivery &= static_cast<uint8_t>(~(kDeliverSubstitute | kDeliverAsking));
 		route(std::move(t), Stream::Redelete, 0);
-	for (const auto &forgotten : forgotten_prefixes_)
-		if (forgotten.second >= since)
-			report_.fallback_needs.push_back(FallbackNeed{forgotten.first, Stream::Redelete, 0});
-	forgotten_prefixes_.clear();
+	}
+	for (std::string &prefix : repeat.prefixes)
+		report_.fallback_needs.push_back(FallbackNeed{std::move(prefix), Stream::Redelete, 0});
 }
 
 void
-DeliveryEngine::applied(Lane &, std::vector<Target> &&targets)
+DeliveryEngine::applied(Lane &lane, std::vector<Target> &&targets)
 {
-	if (!remember_applied_ || targets.empty())
-		return;
-	int64_t now = monotonic_us();
-	int64_t since = now - static_cast<int64_t>(settings_.failover_resend_ms) * 1000;
-	auto forget_oldest = [this] {
-		recent_targets_ -= recent_.front().targets.size();
-		recent_.pop_front();
-	};
-	while (!recent_.empty() && recent_.front().at_us < since)
-		forget_oldest();
-	recent_targets_ += targets.size();
-	recent_.push_back(Applied{now, std::move(targets)});
-	while (recent_targets_ > settings_.max_pending && recent_.size() > 1) {
-		/* Bounded memory: what is forgotten is covered by its prefix instead. */
-		const Applied &oldest = recent_.front();
-		for (const Target &t : oldest.targets) {
-			std::string prefix = target_prefix(t);
-			bool known = false;
-			for (auto &f : forgotten_prefixes_)
-				if (f.first == prefix) {
-					f.second = oldest.at_us;
-					known = true;
-				}
-			if (!known)
-				forgotten_prefixes_.push_back({prefix, oldest.at_us});
-		}
-		forget_oldest();
-	}
+	if (remember_applied_)
+		memory_.applied(lane.endpoint(), monotonic_us(), std::move(targets));
+}
+
+void
+DeliveryEngine::contact(Lane &lane)
+{
+	if (remember_applied_)
+		memory_.contact(lane.endpoint(), monotonic_us());
 }
 
 void

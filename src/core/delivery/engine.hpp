@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "core/coalescer.hpp"
+#include "core/delivery/failover_memory.hpp"
 #include "core/delivery/lane.hpp"
 #include "core/delivery/report.hpp"
 #include "core/delivery/scan_pass.hpp"
@@ -46,9 +47,11 @@ struct EngineSettings {
 	size_t scan_count = 1000;
 	std::string publish_channel;
 	bool publish_sharded = false;
-	/* After a master changes, what was applied this recently is sent again
-	 * (bounded by max_pending targets; beyond that, the fallback). */
-	int failover_resend_ms = 10000;
+	/* The failover repeat: after a master changes, what each master
+	 * acknowledged within this window before its last healthy contact is
+	 * applied again (bounded by max_pending targets; beyond that, the
+	 * fallback). 0: no repeat. */
+	int failover_repeat_ms = 10000;
 	size_t max_pending = 1000000;
 	/* The longest a tag's receipt (tag_script.hpp) outlives the attempt that filled it. */
 	int tag_receipt_ttl_ms = 3600 * 1000;
@@ -115,6 +118,7 @@ class DeliveryEngine final : private LaneHost
 	void route(Target &&t, Stream s, const SeqSet &seqs) override;
 	void unresolvable(const Target &t, Stream s, const SeqSet &seqs, const std::string &why) override;
 	void redirected(Lane &from, Target &&t, Stream s, const SeqSet &seqs, const Classified &c) override;
+	void special_redirected(Lane &from, Special &&sp, const Classified &c) override;
 	void lane_failed(Lane &lane, const std::string &why, bool reresolve) override;
 	void lane_recovered(Lane &lane) override;
 	void note_refusal(const std::string &command, const std::string &key, const std::string &error,
@@ -123,21 +127,30 @@ class DeliveryEngine final : private LaneHost
 	void applied(Lane &lane, std::vector<Target> &&targets) override;
 	bool remembers_applied() const override { return remember_applied_; }
 	void release_when_applied(TagRelease &&release, Stream s, const SeqSet &seqs) override;
+	void contact(Lane &lane) override;
 
+	/* Sentinel (engine.cpp) */
 	void follow_sentinel();
 	void master_changed(Lane &lane, const Endpoint &from, const Endpoint &to);
-	void resend_recent();
+	void repeat_recent();
+
+	/* Cluster topology (engine_cluster.cpp) */
 	void follow_cluster();
 	void apply_cluster_map(const ClusterMap &map);
 	Lane &lane_at(const Endpoint &endpoint);
 	void retire_lane(size_t index);
 	bool cluster() const { return settings_.configured && settings_.url.topology == RedisUrl::Topology::Cluster; }
+	/* Where a redirection sent to `from` points. */
+	static Endpoint redirect_target(const Lane &from, const Classified &c);
 
 	void rebuild_lanes();
 	ConnectionSettings connection_settings(const Endpoint &endpoint) const;
 	Lane *lane_for(const std::string &key);
 	void submit_shares(std::vector<Target> &&targets, Stream s, const std::vector<Contribution> *from,
 					   const SeqSet &all);
+	/* Puts a special where it goes now (or unrouted while no lane serves it). */
+	void route_special(Special &&sp);
+	void route_specials(std::deque<Special> &&specials);
 	std::vector<Lane *> masters();
 	void pump();
 	void release_tag_receipts();
@@ -170,20 +183,8 @@ class DeliveryEngine final : private LaneHost
 	int64_t next_map_refresh_us_ = 0;
 	bool cluster_failing_ = false;
 
-	/*
-	 * Redis replication is asynchronous: a replica promoted to master may
-	 * lack writes the old master acknowledged. What was applied in the last
-	 * failover_resend_ms is kept (with Sentinel and Cluster) and sent again
-	 * to a new master; prefixes of what the bound made us forget are
-	 * covered by the fallback instead.
-	 */
-	struct Applied {
-		int64_t at_us;
-		std::vector<Target> targets; /* one acknowledged command's */
-	};
-	std::deque<Applied> recent_;
-	size_t recent_targets_ = 0;
-	std::vector<std::pair<std::string, int64_t>> forgotten_prefixes_; /* prefix, when */
+	/* What the masters acknowledged lately, for the failover repeat (with Sentinel and Cluster). */
+	FailoverMemory memory_;
 	bool remember_applied_ = false;
 
 	/* Tag receipts to release once the commits their members belong to are

@@ -112,6 +112,8 @@ Lane::retarget(const Endpoint &endpoint)
 void
 Lane::note_success()
 {
+	if (host_.remembers_applied())
+		host_.contact(*this);
 	backoff_.reset();
 	if (failing_) {
 		failing_ = false;
@@ -159,7 +161,11 @@ void
 Lane::send_raw(const Command &cmd, Connection::Callback cb)
 {
 	host_.report().counters.commands++;
-	conn_.send(cmd, std::move(cb));
+	conn_.send(cmd, [this, cb = std::move(cb)](Reply &r) {
+		if (r.type != Reply::Type::Failed && r.type != Reply::Type::Error && host_.remembers_applied())
+			host_.contact(*this);
+		cb(r);
+	});
 }
 
 void
@@ -491,10 +497,15 @@ Lane::send_special(Special &&sp)
 {
 	auto special = std::make_shared<Special>(std::move(sp));
 	specials_in_flight_.push_back(special);
+	/* A migrating slot: the importing node takes the next command only after ASKING. */
+	if (special->asking)
+		send_raw({"ASKING"}, [](Reply &) {});
 	send_raw(special->command, [this, special](Reply &r) {
 		Classified c = classify_reply(r);
 		if (c.kind == ReplyClass::Ok)
 			note_success();
+		else if (c.kind == ReplyClass::Moved || c.kind == ReplyClass::Ask)
+			host_.special_redirected(*this, Special(*special), c);
 		else if (c.kind == ReplyClass::Permanent) {
 			host_.report().counters.errors++;
 			host_.note_refusal(special->command[0], std::string(), r.str.substr(0, 200),

@@ -53,14 +53,16 @@ struct TagRelease {
 	std::string attempt;
 };
 
-/* A command that is not built from targets: PUBLISH, FLUSHDB. */
+/* A command that is not built from targets: PUBLISH (or SPUBLISH), FLUSHDB. */
 struct Special {
 	enum class Kind { Publish, FlushDb };
 	Kind kind;
-	Command command;
+	Command command; /* a publication's channel is command[1] */
 	Stream stream;
 	SeqSet seqs; /* the commits it holds back */
 	uint32_t job;
+	uint8_t redirects = 0; /* MOVED and ASK followed so far */
+	bool asking = false;   /* sent after ASKING (to the node importing its slot) */
 };
 
 /* The lane's owner (the engine): routing and everything that spans nodes. */
@@ -75,8 +77,9 @@ class LaneHost
 	virtual void route(Target &&t, Stream s, const SeqSet &seqs) = 0;
 	/* Refused for good, substitute included: the fallback must cover it. */
 	virtual void unresolvable(const Target &t, Stream s, const SeqSet &seqs, const std::string &why) = 0;
-	/* MOVED or ASK for a target sent on `from`. */
+	/* MOVED or ASK for a target, or for a special, sent on `from`. */
 	virtual void redirected(Lane &from, Target &&t, Stream s, const SeqSet &seqs, const Classified &c) = 0;
+	virtual void special_redirected(Lane &from, Special &&sp, const Classified &c) = 0;
 	/* The lane lost its connection, or the server told it to go elsewhere. */
 	virtual void lane_failed(Lane &lane, const std::string &why, bool reresolve) = 0;
 	virtual void lane_recovered(Lane &lane) = 0;
@@ -86,12 +89,15 @@ class LaneHost
 	/* A fallback could not run completely. */
 	virtual void job_failed(uint32_t job) = 0;
 	/* Redis acknowledged these targets on this lane (remembered, with
-	 * Sentinel and Cluster, to resend after a failover). */
+	 * Sentinel and Cluster, for the failover repeat). */
 	virtual void applied(Lane &lane, std::vector<Target> &&targets) = 0;
 	virtual bool remembers_applied() const = 0;
 	/* Once none of the commits seqs has anything waiting on stream s, release
 	 * the receipt on the tag's node (best effort: its TTL covers the rest). */
 	virtual void release_when_applied(TagRelease &&release, Stream s, const SeqSet &seqs) = 0;
+	/* The lane's node answered successfully (its last healthy contact,
+	 * where the failover repeat window ends). Only while remembers_applied(). */
+	virtual void contact(Lane &lane) = 0;
 };
 
 class Lane

@@ -11,7 +11,9 @@ namespace cachebust {
 
 namespace {
 
-/* "MOVED 3999 127.0.0.1:6381" → slot and endpoint; false if malformed. */
+/* "MOVED 3999 127.0.0.1:6381" → slot and endpoint; false if malformed.
+ * "MOVED 3999 :6381" (cluster-preferred-endpoint-type unknown-endpoint)
+ * names no host: the one the connection that got it talks to. */
 bool
 parse_redirect(const std::string &text, Classified &out)
 {
@@ -22,7 +24,7 @@ parse_redirect(const std::string &text, Classified &out)
 	std::string slot = text.substr(sp1 + 1, sp2 - sp1 - 1);
 	std::string addr = text.substr(sp2 + 1);
 	size_t colon = addr.rfind(':');
-	if (slot.empty() || colon == std::string::npos || colon == 0)
+	if (slot.empty() || colon == std::string::npos)
 		return false;
 	char *end = nullptr;
 	long s = strtol(slot.c_str(), &end, 10);
@@ -35,6 +37,7 @@ parse_redirect(const std::string &text, Classified &out)
 		host = host.substr(1, host.size() - 2);
 	out.target.host = host;
 	out.target.port = static_cast<int>(port);
+	out.same_host = host.empty();
 	return true;
 }
 

@@ -35,6 +35,9 @@ struct Classified {
 	/* Moved and Ask. */
 	int slot = -1;
 	Endpoint target;
+	/* The redirect names no host ("MOVED 3999 :6380"): target.host is
+	 * empty and means the host of the connection that got the reply. */
+	bool same_host = false;
 };
 
 Classified classify_reply(const Reply &reply);
