@@ -5,7 +5,7 @@ packages=(
 	build-essential clang llvm
 	postgresql-15 postgresql-server-dev-15 postgresql-contrib
 	libhiredis-dev redis-server redis-tools redis-sentinel openssl
-	libgtest-dev libipc-run-perl
+	libgtest-dev libipc-run-perl faketime
 	python3-django python3-django-redis python3-redis python3-psycopg2
 	prometheus-postgres-exporter
 )

@@ -77,7 +77,7 @@ fill(keys_of(1, 300));
 my $paused = $masters[0];
 my @on_paused = grep { $cluster->node_for($_)->{port} == $paused->{port} } keys_of(1, 300);
 my @elsewhere = grep { $cluster->node_for($_)->{port} != $paused->{port} } keys_of(1, 300);
-$paused->cmd('CLIENT', 'PAUSE', '4000', 'WRITE');
+$paused->cmd('CLIENT', 'PAUSE', '8000', 'WRITE');
 my $session = $node->background_psql('postgres');
 $session->query_safe('UPDATE kv SET v = v + 1 WHERE id <= 300');
 ok(wait_until(sub { $cluster->count_existing(@elsewhere) == 0 }, 10),
@@ -85,6 +85,20 @@ ok(wait_until(sub { $cluster->count_existing(@elsewhere) == 0 }, 10),
 cmp_ok($cluster->count_existing(@on_paused), '>', 0, "the paused master's keys wait");
 is($session->query_safe('SELECT cachebust.wait_for_delivery(100)'), 'f',
 	'wait_for_delivery is false until every shard applied the session\'s targets');
+# Issue 21, item 10: another session's commit, all of whose keys live on
+# live masters, is not held back by the paused one.
+# (Its bump ver:{team} must live elsewhere too.)
+my ($other_id) = grep { $cluster->node_for('app:ver:' . ($_ % 10))->{port} != $paused->{port} }
+  map { /(\d+)$/ ? $1 : () } @elsewhere;
+fill("app:kv:$other_id");
+my $other = $node->background_psql('postgres');
+$other->query_safe("UPDATE kv SET v = v + 1 WHERE id = $other_id");
+is($other->query_safe('SELECT cachebust.wait_for_delivery(5000)'), 't',
+	'a session whose keys live on other masters is not held back by the paused one');
+is($cluster->count_existing("app:kv:$other_id"), 0, 'its key is gone');
+cmp_ok($cluster->count_existing(@on_paused), '>', 0, 'while the paused master still holds the first session\'s keys');
+is($other->query_safe('SELECT cachebust.barrier(100)'), 'f', 'barrier() still waits for everyone');
+$other->quit;
 is($session->query_safe('SELECT cachebust.wait_for_delivery(15000)'), 't', 'and true once the pause ends');
 is($cluster->count_existing(@on_paused), 0, 'the paused master caught up');
 $session->quit;
