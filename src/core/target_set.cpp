@@ -79,6 +79,25 @@ TargetSet::insert_distinct(std::vector<Target> &&targets, uint64_t seq)
 		insert(std::move(t), seq);
 }
 
+/*
+ * One target now stands for both: it must do whatever either would have
+ * done. A restriction of what a tag removes (sets only, keep sets) holds
+ * only if both have it; a step added to the delivery (its own command,
+ * ASKING first) is taken if either needs it; "already counted as refused"
+ * holds only if both were counted.
+ */
+static void
+merge_into(Target &kept, const Target &t)
+{
+	constexpr uint8_t kIfBoth = kDeliverSetsOnly | kDeliverKeepSets | kDeliverSubstitute;
+	constexpr uint8_t kIfEither = kDeliverAlone | kDeliverAsking;
+	static_assert((kIfBoth | kIfEither) == 31, "every kDeliver* flag has a merge rule");
+	kept.delivery = static_cast<uint8_t>((kept.delivery & t.delivery & kIfBoth) | ((kept.delivery | t.delivery) & kIfEither));
+	kept.immediate = kept.immediate || t.immediate;
+	/* The shallower tag expands further. */
+	kept.depth = std::min(kept.depth, t.depth);
+}
+
 bool
 TargetSet::insert(Target &&t, uint64_t seq)
 {
@@ -97,10 +116,7 @@ TargetSet::insert(Target &&t, uint64_t seq)
 	for (; slots_[i] != 0; i = (i + 1) & mask) {
 		size_t pos = slots_[i] - 1;
 		if (hashes_[pos] == hash && targets_[pos] == t) {
-			Target &kept = targets_[pos];
-			kept.immediate = kept.immediate || t.immediate;
-			/* The shallower tag expands further. */
-			kept.depth = std::min(kept.depth, t.depth);
+			merge_into(targets_[pos], t);
 			return false;
 		}
 	}
