@@ -21,6 +21,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "core/glob.hpp"
 #include "pg/capture.hpp"
 #include "pg/guard.hpp"
 #include "pg/guc.hpp"
@@ -156,12 +157,13 @@ check_renderable(const TriggerSpec &spec, const KeyPrefixes &prefixes, const cha
 							where + "target \"" + tpl.source.substr(0, 64) + (tpl.source.size() > 64 ? "..." : "") +
 								"\" cannot be invalidated by TRUNCATE: " + e.what());
 		}
-		if (truncate.glob && glob_matches_every_key(truncate.key))
+		if (truncate.glob && !glob_has_literal_start(truncate.key))
 			throw UserError(ERRCODE_INVALID_PARAMETER_VALUE,
-							where + "target \"" + tpl.source + "\" would invalidate every key of the Redis database (as the pattern \"" +
-								truncate.key + "\") because cachebust.key_prefix is empty",
+							where + "target \"" + tpl.source + "\" has no literal start (as the pattern \"" + truncate.key +
+								"\"), so with an empty cachebust.key_prefix it could invalidate the keys of every application "
+								"in the Redis database",
 							"A TRUNCATE turns each {column} into *; a pattern keeps its own wildcards.",
-							"Set cachebust.key_prefix (per database or role), or give the template a fixed part, e.g. 'user:{id}'.");
+							"Set cachebust.key_prefix (per database or role), or start the template with a fixed part, e.g. 'user:{id}'.");
 	}
 }
 
