@@ -278,10 +278,61 @@ same_template_values(const CompiledTrigger &ct, TupleTableSlot *a, TupleTableSlo
 	return same;
 }
 
-/* An UPDATE's old and new row versions: both render, the new one only where it differs. */
+/*
+ * Whether an UPDATE left the row as it was: every column holds the same
+ * bytes in both versions. Such a row invalidates nothing (README, "Writing
+ * triggers"): whatever a cache built from it is still right. Raw datums are
+ * compared first, which settles almost every row; only a text-like value
+ * whose stored form differs (written again, so compressed or moved out of
+ * line anew) is compared by its content, after that, and only if no other
+ * column already differs.
+ */
+static bool
+row_unchanged(TupleTableSlot *old_row, TupleTableSlot *new_row)
+{
+	bool same = true;
+	pg_call([&] {
+		TupleDesc desc = old_row->tts_tupleDescriptor;
+		slot_getallattrs(old_row);
+		slot_getallattrs(new_row);
+		bool content_check_due = false;
+		for (int i = 0; i < desc->natts && same; i++) {
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+			if (att->attisdropped)
+				continue;
+			bool old_null = old_row->tts_isnull[i], new_null = new_row->tts_isnull[i];
+			if (old_null || new_null) {
+				same = old_null == new_null;
+				continue;
+			}
+			if (datumIsEqual(old_row->tts_values[i], new_row->tts_values[i], att->attbyval, att->attlen))
+				continue;
+			if (att->attlen == -1)
+				content_check_due = true;
+			else
+				same = false;
+		}
+		for (int i = 0; i < desc->natts && same && content_check_due; i++) {
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+			if (att->attisdropped || att->attlen != -1 || old_row->tts_isnull[i])
+				continue;
+			Datum old_value = old_row->tts_values[i], new_value = new_row->tts_values[i];
+			/* (An unchanged out-of-line value keeps its pointer: never fetched.) */
+			same = datumIsEqual(old_value, new_value, false, -1) || datum_image_eq(old_value, new_value, false, -1);
+		}
+	});
+	return same;
+}
+
+/*
+ * An UPDATE's old and new row versions: nothing when the row is unchanged,
+ * else both render, the new one only where a template column differs.
+ */
 static void
 capture_update(CompiledTrigger &ct, TupleTableSlot *old_row, TupleTableSlot *new_row, const KeyPrefixes &prefixes)
 {
+	if (row_unchanged(old_row, new_row))
+		return;
 	capture_row(ct, old_row, prefixes);
 	if (!same_template_values(ct, old_row, new_row))
 		capture_row(ct, new_row, prefixes);
