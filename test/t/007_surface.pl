@@ -108,7 +108,7 @@ is($node->safe_psql('from020', q{SELECT extversion FROM pg_extension WHERE extna
 is($node->safe_psql('from020', $definitions), $node->safe_psql('fresh', $definitions),
 	'an updated 0.2.0 has exactly the functions, views and event triggers of a fresh 0.3.0');
 is($node->safe_psql('from020', q{SELECT targets FROM cachebust.watches WHERE trigger = 'cachebust_watch_1'},
-	extra_params => [ '-U', 'plain' ]), '{item:{id}}', 'and its watches view works for every role');
+	extra_params => [ '-U', 'plain' ]), '{"item:{id}"}', 'and its watches view works for every role');
 $node->safe_psql('postgres', q{CREATE TABLE after_update (id int); SELECT cachebust.watch('after_update', keys => ARRAY['au:{id}'])});
 is($node->safe_psql('postgres', q{SELECT string_agg(tgname || CASE WHEN tgnewtable IS NOT NULL OR tgoldtable IS NOT NULL
                                                                THEN ' (transition tables)' ELSE '' END, ',' ORDER BY tgname)
