@@ -280,12 +280,12 @@ same_template_values(const CompiledTrigger &ct, TupleTableSlot *a, TupleTableSlo
 
 /*
  * Whether an UPDATE left the row as it was: every column holds the same
- * bytes in both versions. Such a row invalidates nothing (README, "Writing
- * triggers"): whatever a cache built from it is still right. Raw datums are
- * compared first, which settles almost every row; only a text-like value
- * whose stored form differs (written again, so compressed or moved out of
- * line anew) is compared by its content, after that, and only if no other
- * column already differs.
+ * bytes in both versions. Such a row invalidates nothing, not even targets
+ * without columns (README, "Templates"): whatever a cache built from it is
+ * still right. Raw datums are compared first, which settles almost every
+ * row; a variable-length value whose stored form differs (written again, so
+ * compressed or moved out of line anew) is compared by its content after
+ * that, and only if no fixed-length column already differs.
  */
 static bool
 row_unchanged(TupleTableSlot *old_row, TupleTableSlot *new_row)
