@@ -12,7 +12,8 @@
 
 EXTENSION = cachebust
 MODULE_big = cachebust
-DATA = cachebust--0.1.0.sql cachebust--0.2.0.sql cachebust--0.1.0--0.2.0.sql
+DATA = cachebust--0.1.0.sql cachebust--0.2.0.sql cachebust--0.3.0.sql \
+	cachebust--0.1.0--0.2.0.sql cachebust--0.2.0--0.3.0.sql
 PGFILEDESC = "cachebust - transactional Redis cache invalidation"
 
 # The pure C++ core: no PostgreSQL headers, unit-tested on its own.

@@ -47,7 +47,12 @@ INSERT INTO statements (sql) VALUES
       WHEN MATCHED THEN UPDATE SET grp = v.grp WHEN NOT MATCHED THEN INSERT VALUES (v.id, v.grp, ''m'')'),
     ('WITH moved AS (DELETE FROM %1$I WHERE id = 10 RETURNING *) INSERT INTO %1$I SELECT id + 500, grp, name FROM moved'),
     ('DO $do$ BEGIN UPDATE %1$I SET name = ''in a block'' WHERE id = 11;
-        BEGIN UPDATE %1$I SET name = ''rolled back'' WHERE id = 12; RAISE EXCEPTION ''x''; EXCEPTION WHEN raise_exception THEN END; END $do$');
+        BEGIN UPDATE %1$I SET name = ''rolled back'' WHERE id = 12; RAISE EXCEPTION ''x''; EXCEPTION WHEN raise_exception THEN END; END $do$'),
+    -- UPDATEs that change nothing, a column set to the value it holds
+    -- included, invalidate nothing, constant targets (bump=items:gen) too.
+    ('UPDATE %1$I SET name = name'),
+    ('UPDATE %1$I SET id = id, grp = grp, name = name WHERE id <= 5'),
+    ('UPDATE %1$I SET name = ''n13'' WHERE id = 13');
 
 SELECT n, pending_after(sql, 'by_statement') = pending_after(sql, 'by_row') AS same,
        cardinality(pending_after(sql, 'by_row')) AS targets
@@ -75,10 +80,29 @@ INSERT INTO upd_statements (sql) VALUES
     ('UPDATE %1$I SET grp = 5 WHERE id = 2'),
     ('UPDATE %1$I SET price = 1.5 WHERE id = 1'),
     ('UPDATE %1$I SET id = id + 10, note = note || ''!'''),
-    ('UPDATE %1$I SET note = note || ''!'' WHERE id = 3');
+    ('UPDATE %1$I SET note = note || ''!'' WHERE id = 3'),
+    -- A row written back unchanged (Django's save() of an unchanged object
+    -- writes every column) invalidates nothing, a long compressed value
+    -- included; a change in any column, used by a template or not, does.
+    ('UPDATE %1$I SET id = 1, grp = 1, price = 1.50, note = ''a'' WHERE id = 1'),
+    ('UPDATE %1$I SET note = note, price = price'),
+    ('UPDATE %1$I SET note = repeat(''long note '', 1000) WHERE id = 3'),
+    ('UPDATE %1$I SET note = repeat(''long note '', 999) WHERE id = 3');
 SELECT n, pending_after(sql, 'upd_statement') = pending_after(sql, 'upd_row') AS same,
        pending_after(sql, 'upd_statement') AS pending
 FROM upd_statements ORDER BY n;
+-- A value stored out of line, uncompressed: written again it gets a new
+-- TOAST pointer, but its bytes are the same, so the row is unchanged.
+ALTER TABLE upd_statement ALTER COLUMN note SET STORAGE EXTERNAL;
+ALTER TABLE upd_row ALTER COLUMN note SET STORAGE EXTERNAL;
+INSERT INTO upd_statement SELECT 4, 4, 4, string_agg(md5(g::text), '') FROM generate_series(1, 400) g;
+INSERT INTO upd_row SELECT * FROM upd_statement WHERE id = 4;
+SELECT pg_column_size(note) = 12800 AS uncompressed,
+       (SELECT pg_relation_size(reltoastrelid) > 0 FROM pg_class WHERE oid = 'upd_statement'::regclass) AS out_of_line
+FROM upd_statement WHERE id = 4;
+SELECT t, pending_after('UPDATE %1$I SET note = (SELECT string_agg(md5(g::text), '''') FROM generate_series(1, 400) g) WHERE id = 4', t) AS same_value,
+       pending_after('UPDATE %1$I SET note = (SELECT string_agg(md5(g::text), '''') FROM generate_series(2, 401) g) WHERE id = 4', t) AS other_value
+FROM unnest(ARRAY['upd_statement', 'upd_row']) t ORDER BY t;
 
 -- COPY runs the same triggers as INSERT.
 BEGIN;

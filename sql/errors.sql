@@ -56,8 +56,8 @@ SELECT cachebust.invalidate();
 CREATE TRIGGER acct_cache AFTER INSERT OR UPDATE ON accounts
 FOR EACH ROW EXECUTE FUNCTION cachebust.invalidate('acct:{id}:{name}');
 BEGIN;
-UPDATE accounts SET name = 'one';
-SELECT target FROM cachebust.pending();
+UPDATE accounts SET name = 'One';
+SELECT target FROM cachebust.pending() ORDER BY 1;
 ROLLBACK;
 ALTER TABLE accounts ADD COLUMN extra int;      -- attnums unchanged, still fine
 ALTER TABLE accounts DROP COLUMN extra;
@@ -121,3 +121,27 @@ ALTER SYSTEM SET cachebust.standby_names = '"unterminated';
 ALTER SYSTEM SET cachebust.standby_max_wait_ms = -1;
 SET cachebust.standby_names = '*';
 SELECT count(*) AS written FROM pg_file_settings WHERE name LIKE 'cachebust.standby%';
+
+-- With an empty key_prefix a glob must start with a literal part: judged on
+-- what it matches, not on its spelling, so no set, class or wildcard that
+-- can begin any key gets through (a glob with no fixed first byte reaches
+-- every application's keys in the Redis database).
+SELECT cachebust.invalidate_pattern('[^x]*');
+SELECT cachebust.invalidate_pattern('[a-z]*');
+SELECT cachebust.invalidate_pattern('[^');
+SELECT cachebust.invalidate_pattern('?user:*');
+SELECT cachebust.invalidate_pattern('*:profile');
+SELECT cachebust.check_targets('accounts', ARRAY['pattern=[a-z]*:{id}']);
+SELECT cachebust.check_targets('accounts', ARRAY['{id}:acct']);  -- TRUNCATE would send *:acct
+-- A literal first byte, however it is written, is enough.
+BEGIN;
+SELECT cachebust.invalidate_pattern('user:*'), cachebust.invalidate_pattern('[u]ser:?'),
+       cachebust.invalidate_pattern('\*star*');
+SELECT * FROM cachebust.pending() ORDER BY 2;
+ROLLBACK;
+-- Under a key_prefix every glob stays inside it, so each is accepted.
+BEGIN;
+SET LOCAL cachebust.key_prefix = 'app:';
+SELECT cachebust.invalidate_pattern(E'[^\x01]*'), cachebust.invalidate_pattern('*:profile');
+SELECT * FROM cachebust.pending() ORDER BY 2;
+ROLLBACK;

@@ -35,6 +35,11 @@ SELECT count(*) FROM pg_settings WHERE name = 'cachebust.redis_url';
 SET cachebust.enabled = off;
 SET cachebust.key_prefix = 'other-tenant:';
 SET cachebust.tag_prefix = 'x:';
+-- So are cachebust's internal switches: one of them tells the event trigger
+-- that copies TRUNCATE triggers to partitions it is already running.
+SET cachebust_internal.syncing = on;
+SELECT set_config('cachebust_internal.syncing', 'on', true);
+SET cachebust_internal.watch_capture = 'row';
 
 -- Reading state is allowed.
 SELECT count(*) FROM cachebust.pending();
@@ -73,6 +78,25 @@ ROLLBACK;
 -- check_targets() needs what CREATE TRIGGER needs.
 SELECT cachebust.check_targets('cb_app_table', ARRAY['k:{id}']);
 RESET ROLE;
+
+-- A partition an ordinary role creates gets the copy of its parent's
+-- TRUNCATE trigger, whatever the role tried to switch off first.
+CREATE TABLE cb_parted (id int, region text) PARTITION BY LIST (region);
+SELECT cachebust.watch('cb_parted', keys => ARRAY['cp:{id}']);
+ALTER TABLE cb_parted OWNER TO cb_app;
+GRANT CREATE ON SCHEMA public TO cb_app;
+SET ROLE cb_app;
+SET cachebust_internal.syncing = on;
+CREATE TABLE cb_parted_eu PARTITION OF cb_parted FOR VALUES IN ('eu');
+RESET ROLE;
+SELECT tgname ~ '^cachebust_part_[0-9]+_[0-9]+$' AS truncate_copy
+FROM pg_trigger WHERE tgrelid = 'cb_parted_eu'::regclass AND (tgtype & 32) <> 0;
+BEGIN;
+TRUNCATE cb_parted_eu;
+SELECT * FROM cachebust.pending();
+ROLLBACK;
+DROP TABLE cb_parted;
+REVOKE CREATE ON SCHEMA public FROM cb_app;
 
 -- The documented GRANT opens manual invalidation to a chosen role.
 GRANT EXECUTE ON FUNCTION cachebust.invalidate_key(text[]) TO cb_app;

@@ -75,23 +75,24 @@ COPY users (id, team_id, email) FROM stdin;
 SELECT * FROM cachebust.pending() WHERE kind = 'key';
 ROLLBACK;
 
--- Rows of many statements are deduplicated.
+-- Rows of many statements are deduplicated (the second UPDATE renders
+-- nothing new).
 BEGIN;
-UPDATE users SET email = email WHERE id = 3;
-UPDATE users SET email = email WHERE id = 3;
+UPDATE users SET email = 'C@example.com' WHERE id = 3;
+UPDATE users SET email = 'c@example.com' WHERE id = 3;
 SELECT count(*) FROM cachebust.pending();
 ROLLBACK;
 
 -- Triggers do not fire under session_replication_role = replica unless ALWAYS.
 BEGIN;
 SET LOCAL session_replication_role = replica;
-UPDATE users SET email = email WHERE id = 3;
+UPDATE users SET email = 'C@example.com' WHERE id = 3;
 SELECT count(*) FROM cachebust.pending();
 ROLLBACK;
 ALTER TABLE users ENABLE ALWAYS TRIGGER users_cache;
 BEGIN;
 SET LOCAL session_replication_role = replica;
-UPDATE users SET email = email WHERE id = 3;
+UPDATE users SET email = 'C@example.com' WHERE id = 3;
 SELECT count(*) FROM cachebust.pending();
 ROLLBACK;
 ALTER TABLE users ENABLE TRIGGER users_cache;

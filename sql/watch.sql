@@ -64,3 +64,27 @@ INSERT INTO "My Schema"."Odd Table" VALUES (5);
 SELECT * FROM cachebust.pending();
 ROLLBACK;
 SELECT "table", trigger FROM cachebust.watches WHERE trigger LIKE 'cachebust_watch%' ORDER BY 2;
+
+-- Trigger arguments that are not valid in the database encoding (here a
+-- SQL_ASCII database relabelled UTF8, a known way to get such bytes) are
+-- shown escaped as encode(..., 'escape') writes them; the view never fails.
+SELECT current_database() AS regress_db \gset
+CREATE DATABASE cb_relabel ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
+\c cb_relabel
+CREATE EXTENSION cachebust;
+CREATE TABLE latin (id int);
+CREATE TRIGGER latin1_bytes AFTER INSERT ON latin
+FOR EACH ROW EXECUTE FUNCTION cachebust.invalidate(E'caf\351:{id}', E'back\\slash:{id}');
+CREATE TRIGGER utf8_bytes AFTER INSERT ON latin
+FOR EACH ROW EXECUTE FUNCTION cachebust.invalidate(E'caf\303\251:{id}', 'plain:{id}');
+UPDATE pg_database SET encoding = pg_char_to_encoding('UTF8') WHERE datname = 'cb_relabel';
+\c cb_relabel
+SELECT getdatabaseencoding();
+SELECT trigger, targets FROM cachebust.watches ORDER BY trigger;
+CREATE ROLE cb_reader;
+SET ROLE cb_reader;
+SELECT count(*) AS readable FROM cachebust.watches;
+RESET ROLE;
+DROP ROLE cb_reader;
+\c :regress_db
+DROP DATABASE cb_relabel;

@@ -243,6 +243,23 @@ glob_match(std::string_view pattern, std::string_view key)
 	return Glob(pattern).matches(key);
 }
 
+/* The tokenizer resolves escapes and one-byte sets into literal bytes. */
+bool
+glob_has_literal_start(std::string_view pattern)
+{
+	if (pattern.empty())
+		return false;
+	switch (pattern[0]) {
+	case '*':
+	case '?':
+	case '[':
+	case '\\':
+		return !Glob(pattern).literal_prefix().empty();
+	default:
+		return true; /* a plain first byte: no need to compile (the common case, once per row) */
+	}
+}
+
 /* An empty set: both trees hold just their root. */
 GlobSet::GlobSet() = default;
 

@@ -99,6 +99,17 @@ class Glob
 bool glob_match(std::string_view pattern, std::string_view key);
 
 /*
+ * Whether every key the glob can match starts with the same literal bytes:
+ * its first construct, as Redis reads it, stands for one fixed byte (a
+ * plain byte, an escape, a set of one byte such as "[u]"). With an empty
+ * key_prefix cachebust accepts only such globs: one that can begin with more
+ * than one byte ("*", "?x", "[^\x01]*", "[a-z]*", "*:profile") reaches the
+ * keys of every application in the Redis database. Decided on the glob's
+ * meaning, not its spelling; a glob that matches nothing is refused too.
+ */
+bool glob_has_literal_start(std::string_view pattern);
+
+/*
  * Many globs, indexed so that matching one key costs about
  * O(len(key) + candidates), not O(number of globs).
  *

@@ -36,20 +36,6 @@ glob_escape(std::string_view text)
 	return out;
 }
 
-bool
-glob_matches_every_key(std::string_view glob)
-{
-	/* Keys are never empty, so one '?' among stars still matches them all. */
-	int any = 0;
-	for (char c : glob) {
-		if (c == '?')
-			any++;
-		else if (c != '*')
-			return false; /* a literal, an escape or a set narrows it */
-	}
-	return any <= 1;
-}
-
 std::string
 target_prefix(const Target &t)
 {

@@ -65,10 +65,6 @@ const char *target_kind_name(TargetKind kind, bool glob);
 /* Escapes *, ?, [, ] and \ so that SCAN MATCH treats them literally. */
 std::string glob_escape(std::string_view text);
 
-/* Whether a glob matches every key there can be ("*", "?*", "**"): with an
- * empty key_prefix that is the whole Redis database. */
-bool glob_matches_every_key(std::string_view glob);
-
 /* The key_prefix a target was built with (unescaped for glob targets). */
 std::string target_prefix(const Target &t);
 

@@ -100,6 +100,28 @@ TargetSet::insert_distinct(std::vector<Target> &&targets, const SeqSet &from)
 		insert_target(std::move(t), nullptr);
 }
 
+/*
+ * One target now stands for both: it must do whatever either would have
+ * done. A restriction of what a tag removes (sets only, keep sets) holds
+ * only if both have it; a step added to the delivery (its own command,
+ * ASKING first) is taken if either needs it; "already counted as refused"
+ * holds only if both were counted.
+ */
+static void
+merge_into(Target &kept, const Target &t)
+{
+	constexpr uint8_t kIfBoth = kDeliverSetsOnly | kDeliverKeepSets | kDeliverSubstitute;
+	constexpr uint8_t kIfEither = kDeliverAlone | kDeliverAsking;
+	static_assert((kIfBoth | kIfEither) == 31, "every kDeliver* flag has a merge rule");
+	kept.delivery = static_cast<uint8_t>((kept.delivery & t.delivery & kIfBoth) | ((kept.delivery | t.delivery) & kIfEither));
+	kept.immediate = kept.immediate || t.immediate;
+	/* The shallower tag expands further. */
+	kept.depth = std::min(kept.depth, t.depth);
+	/* A lost tag reply is remembered from its earliest attempt. */
+	if (t.reply_lost_us != 0 && (kept.reply_lost_us == 0 || t.reply_lost_us < kept.reply_lost_us))
+		kept.reply_lost_us = t.reply_lost_us;
+}
+
 bool
 TargetSet::insert(Target &&t, uint64_t seq, uint32_t *position)
 {
@@ -130,15 +152,9 @@ TargetSet::insert_target(Target &&t, uint32_t *position)
 	for (; slots_[i] != 0; i = (i + 1) & mask) {
 		size_t pos = slots_[i] - 1;
 		if (hashes_[pos] == hash && targets_[pos] == t) {
-			Target &kept = targets_[pos];
-			kept.immediate = kept.immediate || t.immediate;
-			/* The shallower tag expands further. */
-			kept.depth = std::min(kept.depth, t.depth);
+			merge_into(targets_[pos], t);
 			if (position != nullptr)
 				*position = static_cast<uint32_t>(pos);
-			/* A lost tag reply is remembered from its earliest attempt. */
-			if (t.reply_lost_us != 0 && (kept.reply_lost_us == 0 || t.reply_lost_us < kept.reply_lost_us))
-				kept.reply_lost_us = t.reply_lost_us;
 			return false;
 		}
 	}

@@ -32,6 +32,7 @@
 #include <string>
 
 #include "core/batch_codec.hpp"
+#include "core/glob.hpp"
 #include "pg/guard.hpp"
 #include "pg/guc.hpp"
 #include "pg/prefix_registry.hpp"
@@ -77,10 +78,11 @@ encoded_size_bound()
 void
 capture_add(Target &&target)
 {
-	/* The one glob the prefix fallback refuses must not be reachable this way either. */
-	if (target.glob && glob_matches_every_key(target.key))
+	/* Keys outside every prefix, which the fallback refuses to touch, are out of reach here too. */
+	if (target.glob && !glob_has_literal_start(target.key))
 		throw TargetError("the pattern \"" + target.key +
-						  "\" would match every key of the Redis database (cachebust.key_prefix is empty)");
+						  "\" has no literal start, so with an empty cachebust.key_prefix it could match the keys "
+						  "of every application in the Redis database");
 	if (overflowed)
 		return; /* its prefix is recorded; that is all the fallback needs */
 	pending.add(std::move(target), GetCurrentTransactionNestLevel());

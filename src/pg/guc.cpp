@@ -43,6 +43,27 @@ int guc_failover_repeat_ms = 10000;
 int guc_redelete_ms = 0;
 int guc_fallback = FALLBACK_PREFIX;
 
+/*
+ * cachebust_internal.*: switches of cachebust's own SQL, not settings for
+ * users. They are read with current_setting() by the SQL scripts only, so
+ * the variables here just hold them. Superuser-only: `syncing` tells the
+ * SECURITY DEFINER event trigger that it is already running (its own DDL
+ * fires it again), so a role able to set it could create partitions without
+ * the TRUNCATE trigger copies.
+ */
+enum WatchCaptureSetting {
+	WATCH_CAPTURE_AUTO, /* statement triggers where PostgreSQL allows them */
+	WATCH_CAPTURE_ROW,	/* row triggers everywhere (the test suite's second run) */
+};
+static bool guc_internal_syncing = false;
+static int guc_internal_watch_capture = WATCH_CAPTURE_AUTO;
+
+static const struct config_enum_entry watch_capture_options[] = {
+	{"auto", WATCH_CAPTURE_AUTO, false},
+	{"row", WATCH_CAPTURE_ROW, false},
+	{nullptr, 0, false},
+};
+
 static const struct config_enum_entry tls_verify_options[] = {
 	{"full", TLS_VERIFY_FULL, false},
 	{"ca", TLS_VERIFY_CA, false},
@@ -229,6 +250,16 @@ define_gucs()
 		nullptr);
 
 	MarkGUCPrefixReserved("cachebust");
+
+	DefineCustomBoolVariable(
+		"cachebust_internal.syncing", "Internal: cachebust's partition event trigger is running.", nullptr,
+		&guc_internal_syncing, false, PGC_SUSET,
+		GUC_NO_SHOW_ALL | GUC_NO_RESET_ALL | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE, nullptr, nullptr, nullptr);
+	DefineCustomEnumVariable(
+		"cachebust_internal.watch_capture", "Internal: row makes watch() create row triggers everywhere.",
+		"For cachebust's test suite.", &guc_internal_watch_capture, WATCH_CAPTURE_AUTO, watch_capture_options,
+		PGC_SUSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, nullptr, nullptr, nullptr);
+	MarkGUCPrefixReserved("cachebust_internal");
 }
 
 /*

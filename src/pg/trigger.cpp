@@ -21,6 +21,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "core/glob.hpp"
 #include "pg/capture.hpp"
 #include "pg/guard.hpp"
 #include "pg/guc.hpp"
@@ -156,12 +157,13 @@ check_renderable(const TriggerSpec &spec, const KeyPrefixes &prefixes, const cha
 							where + "target \"" + tpl.source.substr(0, 64) + (tpl.source.size() > 64 ? "..." : "") +
 								"\" cannot be invalidated by TRUNCATE: " + e.what());
 		}
-		if (truncate.glob && glob_matches_every_key(truncate.key))
+		if (truncate.glob && !glob_has_literal_start(truncate.key))
 			throw UserError(ERRCODE_INVALID_PARAMETER_VALUE,
-							where + "target \"" + tpl.source + "\" would invalidate every key of the Redis database (as the pattern \"" +
-								truncate.key + "\") because cachebust.key_prefix is empty",
+							where + "target \"" + tpl.source + "\" has no literal start (as the pattern \"" + truncate.key +
+								"\"), so with an empty cachebust.key_prefix it could invalidate the keys of every application "
+								"in the Redis database",
 							"A TRUNCATE turns each {column} into *; a pattern keeps its own wildcards.",
-							"Set cachebust.key_prefix (per database or role), or give the template a fixed part, e.g. 'user:{id}'.");
+							"Set cachebust.key_prefix (per database or role), or start the template with a fixed part, e.g. 'user:{id}'.");
 	}
 }
 
@@ -276,10 +278,61 @@ same_template_values(const CompiledTrigger &ct, TupleTableSlot *a, TupleTableSlo
 	return same;
 }
 
-/* An UPDATE's old and new row versions: both render, the new one only where it differs. */
+/*
+ * Whether an UPDATE left the row as it was: every column holds the same
+ * bytes in both versions. Such a row invalidates nothing, not even targets
+ * without columns (README, "Templates"): whatever a cache built from it is
+ * still right. Raw datums are compared first, which settles almost every
+ * row; a variable-length value whose stored form differs (written again, so
+ * compressed or moved out of line anew) is compared by its content after
+ * that, and only if no fixed-length column already differs.
+ */
+static bool
+row_unchanged(TupleTableSlot *old_row, TupleTableSlot *new_row)
+{
+	bool same = true;
+	pg_call([&] {
+		TupleDesc desc = old_row->tts_tupleDescriptor;
+		slot_getallattrs(old_row);
+		slot_getallattrs(new_row);
+		bool content_check_due = false;
+		for (int i = 0; i < desc->natts && same; i++) {
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+			if (att->attisdropped)
+				continue;
+			bool old_null = old_row->tts_isnull[i], new_null = new_row->tts_isnull[i];
+			if (old_null || new_null) {
+				same = old_null == new_null;
+				continue;
+			}
+			if (datumIsEqual(old_row->tts_values[i], new_row->tts_values[i], att->attbyval, att->attlen))
+				continue;
+			if (att->attlen == -1)
+				content_check_due = true;
+			else
+				same = false;
+		}
+		for (int i = 0; i < desc->natts && same && content_check_due; i++) {
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+			if (att->attisdropped || att->attlen != -1 || old_row->tts_isnull[i])
+				continue;
+			Datum old_value = old_row->tts_values[i], new_value = new_row->tts_values[i];
+			/* (An unchanged out-of-line value keeps its pointer: never fetched.) */
+			same = datumIsEqual(old_value, new_value, false, -1) || datum_image_eq(old_value, new_value, false, -1);
+		}
+	});
+	return same;
+}
+
+/*
+ * An UPDATE's old and new row versions: nothing when the row is unchanged,
+ * else both render, the new one only where a template column differs.
+ */
 static void
 capture_update(CompiledTrigger &ct, TupleTableSlot *old_row, TupleTableSlot *new_row, const KeyPrefixes &prefixes)
 {
+	if (row_unchanged(old_row, new_row))
+		return;
 	capture_row(ct, old_row, prefixes);
 	if (!same_template_values(ct, old_row, new_row))
 		capture_row(ct, new_row, prefixes);

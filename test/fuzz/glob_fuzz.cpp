@@ -6,8 +6,9 @@
  * written here as a direct recursive reading of Redis's rules on the raw
  * pattern text (no tokenizer, memoized so that it stays cheap), and a
  * GlobSet holding patterns derived from the input must report exactly the
- * globs that match, each once. Any disagreement, crash or sanitizer report
- * is a bug.
+ * globs that match, each once; and glob_has_literal_start (the rule for an
+ * empty key_prefix) must agree with what the glob matches. Any
+ * disagreement, crash or sanitizer report is a bug.
  */
 #include <cstddef>
 #include <cstdint>
@@ -152,6 +153,42 @@ check_pair(const std::string &p, const std::string &k)
 	}
 }
 
+/*
+ * The empty-prefix rule, checked on meaning against the matcher: a glob
+ * judged to have a literal start matches no key beginning with another
+ * byte; a glob judged not to have one, if it matches key at all, also
+ * matches a key with another first byte (so refusing it was right).
+ */
+void
+check_literal_start(const std::string &p, const std::string &k)
+{
+	Glob g(p);
+	bool literal = glob_has_literal_start(p);
+	if (literal != !g.literal_prefix().empty())
+		__builtin_trap(); /* the fast path agrees with the tokenizer */
+	if (k.empty())
+		return;
+	std::string rest = k.substr(1);
+	if (literal) {
+		/* Probes: the key's own first byte, the neighbours of the literal one, the glob metacharacters. */
+		unsigned char first = static_cast<unsigned char>(g.literal_prefix()[0]);
+		for (int c : {static_cast<int>(static_cast<unsigned char>(k[0])), first - 1, first + 1, 0, 0x7f, 0x80, 0xff,
+					  int{'*'}, int{'?'}, int{'['}, int{'\\'}, int{'a'}}) {
+			if ((c & 0xff) == first)
+				continue;
+			if (g.matches(static_cast<char>(c) + rest) || g.matches(static_cast<char>(c) + k))
+				__builtin_trap();
+		}
+	} else if (g.matches(k)) {
+		bool other_first_byte = false;
+		for (int c = 0; c < 256 && !other_first_byte; c++)
+			if (c != static_cast<unsigned char>(k[0]))
+				other_first_byte = g.matches(static_cast<char>(c) + rest) || g.matches(static_cast<char>(c) + k);
+		if (!other_first_byte)
+			__builtin_trap();
+	}
+}
+
 } // namespace
 
 extern "C" int
@@ -172,8 +209,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		patterns.push_back(pattern.substr(0, i) + "*");
 	std::vector<std::string> keys = {key, pattern, key + key, "", key.substr(0, key.size() / 2)};
 
-	for (const std::string &p : patterns)
+	for (const std::string &p : patterns) {
 		check_pair(p, key);
+		check_literal_start(p, key);
+	}
 	check_pair(pattern, pattern);
 	check_pair(pattern, key + key);
 	/* An escaped key matches itself and nothing else. */

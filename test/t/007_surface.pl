@@ -35,7 +35,7 @@ is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extn
 # In 0.1.0 every table owner could attach the trigger.
 $node->safe_psql('postgres', q{SELECT cachebust.watch('owned', keys => ARRAY['owned:{id}'])},
 	extra_params => [ '-U', 'owner' ]);
-# The 0.2.0 library serves the 0.1.0 SQL until the update.
+# The current library serves the 0.1.0 SQL until the update.
 $redis->cmd('SET', 'up:user:1', 'cached');
 is($node->safe_psql('postgres', 'INSERT INTO users VALUES (1, 7); SELECT cachebust.wait_for_delivery(5000)'), 't',
 	'0.1.0 triggers deliver with the new library');
@@ -44,8 +44,8 @@ like($node->safe_psql('postgres', 'SELECT targets FROM cachebust.watches WHERE t
 	qr/user:\{id\}/, "0.1.0's watches view still works");
 
 $node->safe_psql('postgres', 'ALTER EXTENSION cachebust UPDATE');
-is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'cachebust'}), '0.2.0',
-	'updated to 0.2.0');
+is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'cachebust'}), '0.3.0',
+	'updated to 0.3.0 (through 0.2.0)');
 
 # Triggers keep firing, for every writer.
 $redis->cmd('SET', "up:$_", 'cached') for qw(user:2 owned:5);
@@ -96,7 +96,21 @@ SELECT md5(string_agg(d, E'\n' ORDER BY d)) FROM (
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION cachebust');
 is($node->safe_psql('postgres', $definitions), $node->safe_psql('fresh', $definitions),
-	'the updated extension has exactly the functions, views and event triggers of a fresh 0.2.0');
+	'the updated extension has exactly the functions, views and event triggers of a fresh 0.3.0');
+# 0.2.0 -> 0.3.0 on its own, with a watched table: the same result.
+$node->safe_psql('postgres', 'CREATE DATABASE from020');
+$node->safe_psql('from020', q{
+CREATE EXTENSION cachebust VERSION '0.2.0';
+CREATE TABLE items (id int);
+SELECT cachebust.watch('items', keys => ARRAY['item:{id}']);
+ALTER EXTENSION cachebust UPDATE;
+});
+is($node->safe_psql('from020', q{SELECT extversion FROM pg_extension WHERE extname = 'cachebust'}), '0.3.0',
+	'0.2.0 updated to 0.3.0');
+is($node->safe_psql('from020', $definitions), $node->safe_psql('fresh', $definitions),
+	'an updated 0.2.0 has exactly the functions, views and event triggers of a fresh 0.3.0');
+is($node->safe_psql('from020', q{SELECT targets FROM cachebust.watches WHERE trigger = 'cachebust_watch_1'},
+	extra_params => [ '-U', 'plain' ]), '{"item:{id}"}', 'and its watches view works for every role');
 $node->safe_psql('postgres', q{CREATE TABLE after_update (id int); SELECT cachebust.watch('after_update', keys => ARRAY['au:{id}'])});
 is($node->safe_psql('postgres', q{SELECT string_agg(tgname || CASE WHEN tgnewtable IS NOT NULL OR tgoldtable IS NOT NULL
                                                                THEN ' (transition tables)' ELSE '' END, ',' ORDER BY tgname)

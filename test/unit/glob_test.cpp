@@ -327,6 +327,22 @@ TEST(Glob, LiteralPrefixAndSuffix)
 	EXPECT_EQ(Glob("[").literal_prefix(), "");
 }
 
+/* What cachebust accepts as a glob when key_prefix is empty: one whose
+ * every match starts with the same literal bytes. Decided on what the glob
+ * matches, so sets, classes and escapes are read as Redis reads them. */
+TEST(Glob, LiteralStart)
+{
+	for (const char *confined : {"user:*", "u", "\\*", "\\?x", "[u]ser:*", "[uu]*", "u[^a]*", "\\"})
+		EXPECT_TRUE(glob_has_literal_start(confined)) << confined;
+	for (const char *open : {"*", "?*", "**", "?", "[^\x01]*", "[a-z]*", "[^", "[^]*", "[ab]c*", "*:profile",
+							 "?user:*", "", "[]", "["})
+		EXPECT_FALSE(glob_has_literal_start(open)) << open;
+	/* The pattern with one literal byte first matches no key with another first byte. */
+	Glob g("[u]*");
+	for (int c = 0; c < 256; c++)
+		EXPECT_EQ(g.matches(std::string(1, static_cast<char>(c)) + "ser"), c == 'u');
+}
+
 TEST(Glob, PathologicalPatternsFinish)
 {
 	/* Greedy star backtracking: O(pattern * key), never exponential. No

@@ -6,8 +6,8 @@ the tag set of its author (of both authors when the author changes), once
 the transaction commits.
 
 columns => ...: Django's save() writes every column of the row, so without
-it any save() -- one that changes nothing, or only view_count -- would
-invalidate. The list holds every column the cached data is built from
+it a save() that changes only view_count would invalidate (one that changes
+nothing at all would not: cachebust skips unchanged rows). The list holds every column the cached data is built from
 (title, body: see blog/caching.py) and every column a target names
 (author_id; id never changes). view_count is left out: it is not cached.
 Caching another column later means a new migration that unwatches and

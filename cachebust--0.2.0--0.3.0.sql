@@ -1,0 +1,40 @@
+-- cachebust 0.2.0 -> 0.3.0
+\echo Use "ALTER EXTENSION cachebust UPDATE TO '0.3.0'" to load this file. \quit
+
+-- The watches view no longer fails for every role when one trigger's
+-- arguments are not valid in the database encoding: such an argument is
+-- shown escaped. (Same columns, so its privileges stay.)
+-- Every trigger that calls cachebust.invalidate(): watch()-made, hand-made,
+-- and the copies on partitions. (tgargs is decoded inline, with PostgreSQL's
+-- own functions only: a function of ours here would have to be executable
+-- by every role that reads the view.) An argument whose bytes are not valid
+-- in the database encoding (a database relabelled from SQL_ASCII, say) is
+-- shown as encode(bytes, 'escape') writes it, \ooo for each byte from 0x80
+-- and \\ for a backslash, instead of failing the view for everyone. Valid:
+-- every argument in a single-byte encoding, an ASCII one in any, and in
+-- UTF8 one that is well-formed UTF-8, checked on its hex form (one
+-- alternative per lead byte range: ASCII; C2-DF; E0 A0-BF; E1-EC and EE-EF;
+-- ED 80-9F; F0 90-BF; F1-F3; F4 80-8F; then continuation bytes 80-BF).
+-- In the other multibyte encodings a non-ASCII argument is shown escaped.
+CREATE OR REPLACE VIEW watches AS
+SELECT t.tgrelid::regclass AS "table",
+       t.tgname AS trigger,
+       ARRAY(SELECT CASE WHEN pg_catalog.pg_encoding_max_length(pg_catalog.pg_char_to_encoding(pg_catalog.getdatabaseencoding())) = 1
+                           OR a.hex ~ '^([0-7][0-9a-f])*$'
+                           OR (pg_catalog.getdatabaseencoding() = 'UTF8'
+                               AND a.hex ~ ('^([0-7][0-9a-f]|(c[2-9a-f]|d[0-9a-f])[89ab][0-9a-f]'
+                                            '|e0[ab][0-9a-f][89ab][0-9a-f]|(e[1-9a-c]|e[ef])([89ab][0-9a-f]){2}'
+                                            '|ed[89][0-9a-f][89ab][0-9a-f]|f0[9ab][0-9a-f]([89ab][0-9a-f]){2}'
+                                            '|f[1-3]([89ab][0-9a-f]){3}|f48[0-9a-f]([89ab][0-9a-f]){2})*$'))
+                         THEN pg_catalog.convert_from(a.bytes, pg_catalog.getdatabaseencoding())
+                         ELSE pg_catalog.encode(a.bytes, 'escape') END
+             FROM (SELECT s.start, b.bytes, pg_catalog.encode(b.bytes, 'hex') AS hex
+                   FROM (SELECT coalesce(lag(p) OVER (ORDER BY p), 0) + 1 AS start, p AS stop
+                         FROM pg_catalog.generate_series(1, pg_catalog.length(t.tgargs)) p
+                         WHERE pg_catalog.get_byte(t.tgargs, p - 1) = 0) s,
+                        LATERAL (SELECT pg_catalog.substr(t.tgargs, s.start, s.stop - s.start) AS bytes) b) a
+             ORDER BY a.start) AS targets
+FROM pg_catalog.pg_trigger t
+WHERE t.tgfoid = 'cachebust.invalidate()'::regprocedure
+  AND NOT t.tgisinternal;
+
