@@ -232,6 +232,8 @@ Worker::load_settings()
 		retry_uncovered();
 }
 
+static RegisteredPrefixes registered_prefixes();
+
 /* The first turn: what the previous run left behind. */
 void
 Worker::start()
@@ -240,32 +242,60 @@ Worker::start()
 	TimeLineID timeline = GetWALInsertionTimeLine();
 
 	LWLockAcquire(q->lock, LW_EXCLUSIVE);
+	bool previous_run_handled = q->previous_run_handled;
 	bool recorded = q->state_recorded;
 	bool previous_worker = q->worker_started;
 	bool previous_clean = q->worker_exited_clean;
 	uint64 delivered = pg_atomic_read_u64(&q->delivered_seq);
 	uint64 drained = q->worker_drained_seq;
 	bool standby_waited = q->standby_sends_waiting;
+	/* (Copied out under the lock, into nothing that allocates.) */
+	int n_uncovered = q->n_uncovered;
+	uint64 uncovered_lo[kMaxUncoveredRanges], uncovered_hi[kMaxUncoveredRanges];
+	for (int r = 0; r < n_uncovered; r++) {
+		uncovered_lo[r] = q->uncovered_lo[r];
+		uncovered_hi[r] = q->uncovered_hi[r];
+	}
 	q->worker_started = true;
 	q->worker_exited_clean = false;
 	q->timeline = timeline;
 	LWLockRelease(q->lock);
 
 	drained_upto_ = window_hi_ = drained;
-	if (!recorded) {
+	if (!previous_run_handled) {
 		/* The first worker of this run of the server (or one whose predecessor could not record). */
 		std::string why;
 		if (!worker_state_previous_run_clean(timeline, why))
 			/* Seq 0 stands for every commit before this run of the server. */
 			fallback_for_all_registered(0, 0, "the previous run of the server: " + why);
-		/* Without this record a crash could go unnoticed: ERROR (so FATAL) rather than deliver. */
-		worker_state_record_running(timeline);
+		/* The postmaster could not record "running": without that record a crash
+		 * could go unnoticed, so ERROR (so FATAL) rather than deliver. */
+		if (!recorded)
+			worker_state_record_running(timeline);
 		LWLockAcquire(q->lock, LW_EXCLUSIVE);
 		q->state_recorded = true;
+		q->previous_run_handled = true;
 		LWLockRelease(q->lock);
-	} else if (previous_worker && !previous_clean && drained > delivered)
-		fallback_for_all_registered(delivered + 1, drained,
-									"the previous worker stopped without delivering everything it held");
+	} else if (previous_worker && !previous_clean) {
+		/* Delivered 0 after an unclean previous run: the previous worker may
+		 * still have held that run's fallback (seq 0). */
+		std::string why;
+		bool run_fallback_held = delivered == 0 && !worker_state_previous_run_clean(timeline, why);
+		if (drained > delivered || run_fallback_held)
+			fallback_for_all_registered(run_fallback_held ? 0 : delivered + 1, drained,
+										"the previous worker stopped without delivering everything it held");
+	}
+
+	/* Commits earlier workers of this run left uncovered stay uncovered; shared
+	 * memory keeps only their seqs, so every registered prefix stands for theirs.
+	 * The fallback setting may cover them by now (changed while no worker ran). */
+	if (n_uncovered > 0) {
+		RegisteredPrefixes registered = registered_prefixes();
+		bool incomplete = registered.overflowed || registered.prefixes.empty();
+		for (int r = 0; r < n_uncovered; r++)
+			jobs_.adopt_uncovered(uncovered_lo[r], uncovered_hi[r], registered.prefixes, incomplete);
+		retry_uncovered();
+	}
 
 	std::vector<ResendSchedule::Entry> resends;
 	if (!worker_state_load_resends(resends))
