@@ -2,8 +2,10 @@
  * worker_state.cpp — the state and resend files, and the postmaster's
  * decision that a run ended cleanly.
  *
- * Files are written to a temporary name and moved into place with
- * durable_rename, which fsyncs the file and the directory.
+ * Files are written to a temporary name, fsynced, renamed into place, and
+ * the directory fsynced. What the postmaster runs (at shared memory set-up
+ * and exit) logs its failures instead of raising them: an ERROR there would
+ * stop the postmaster, even at a crash restart.
  */
 #include "pg/worker_state.hpp"
 
@@ -19,6 +21,9 @@ extern "C" {
 namespace cachebust::pg {
 
 static const char *const kDirectory = "pg_cachebust";
+/* (Plain strings: the postmaster uses them, where nothing may allocate C++ memory.) */
+static const char *const kStateFile = "pg_cachebust/state";
+static const char *const kPrefixFile = "pg_cachebust/prefixes";
 /* Where 0.1.0 kept its files, at the top of the data directory. */
 static const char *const kOldStateFile = "pg_cachebust.state";
 static const char *const kOldPrefixFile = "pg_cachebust.prefixes";
@@ -86,7 +91,6 @@ read_file(const std::string &path, std::string &contents)
 
 /* ---- the state file (the postmaster's) ---- */
 
-static const char *const kStateFile = "pg_cachebust/state";
 static const char kRunning[] = "running\n";
 
 /* Reads the state file into buf (NUL-terminated, at most size - 1 bytes): 0, or the errno. */
@@ -172,7 +176,7 @@ judge_previous_run(SharedQueue *q)
 		return;
 	}
 	set_previous_run(q, clean, timeline,
-					 clean ? "" : "it did not end cleanly (a crash, an immediate shutdown, or commits after its last delivery)");
+					 clean ? "" : "it did not end cleanly (a crash, an immediate shutdown, or invalidations left undelivered or uncovered)");
 }
 
 /*
@@ -240,8 +244,8 @@ worker_state_shmem_startup(SharedQueue *q)
 		ereport(WARNING, (errcode_for_file_access(), errmsg("could not create directory \"%s\": %m", kDirectory)));
 	/* Files of 0.1.0 move into our directory. */
 	struct stat st;
-	if (stat(kOldPrefixFile, &st) == 0 && stat("pg_cachebust/prefixes", &st) != 0)
-		(void) durable_rename(kOldPrefixFile, "pg_cachebust/prefixes", LOG);
+	if (stat(kOldPrefixFile, &st) == 0 && stat(kPrefixFile, &st) != 0)
+		(void) durable_rename(kOldPrefixFile, kPrefixFile, LOG);
 	if (stat(kOldStateFile, &st) == 0 && stat(kStateFile, &st) != 0)
 		(void) durable_rename(kOldStateFile, kStateFile, LOG);
 
