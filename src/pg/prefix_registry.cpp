@@ -10,6 +10,8 @@
  */
 #include "pg/prefix_registry.hpp"
 
+#include <sys/stat.h>
+
 #include "pg/guc.hpp"
 
 extern "C" {
@@ -148,6 +150,8 @@ append_registry_line(const char *prefix, size_t len, char marker)
 		}
 	line[n++] = '\n';
 
+	struct stat st;
+	bool created = stat(kRegistryFile, &st) != 0;
 	FILE *f = AllocateFile(kRegistryFile, "a");
 	if (f == nullptr)
 		ereport(ERROR, (errcode_for_file_access(),
@@ -158,6 +162,9 @@ append_registry_line(const char *prefix, size_t len, char marker)
 	if (!ok)
 		ereport(ERROR, (errcode_for_file_access(),
 						errmsg("could not write cachebust file \"%s\": %m", kRegistryFile)));
+	/* A new file is durable only once its directory entry is. */
+	if (created)
+		(void) fsync_fname_ext("pg_cachebust", true, false, ERROR);
 }
 
 void

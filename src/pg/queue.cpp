@@ -63,7 +63,7 @@ queue_shmem_startup()
 		SpinLockInit(&q->stats_mutex);
 		q->stats_reset = GetCurrentTimestamp();
 	}
-	worker_state_shmem_startup();
+	worker_state_shmem_startup(q);
 	prefix_registry_shmem_init(&(GetNamedLWLockTranche("cachebust"))[1].lock);
 	LWLockRelease(AddinShmemInitLock);
 	shared_queue = q;

@@ -106,6 +106,12 @@ struct SharedQueue {
 	uint64 uncovered_lo[kMaxUncoveredRanges];
 	uint64 uncovered_hi[kMaxUncoveredRanges];
 
+	/* The previous run of the server, as the postmaster found it at start (worker_state.cpp). */
+	bool previous_run_clean;
+	uint32 previous_run_timeline; /* the timeline its "clean" was written on (0: not said) */
+	char previous_run_why[128];	  /* why it was not clean */
+	bool previous_run_handled;	  /* a worker has acted on it (ran the fallback if one was due) */
+
 	/* The worker's life in this run of the server (worker_state.cpp). */
 	bool state_recorded;	  /* the state file says "running" for this run */
 	bool worker_started;	  /* a worker has run in this run of the server */

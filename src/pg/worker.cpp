@@ -261,6 +261,7 @@ Worker::warn_if_empty_prefix_recorded()
 
 /* What the run of the server, or the previous worker, left behind. */
 struct PreviousRun {
+	bool handled;		  /* a worker of this run already dealt with the previous run */
 	bool recorded;		  /* the state file says "running" for this run */
 	bool worker;		  /* a worker ran before us in this run of the server */
 	bool clean;			  /* ... and delivered everything it held */
@@ -268,16 +269,20 @@ struct PreviousRun {
 	uint64 drained;
 	bool standby_waited;
 	TimeLineID timeline;
+	std::vector<SeqRange> uncovered; /* what earlier workers of this run left uncovered */
 };
 
 static PreviousRun
 take_over_shared_state()
 {
 	PreviousRun p{};
+	int n_uncovered = 0;
+	SeqRange uncovered[kMaxUncoveredRanges];
 	pg_call([&] {
 		SharedQueue *q = shared_queue;
 		p.timeline = GetWALInsertionTimeLine();
 		LWLockAcquire(q->lock, LW_EXCLUSIVE);
+		p.handled = q->previous_run_handled;
 		p.recorded = q->state_recorded;
 		p.worker = q->worker_started;
 		p.clean = q->worker_exited_clean;
@@ -287,8 +292,13 @@ take_over_shared_state()
 		q->worker_started = true;
 		q->worker_exited_clean = false;
 		q->timeline = p.timeline;
+		/* (Copied into plain storage: nothing that allocates under the lock.) */
+		n_uncovered = q->n_uncovered;
+		for (int r = 0; r < n_uncovered; r++)
+			uncovered[r] = SeqRange{q->uncovered_lo[r], q->uncovered_hi[r]};
 		LWLockRelease(q->lock);
 	});
+	p.uncovered.assign(uncovered, uncovered + n_uncovered);
 	return p;
 }
 
@@ -298,7 +308,7 @@ Worker::start()
 {
 	PreviousRun p = take_over_shared_state();
 	dispatcher_.resume_after(p.drained);
-	if (!p.recorded) {
+	if (!p.handled) {
 		/* The first worker of this run of the server (or one whose predecessor could not record). */
 		std::string why;
 		bool clean = false;
@@ -306,16 +316,33 @@ Worker::start()
 		if (!clean)
 			/* Seq 0 stands for every commit before this run of the server. */
 			dispatcher_.fallback_for_all_registered(0, 0, "the previous run of the server: " + why);
-		/* Without this record a crash could go unnoticed: ERROR (so FATAL) rather than deliver. */
+		/* The postmaster could not record "running": without that record a crash
+		 * could go unnoticed, so ERROR (so FATAL) rather than deliver. */
 		pg_call([&] {
-			worker_state_record_running(p.timeline);
+			if (!p.recorded)
+				worker_state_record_running(p.timeline);
 			LWLockAcquire(shared_queue->lock, LW_EXCLUSIVE);
 			shared_queue->state_recorded = true;
+			shared_queue->previous_run_handled = true;
 			LWLockRelease(shared_queue->lock);
 		});
-	} else if (p.worker && !p.clean && p.drained > p.delivered)
-		dispatcher_.fallback_for_all_registered(p.delivered + 1, p.drained,
-												"the previous worker stopped without delivering everything it held");
+	} else if (p.worker && !p.clean) {
+		/* Delivered 0 after an unclean previous run: the previous worker may
+		 * still have held that run's fallback (seq 0). */
+		std::string why;
+		bool previous_run_clean = true;
+		if (p.delivered == 0)
+			pg_call([&] { previous_run_clean = worker_state_previous_run_clean(p.timeline, why); });
+		bool run_fallback_held = p.delivered == 0 && !previous_run_clean;
+		if (p.drained > p.delivered || run_fallback_held)
+			dispatcher_.fallback_for_all_registered(run_fallback_held ? 0 : p.delivered + 1, p.drained,
+													"the previous worker stopped without delivering everything it held");
+	}
+
+	/* Commits earlier workers of this run left uncovered stay uncovered; shared
+	 * memory keeps only their seqs, so every registered prefix stands for theirs.
+	 * The fallback setting may cover them by now (changed while no worker ran). */
+	dispatcher_.adopt_uncovered(p.uncovered);
 
 	std::vector<RedeleteSchedule::Entry> redeletes;
 	bool read = false;

@@ -2,8 +2,10 @@
  * worker_state.cpp — the state and resend files, and the postmaster's
  * decision that a run ended cleanly.
  *
- * Files are written to a temporary name and moved into place with
- * durable_rename, which fsyncs the file and the directory.
+ * Files are written to a temporary name, fsynced, renamed into place, and
+ * the directory fsynced. What the postmaster runs (at shared memory set-up
+ * and exit) logs its failures instead of raising them: an ERROR there would
+ * stop the postmaster, even at a crash restart.
  */
 #include "pg/worker_state.hpp"
 
@@ -19,6 +21,9 @@ extern "C" {
 namespace cachebust::pg {
 
 static const char *const kDirectory = "pg_cachebust";
+/* (Plain strings: the postmaster uses them, where nothing may allocate C++ memory.) */
+static const char *const kStateFile = "pg_cachebust/state";
+static const char *const kPrefixFile = "pg_cachebust/prefixes";
 /* Where 0.1.0 kept its files, at the top of the data directory. */
 static const char *const kOldStateFile = "pg_cachebust.state";
 static const char *const kOldPrefixFile = "pg_cachebust.prefixes";
@@ -29,25 +34,42 @@ worker_state_path(const char *name)
 	return std::string(kDirectory) + "/" + name;
 }
 
-/* Writes contents to path atomically and durably; false (logged) on failure. */
+/*
+ * Writes contents to path atomically and durably: a temporary file, synced,
+ * renamed over path, and the directory synced. (Not durable_rename: it first
+ * syncs the file it replaces, so an unreadable old file could never be
+ * replaced.) false, logged at elevel, on failure. No C++ allocation: the
+ * postmaster calls this.
+ */
 static bool
-write_file_durably(const std::string &path, const std::string &contents, int elevel)
+write_file_durably(const char *path, const char *contents, size_t len, int elevel)
 {
-	std::string tmp = path + ".tmp";
-	FILE *f = AllocateFile(tmp.c_str(), PG_BINARY_W);
+	char tmp[MAXPGPATH];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = AllocateFile(tmp, PG_BINARY_W);
 	if (f == nullptr) {
-		ereport(elevel, (errcode_for_file_access(), errmsg("could not create cachebust file \"%s\": %m", tmp.c_str())));
+		ereport(elevel, (errcode_for_file_access(), errmsg("could not create cachebust file \"%s\": %m", tmp)));
 		return false;
 	}
-	bool ok = fwrite(contents.data(), 1, contents.size(), f) == contents.size() && fflush(f) == 0;
-	if (FreeFile(f) != 0)
+	bool ok = fwrite(contents, 1, len, f) == len && fflush(f) == 0 && pg_fsync(fileno(f)) == 0;
+	int write_errno = errno;
+	if (FreeFile(f) != 0 && ok) {
 		ok = false;
+		write_errno = errno;
+	}
 	if (!ok) {
-		ereport(elevel, (errcode_for_file_access(), errmsg("could not write cachebust file \"%s\": %m", tmp.c_str())));
-		unlink(tmp.c_str());
+		errno = write_errno;
+		ereport(elevel, (errcode_for_file_access(), errmsg("could not write cachebust file \"%s\": %m", tmp)));
+		unlink(tmp);
 		return false;
 	}
-	return durable_rename(tmp.c_str(), path.c_str(), elevel) == 0;
+	if (rename(tmp, path) != 0) {
+		ereport(elevel, (errcode_for_file_access(),
+						 errmsg("could not rename cachebust file \"%s\" to \"%s\": %m", tmp, path)));
+		unlink(tmp);
+		return false;
+	}
+	return fsync_fname_ext(kDirectory, true, false, elevel) == 0;
 }
 
 /* The whole file, or false if it does not exist (or cannot be read). */
@@ -67,69 +89,195 @@ read_file(const std::string &path, std::string &contents)
 	return ok;
 }
 
+/* ---- the state file (the postmaster's) ---- */
+
+static const char kRunning[] = "running\n";
+
+/* Reads the state file into buf (NUL-terminated, at most size - 1 bytes): 0, or the errno. */
+static int
+read_state_file(char *buf, size_t size, size_t &len)
+{
+	len = 0;
+	buf[0] = '\0';
+	FILE *f = AllocateFile(kStateFile, PG_BINARY_R);
+	if (f == nullptr)
+		return errno;
+	errno = 0;
+	len = fread(buf, 1, size - 1, f);
+	int err = ferror(f) ? (errno != 0 ? errno : EIO) : 0;
+	FreeFile(f);
+	buf[len] = '\0';
+	return err;
+}
+
+/* "running", "clean" (0.1.0) or either followed by " <timeline>", then a newline; false for anything else. */
+static bool
+parse_state(const char *buf, size_t len, bool &clean, uint32 &timeline)
+{
+	if (len == 0 || strlen(buf) != len)
+		return false; /* empty, or a NUL byte inside */
+	char word[16];
+	int consumed = 0;
+	if (sscanf(buf, "%15[a-z]%n", word, &consumed) != 1)
+		return false;
+	const char *rest = buf + consumed;
+	unsigned int recorded = 0;
+	if (*rest == ' ') {
+		int n = 0;
+		if (sscanf(rest, " %u%n", &recorded, &n) != 1)
+			return false;
+		rest += n;
+	}
+	if (strcmp(rest, "\n") != 0)
+		return false;
+	if (strcmp(word, "clean") == 0)
+		clean = true;
+	else if (strcmp(word, "running") == 0)
+		clean = false;
+	else
+		return false;
+	timeline = recorded;
+	return true;
+}
+
+static void
+set_previous_run(SharedQueue *q, bool clean, uint32 timeline, const char *why)
+{
+	q->previous_run_clean = clean;
+	q->previous_run_timeline = timeline;
+	strlcpy(q->previous_run_why, why, sizeof(q->previous_run_why));
+}
+
+/* What the state file says about the previous run; unreadable or damaged is unclean, and a WARNING says so. */
+static void
+judge_previous_run(SharedQueue *q)
+{
+	char buf[64];
+	size_t len;
+	int err = read_state_file(buf, sizeof(buf), len);
+	if (err == ENOENT) {
+		/* Never recorded: the first start with cachebust in this cluster. */
+		set_previous_run(q, true, 0, "");
+		return;
+	}
+	if (err != 0) {
+		errno = err;
+		ereport(WARNING, (errcode_for_file_access(), errmsg("could not read cachebust state file \"%s\": %m", kStateFile),
+						  errdetail("The previous run of the server is taken as not ended cleanly: the fallback runs.")));
+		set_previous_run(q, false, 0, "its state file could not be read");
+		return;
+	}
+	bool clean = false;
+	uint32 timeline = 0;
+	if (!parse_state(buf, len, clean, timeline)) {
+		ereport(WARNING, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("cachebust state file \"%s\" is damaged", kStateFile),
+						  errdetail("The previous run of the server is taken as not ended cleanly: the fallback runs.")));
+		set_previous_run(q, false, 0, "its state file is damaged");
+		return;
+	}
+	set_previous_run(q, clean, timeline,
+					 clean ? "" : "it did not end cleanly (a crash, an immediate shutdown, or invalidations left undelivered or uncovered)");
+}
+
 /*
- * The postmaster exits: if a worker ran in this run, it stopped having
- * delivered everything, and nothing arrived after (every backend is gone
- * now, so nothing can), the run ended cleanly.
+ * "running" written over the old file in place, when it cannot be replaced
+ * (a read-only directory, a full disk): best effort, so that a stale "clean"
+ * does not outlive this run. A torn write reads as damaged: unclean too.
+ */
+static void
+overwrite_state_in_place()
+{
+	int fd = OpenTransientFile(kStateFile, O_WRONLY | O_TRUNC | PG_BINARY);
+	if (fd < 0)
+		return;
+	if (write(fd, kRunning, strlen(kRunning)) == static_cast<ssize_t>(strlen(kRunning)))
+		(void) pg_fsync(fd);
+	CloseTransientFile(fd);
+}
+
+/*
+ * The postmaster exits: the run ended cleanly if every worker of it stopped
+ * having delivered everything and nothing arrived after (every backend is
+ * gone now, so nothing can), or, when no worker ran at all (a standby,
+ * max_worker_processes), if nothing was committed and the run before was
+ * clean. Anything else leaves "running" for the next start.
  */
 static void
 postmaster_exit(int code, Datum)
 {
 	SharedQueue *q = shared_queue;
-	if (code != 0 || q == nullptr || !q->state_recorded)
-		return; /* a crash, or no worker ever ran (a standby): leave the file as it is */
-	bool clean = q->worker_exited_clean && q->head == q->tail && q->unrecorded_hi == 0 &&
-				 q->n_uncovered == 0 && pg_atomic_read_u64(&q->delivered_seq) == q->last_seq;
+	if (code != 0 || q == nullptr)
+		return; /* a crash: leave "running" */
+	bool clean;
+	uint32 timeline;
+	if (q->worker_started) {
+		clean = q->worker_exited_clean && q->head == q->tail && q->unrecorded_hi == 0 && q->n_uncovered == 0 &&
+				pg_atomic_read_u64(&q->delivered_seq) == q->last_seq;
+		timeline = q->timeline;
+	} else {
+		clean = q->previous_run_clean && q->last_seq == 0 && q->unrecorded_hi == 0;
+		timeline = q->previous_run_timeline;
+	}
 	if (!clean) {
-		ereport(LOG, (errmsg("cachebust: undelivered invalidations at shutdown; the fallback runs at the next start")));
+		ereport(LOG, (errmsg("cachebust: undelivered (or uncovered) invalidations at shutdown; the fallback runs at the next start")));
 		return;
 	}
-	write_file_durably(worker_state_path("state"), "clean " + std::to_string(q->timeline) + "\n", LOG);
+	char contents[32];
+	snprintf(contents, sizeof(contents), "clean %u\n", timeline);
+	write_file_durably(kStateFile, contents, strlen(contents), LOG);
 }
 
 void
-worker_state_shmem_startup()
+worker_state_shmem_startup(SharedQueue *q)
 {
-	static bool exit_hook_registered = false;
+	/* Postmaster memory survives a crash restart, which runs this again on new shared memory. */
+	static bool ran_before = false;
 
 	if (IsUnderPostmaster)
 		return;
-	if (MakePGDirectory(kDirectory) != 0 && errno != EEXIST)
-		ereport(FATAL, (errcode_for_file_access(), errmsg("could not create directory \"%s\": %m", kDirectory)));
+	/* Errors here are WARNINGs: a FATAL would stop the postmaster, even at a crash restart. */
+	if (MakePGDirectory(kDirectory) == 0) {
+		/* A new directory: its entry in the data directory must be durable before files in it count. */
+		(void) fsync_fname_ext(kDirectory, true, false, WARNING);
+		(void) fsync_fname_ext(".", true, false, WARNING);
+	} else if (errno != EEXIST)
+		ereport(WARNING, (errcode_for_file_access(), errmsg("could not create directory \"%s\": %m", kDirectory)));
 	/* Files of 0.1.0 move into our directory. */
 	struct stat st;
-	if (stat(kOldPrefixFile, &st) == 0 && stat(worker_state_path("prefixes").c_str(), &st) != 0)
-		(void) durable_rename(kOldPrefixFile, worker_state_path("prefixes").c_str(), LOG);
-	if (stat(kOldStateFile, &st) == 0 && stat(worker_state_path("state").c_str(), &st) != 0)
-		(void) durable_rename(kOldStateFile, worker_state_path("state").c_str(), LOG);
-	/* Once: the hook survives crash restarts, which run this again. */
-	if (!exit_hook_registered) {
-		on_shmem_exit(postmaster_exit, 0);
-		exit_hook_registered = true;
+	if (stat(kOldPrefixFile, &st) == 0 && stat(kPrefixFile, &st) != 0)
+		(void) durable_rename(kOldPrefixFile, kPrefixFile, LOG);
+	if (stat(kOldStateFile, &st) == 0 && stat(kStateFile, &st) != 0)
+		(void) durable_rename(kOldStateFile, kStateFile, LOG);
+
+	if (ran_before)
+		set_previous_run(q, false, 0, "it restarted after a crash (a backend or the worker died)");
+	else
+		judge_previous_run(q);
+	ran_before = true;
+
+	/* "running" before any backend can commit: a crash from here on is never taken for a clean stop. */
+	q->state_recorded = write_file_durably(kStateFile, kRunning, strlen(kRunning), WARNING);
+	if (!q->state_recorded) {
+		overwrite_state_in_place();
+		ereport(WARNING, (errmsg("cachebust cannot record that the server runs in \"%s\"", kStateFile),
+						  errdetail("Without it a crash could go unnoticed and leave stale cache entries; the worker does not deliver until it can record it.")));
 	}
+	/* At every initialisation: a crash restart empties the list. */
+	on_shmem_exit(postmaster_exit, 0);
 }
 
 bool
 worker_state_previous_run_clean(uint32 timeline, std::string &why)
 {
-	std::string contents;
-	if (!read_file(worker_state_path("state"), contents)) {
-		/* Never recorded: the first start with cachebust in this cluster. */
-		return true;
-	}
-	unsigned int recorded_timeline = 0;
-	char word[16] = {};
-	if (sscanf(contents.c_str(), "%15s %u", word, &recorded_timeline) < 1) {
-		why = "its state file is damaged";
+	const SharedQueue *q = shared_queue;
+	if (!q->previous_run_clean) {
+		why = q->previous_run_why;
 		return false;
 	}
 	/* 0.1.0 wrote "clean" without a timeline. */
-	if (strcmp(word, "clean") != 0) {
-		why = "it did not end cleanly (a crash, an immediate shutdown, or commits after its last delivery)";
-		return false;
-	}
-	if (recorded_timeline != 0 && recorded_timeline != timeline) {
-		why = "the server was promoted since (timeline " + std::to_string(recorded_timeline) + " → " +
+	uint32 recorded = q->previous_run_timeline;
+	if (recorded != 0 && recorded != timeline) {
+		why = "the server was promoted since (timeline " + std::to_string(recorded) + " → " +
 			  std::to_string(timeline) + "); the old primary's undelivered invalidations are lost";
 		return false;
 	}
@@ -137,12 +285,12 @@ worker_state_previous_run_clean(uint32 timeline, std::string &why)
 }
 
 void
-worker_state_record_running(uint32 timeline)
+worker_state_record_running(uint32)
 {
-	if (!write_file_durably(worker_state_path("state"), "running " + std::to_string(timeline) + "\n", WARNING))
+	if (!write_file_durably(kStateFile, kRunning, strlen(kRunning), WARNING))
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("cachebust worker cannot record its state in \"%s\"", worker_state_path("state").c_str()),
+				 errmsg("cachebust worker cannot record its state in \"%s\"", kStateFile),
 				 errdetail("Without it a crash could go unnoticed and leave stale cache entries; the worker does not deliver.")));
 }
 
@@ -177,7 +325,7 @@ save_batches(const char *name, const std::string &contents)
 		unlink(path.c_str());
 		return true;
 	}
-	return write_file_durably(path, contents, WARNING);
+	return write_file_durably(path.c_str(), contents.data(), contents.size(), WARNING);
 }
 
 bool

@@ -4,18 +4,25 @@
  * not due yet when it ended.
  *
  * Files live in PGDATA/pg_cachebust/ (as pg_stat_statements keeps
- * pg_stat/): `state` ("running <timeline>" or "clean <timeline>"),
+ * pg_stat/): `state` ("running" or "clean <timeline>"),
  * `prefixes` (prefix_registry.cpp), `resend` (pending second sends) and
  * `standby` (second sends waiting for the standbys).
  *
+ * The postmaster reads `state` when it sets up shared memory, keeps what it
+ * said there for the worker, and durably writes "running" before any
+ * backend can commit (a crash restart, which runs that set-up again, counts
+ * as unclean by itself). A missing file is a first start (clean); one that
+ * cannot be read or parsed is unclean, with a WARNING.
+ *
  * "clean" is written by the postmaster itself as it exits normally, after
  * every backend and the worker are gone, and only when the queue is empty
- * and everything in it was delivered: a fast shutdown stops backends and
- * the worker at the same time, and a backend still committing can hand a
- * batch over after the worker's last drain. Any other end (a crash, an
- * immediate shutdown, such a late batch) leaves "running", and the next
- * worker runs the fallback. A "clean" state written on another timeline
- * (a base backup's copy, before a standby was promoted) counts as unclean.
+ * and everything in it was delivered (or covered: commits no fallback
+ * covered leave "running"): a fast shutdown stops backends and the worker
+ * at the same time, and a backend still committing can hand a batch over
+ * after the worker's last drain. Any other end (a crash, an immediate
+ * shutdown, such a late batch) leaves "running", and the next worker runs
+ * the fallback. A "clean" state written on another timeline (a base
+ * backup's copy, before a standby was promoted) counts as unclean.
  */
 #pragma once
 
@@ -29,13 +36,17 @@
 
 namespace cachebust::pg {
 
-/* Postmaster, at shared memory set-up: the directory, and the exit hook. */
-void worker_state_shmem_startup();
+struct SharedQueue;
 
-/* Whether the previous run of the server ended cleanly on `timeline`; why not, if not. */
+/* Postmaster, at every shared memory set-up (start, crash restart): the
+ * directory, the previous run's state into q, "running", and the exit hook. */
+void worker_state_shmem_startup(SharedQueue *q);
+
+/* Whether the previous run of the server ended cleanly on `timeline` (as the
+ * postmaster found it at start); why not, if not. */
 bool worker_state_previous_run_clean(uint32 timeline, std::string &why);
 
-/* Durably records that a worker runs on `timeline`. ERROR if it cannot. */
+/* Durably records "running", when the postmaster could not. ERROR if it cannot. */
 void worker_state_record_running(uint32 timeline);
 
 /* Second sends that were not due at the last clean stop (the file is removed).

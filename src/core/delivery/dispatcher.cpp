@@ -196,6 +196,18 @@ Dispatcher::fallback_for_all_registered(uint64_t lo, uint64_t hi, const std::str
 	start_fallback(registered.prefixes, registered.incomplete, lo, hi, why);
 }
 
+void
+Dispatcher::adopt_uncovered(const std::vector<SeqRange> &ranges)
+{
+	if (ranges.empty())
+		return;
+	PrefixList registered = host_.registered_prefixes();
+	bool incomplete = registered.incomplete || registered.prefixes.empty();
+	for (const SeqRange &r : ranges)
+		jobs_.adopt_uncovered(r.lo, r.hi, registered.prefixes, incomplete);
+	retry_uncovered();
+}
+
 /* cachebust.fallback changed: try again to cover what was left uncovered. */
 void
 Dispatcher::retry_uncovered()

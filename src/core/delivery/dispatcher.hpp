@@ -113,6 +113,10 @@ class Dispatcher
 	void fallback_for_all_registered(uint64_t lo, uint64_t hi, const std::string &why);
 	/* The same, for readers on the standbys: once they replayed all WAL so far. */
 	void standby_fallback_for_all_registered(uint64_t seq, int64_t now_us, const std::string &why);
+	/* Commits earlier workers left uncovered (shared memory keeps only their
+	 * ranges, so every registered prefix stands for theirs); tried again at
+	 * once in case the fallback setting can cover them now. */
+	void adopt_uncovered(const std::vector<SeqRange> &ranges);
 	void add_redelete(RedeleteSchedule::Entry &&entry);
 	void add_standby_send(StandbySends::Entry &&entry);
 

@@ -110,6 +110,19 @@ FallbackJobs::failed(uint32_t id)
 		}
 }
 
+void
+FallbackJobs::adopt_uncovered(uint64_t lo, uint64_t hi, const std::vector<std::string> &prefixes, bool incomplete)
+{
+	Job job;
+	job.id = 0;
+	job.lo = lo;
+	job.hi = hi;
+	job.prefixes = prefixes;
+	job.incomplete = incomplete;
+	job.failed = true;
+	uncover(job);
+}
+
 std::vector<FallbackJobs::Job>
 FallbackJobs::settle(const SeqSet &held)
 {

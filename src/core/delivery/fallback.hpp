@@ -72,6 +72,9 @@ class FallbackJobs
 				   uint64_t lo, uint64_t hi, bool retry = false);
 	/* Redis refused part of the job: its range is uncovered. */
 	void failed(uint32_t id);
+	/* A range an earlier worker left uncovered (only its commits were kept):
+	 * uncovered here too, until a fallback for `prefixes` covers it. */
+	void adopt_uncovered(uint64_t lo, uint64_t hi, const std::vector<std::string> &prefixes, bool incomplete);
 	/* Jobs none of whose commits anything holds back any more are
 	 * finished: returned (for redelete_ms), and a finished retry that did
 	 * not fail makes its range covered again. */
