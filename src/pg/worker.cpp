@@ -346,7 +346,7 @@ Worker::start()
 
 	std::vector<RedeleteSchedule::Entry> redeletes;
 	bool read = false;
-	pg_call([&] { read = worker_state_load_resends(redeletes); });
+	pg_call([&] { read = worker_state_load_redeletes(redeletes); });
 	if (!read)
 		dispatcher_.fallback_for_all_registered(p.drained, p.drained, "the saved redeletes could not be read back");
 	for (RedeleteSchedule::Entry &e : redeletes)
@@ -510,7 +510,7 @@ Worker::shut_down()
 	std::vector<StandbySends::Entry> standby = dispatcher_.take_standby_sends();
 	bool saved_redeletes = false, saved_standby = false;
 	pg_call([&] {
-		saved_redeletes = worker_state_save_resends(redeletes);
+		saved_redeletes = worker_state_save_redeletes(redeletes);
 		saved_standby = worker_state_save_standby_sends(standby);
 	});
 	bool saved = saved_redeletes && saved_standby;

@@ -1,5 +1,5 @@
 /*
- * worker_state.cpp — the state and resend files, and the postmaster's
+ * worker_state.cpp — the state and redelete files, and the postmaster's
  * decision that a run ended cleanly.
  *
  * Files are written to a temporary name, fsynced, renamed into place, and
@@ -329,7 +329,7 @@ save_batches(const char *name, const std::string &contents)
 }
 
 bool
-worker_state_load_resends(std::vector<RedeleteSchedule::Entry> &out)
+worker_state_load_redeletes(std::vector<RedeleteSchedule::Entry> &out)
 {
 	std::vector<DecodedBatch> batches;
 	bool ok = load_batches("resend", batches);
@@ -344,7 +344,7 @@ worker_state_load_resends(std::vector<RedeleteSchedule::Entry> &out)
 }
 
 bool
-worker_state_save_resends(const std::vector<RedeleteSchedule::Entry> &entries)
+worker_state_save_redeletes(const std::vector<RedeleteSchedule::Entry> &entries)
 {
 	std::string contents;
 	for (const RedeleteSchedule::Entry &e : entries)

@@ -5,7 +5,8 @@
  *
  * Files live in PGDATA/pg_cachebust/ (as pg_stat_statements keeps
  * pg_stat/): `state` ("running" or "clean <timeline>"),
- * `prefixes` (prefix_registry.cpp), `resend` (pending second sends) and
+ * `prefixes` (prefix_registry.cpp), `resend` (redeletes not yet due; the
+ * name predates the word) and
  * `standby` (second sends waiting for the standbys).
  *
  * The postmaster reads `state` when it sets up shared memory, keeps what it
@@ -51,10 +52,10 @@ void worker_state_record_running(uint32 timeline);
 
 /* Second sends that were not due at the last clean stop (the file is removed).
  * false when the file exists but cannot be read back (then run the fallback). */
-bool worker_state_load_resends(std::vector<RedeleteSchedule::Entry> &out);
+bool worker_state_load_redeletes(std::vector<RedeleteSchedule::Entry> &out);
 
 /* Writes them for the next start; false if that failed (then we did not stop cleanly). */
-bool worker_state_save_resends(const std::vector<RedeleteSchedule::Entry> &entries);
+bool worker_state_save_redeletes(const std::vector<RedeleteSchedule::Entry> &entries);
 
 /* The same for second sends that waited for the standbys (file `standby`):
  * each keeps the LSN the standbys must replay. */

@@ -1,5 +1,5 @@
 /*
- * redelete_schedule.cpp — a due-ordered, bounded queue of resends.
+ * redelete_schedule.cpp — a due-ordered, bounded queue of redeletes.
  */
 #include "core/delivery/redelete_schedule.hpp"
 

@@ -21,8 +21,8 @@ enum class ReplyClass {
 	Ok,
 	Transient,	/* retry the command later */
 	Permanent,	/* never retry; resolve the target another way */
-	NoScript,	/* load the script on this connection and resend */
-	Moved,		/* the slot lives elsewhere for good: refresh the map, resend there */
+	NoScript,	/* load the script on this connection and send again */
+	Moved,		/* the slot lives elsewhere for good: refresh the map, send there */
 	Ask,		/* the slot is migrating: ASKING + the command on the target node */
 };
 
