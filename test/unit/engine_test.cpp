@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <set>
+
 #include <gtest/gtest.h>
 
 #include "core/delivery/publish_message.hpp"
@@ -986,4 +988,45 @@ TEST(Json, EscapesControlQuotesAndInvalidUtf8)
 							  make(TargetKind::Key, "k")};
 	EXPECT_EQ(batch_json(ts), "{\"keys\":[\"k\"],\"patterns\":[\"p*\"],\"bumps\":[\"v\"]}");
 	EXPECT_EQ(batch_json({}), "{}");
+}
+
+/*
+ * Issue 22, item 9: slots that move while a SCAN pass runs may carry keys to
+ * a node the pass has already scanned, so the pass runs again from the
+ * start when it ends.
+ */
+TEST(ClusterEngine, APassDuringWhichSlotsMovedRunsAgain)
+{
+	ClusterServers c(2);
+	std::set<int> used_slots;
+	const int keys = 4000;
+	for (int i = 0; i < keys; i++) {
+		std::string key = "bulk:" + std::to_string(i);
+		used_slots.insert(key_slot(key));
+		c.ask(c.owner(key_slot(key)), {"SET", key, "x"});
+	}
+	/* A key in an empty slot of node 0, to be moved to node 1 mid-pass. */
+	std::string moved;
+	for (int i = 0; moved.empty(); i++) {
+		std::string key = "moved:" + std::to_string(i);
+		if (c.owner(key_slot(key)) == 0 && used_slots.count(key_slot(key)) == 0)
+			moved = key;
+	}
+	Harness h(c.url());
+	h.settings.scan_count = 20;
+	h.reconfigure();
+	ASSERT_TRUE(h.run_until([&] { return h.engine.connected(); }));
+	/* No common literal prefix: every key comes back, so the pass is long. */
+	h.engine.submit({make(TargetKind::Key, "*:never", true)}, Stream::First, 1);
+	ASSERT_TRUE(h.run_until([&] { return h.counters.keys_scanned > 100; }));
+	ASSERT_EQ(h.counters.scan_passes, 0u);
+	c.move_slot(key_slot(moved), 0, 1);
+	c.ask(1, {"SET", moved, "x"});
+	/* The engine still thinks node 0 serves it: MOVED tells it otherwise. */
+	h.engine.submit({make(TargetKind::Key, moved)}, Stream::First, 2);
+	ASSERT_TRUE(h.delivered(Stream::First, 60000));
+	EXPECT_FALSE(exists_on(c, 1, moved));
+	EXPECT_TRUE(logged(h, "slots moved during a SCAN pass")) << "the pass was not run again";
+	EXPECT_EQ(h.counters.scan_passes, 1u);
+	EXPECT_GE(h.counters.keys_scanned, static_cast<uint64_t>(keys + 100)) << "the second pass saw every key again";
 }

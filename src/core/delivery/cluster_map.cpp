@@ -70,6 +70,17 @@ ClusterMap::master_for_slot(int slot) const
 	return &masters_[slot_master_[slot]];
 }
 
+bool
+ClusterMap::same_slots(const ClusterMap &other) const
+{
+	for (int slot = 0; slot < kClusterSlots; slot++) {
+		const Endpoint *a = master_for_slot(slot), *b = other.master_for_slot(slot);
+		if ((a == nullptr) != (b == nullptr) || (a != nullptr && !(*a == *b)))
+			return false;
+	}
+	return true;
+}
+
 void
 ClusterMap::move_slot(int slot, const Endpoint &to)
 {

@@ -31,6 +31,8 @@ class ClusterMap
 	const std::vector<Endpoint> &masters() const { return masters_; }
 	/* MOVED: the slot is served elsewhere now. */
 	void move_slot(int slot, const Endpoint &to);
+	/* Whether every slot has the same master in both maps. */
+	bool same_slots(const ClusterMap &other) const;
 
   private:
 	int index_of(const Endpoint &e);

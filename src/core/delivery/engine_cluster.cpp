@@ -54,6 +54,8 @@ void
 DeliveryEngine::apply_cluster_map(const ClusterMap &map)
 {
 	bool first = cluster_map_.empty();
+	if (!first && !map.same_slots(cluster_map_))
+		scan_.slots_moved();
 	cluster_map_ = map;
 	for (const Endpoint &master : map.masters())
 		lane_at(master);
@@ -138,13 +140,16 @@ DeliveryEngine::redirected(Lane &from, Target &&t, Stream s, const SeqSet &seqs,
 	if (cluster()) {
 		Endpoint to = redirect_target(from, c);
 		if (c.kind == ReplyClass::Ask) {
-			/* The slot is migrating and this key has moved: ask the importing node, this once. */
+			/* The slot is migrating and this key has moved: ask the importing node, this once.
+			 * (Keys are moving: a SCAN pass running now may miss some.) */
+			scan_.slots_moved();
 			t.delivery |= kDeliverAsking | kDeliverAlone;
 			lane_at(to).add(std::move(t), s, seqs);
 			return;
 		}
 		/* MOVED: the slot lives elsewhere now; correct the map, refresh it, route again. */
 		cluster_map_.move_slot(c.slot, to);
+		scan_.slots_moved();
 		cluster_ask_->request();
 		t.delivery &= static_cast<uint8_t>(~kDeliverAsking);
 		route(std::move(t), s, seqs);
@@ -186,6 +191,7 @@ DeliveryEngine::special_redirected(Lane &from, Special &&sp, const Classified &c
 		return;
 	}
 	cluster_map_.move_slot(c.slot, to);
+	scan_.slots_moved();
 	cluster_ask_->request();
 	sp.asking = false;
 	route_special(std::move(sp));

@@ -176,7 +176,29 @@ ScanPass::finish_if_done()
 	for (const NodeScan &n : nodes_)
 		if (!n.done)
 			return;
+	if (slots_moved_) {
+		host_.report().logs.push_back(
+			LogLine{LogLevel::Log, "cachebust worker: slots moved during a SCAN pass; matching its globs again"});
+		rerun();
+		return;
+	}
 	host_.report().counters.scan_passes++;
+	reset_pass();
+}
+
+void
+ScanPass::slots_moved()
+{
+	if (running())
+		slots_moved_ = true;
+}
+
+/* Every glob of the running pass waits for the next one, matched from the start. */
+void
+ScanPass::rerun()
+{
+	for (PassGlob &g : globs_)
+		add(std::move(g.target), g.stream, pass_seqs_[static_cast<int>(g.stream)]);
 	reset_pass();
 }
 
@@ -190,6 +212,7 @@ ScanPass::reset_pass()
 	match_.clear();
 	for (SeqSet &s : pass_seqs_)
 		s.clear();
+	slots_moved_ = false;
 }
 
 void
@@ -203,9 +226,7 @@ ScanPass::node_replaced(Lane &lane, Lane *replacement)
 		return;
 	}
 	/* Keys may have moved anywhere: match every glob again from the start. */
-	for (PassGlob &g : globs_)
-		add(std::move(g.target), g.stream, pass_seqs_[static_cast<int>(g.stream)]);
-	reset_pass();
+	rerun();
 }
 
 uint64_t

@@ -47,6 +47,11 @@ class ScanPass
 	 * pass starts over. */
 	void node_replaced(Lane &lane, Lane *replacement);
 
+	/* Slots moved while a pass runs (a new slot map, MOVED, ASK): a key may
+	 * have gone to a node already scanned, so the pass runs again from the
+	 * start when it ends, until one runs without a move. */
+	void slots_moved();
+
 	bool running() const { return !nodes_.empty(); }
 	uint64_t min_seq(Stream s) const;
 	void add_held(Stream s, SeqSet &out) const;
@@ -70,6 +75,7 @@ class ScanPass
 	void match(const std::string &key);
 	void finish_if_done();
 	void reset_pass();
+	void rerun();
 	NodeScan *node_for(const Lane &lane);
 
 	LaneHost &host_;
@@ -85,6 +91,7 @@ class ScanPass
 	SeqSet pass_seqs_[kStreams]; /* the commits of the running pass's globs */
 	std::string match_; /* SCAN MATCH: the globs' common literal prefix, escaped, then * */
 	std::vector<NodeScan> nodes_;
+	bool slots_moved_ = false; /* during the running pass */
 };
 
 } // namespace cachebust
