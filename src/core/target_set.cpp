@@ -73,16 +73,7 @@ TargetSet::adopt(std::vector<Target> &&targets)
 void
 TargetSet::insert_distinct(std::vector<Target> &&targets, uint64_t seq)
 {
-	if (targets.empty())
-		return;
-	seqs_.add(seq);
-	if (targets_.empty()) {
-		adopt(std::move(targets));
-		return;
-	}
-	reserve_more(targets.size());
-	for (Target &t : targets)
-		insert_target(std::move(t), nullptr);
+	insert_distinct(std::move(targets), SeqSet(seq));
 }
 
 void
