@@ -346,7 +346,7 @@ Worker::start()
 
 	std::vector<RedeleteSchedule::Entry> redeletes;
 	bool read = false;
-	pg_call([&] { read = worker_state_load_redeletes(redeletes); });
+	read = worker_state_load_redeletes(redeletes); /* (guards its PostgreSQL calls) */
 	if (!read)
 		dispatcher_.fallback_for_all_registered(p.drained, p.drained, "the saved redeletes could not be read back");
 	for (RedeleteSchedule::Entry &e : redeletes)
@@ -355,7 +355,7 @@ Worker::start()
 	/* Standby sends that waited for the standbys: saved at a clean stop, lost in a crash. */
 	int64 now = monotonic_us();
 	std::vector<StandbySends::Entry> waiting;
-	pg_call([&] { read = worker_state_load_standby_sends(waiting); });
+	read = worker_state_load_standby_sends(waiting);
 	if (!read)
 		dispatcher_.standby_fallback_for_all_registered(p.delivered + 1, now,
 														"the saved standby sends could not be read back");
@@ -508,11 +508,8 @@ Worker::shut_down()
 	std::vector<RedeleteSchedule::Entry> redeletes = dispatcher_.take_redeletes();
 	size_t for_standbys = dispatcher_.standby_sends_count();
 	std::vector<StandbySends::Entry> standby = dispatcher_.take_standby_sends();
-	bool saved_redeletes = false, saved_standby = false;
-	pg_call([&] {
-		saved_redeletes = worker_state_save_redeletes(redeletes);
-		saved_standby = worker_state_save_standby_sends(standby);
-	});
+	bool saved_redeletes = worker_state_save_redeletes(redeletes); /* (guard their PostgreSQL calls) */
+	bool saved_standby = worker_state_save_standby_sends(standby);
 	bool saved = saved_redeletes && saved_standby;
 	bool clean = done && saved;
 	if (clean && for_standbys > 0)

@@ -9,6 +9,8 @@
  */
 #include "pg/worker_state.hpp"
 
+#include "pg/guard.hpp"
+
 #include <sys/stat.h>
 
 #include "core/batch_codec.hpp"
@@ -76,16 +78,23 @@ write_file_durably(const char *path, const char *contents, size_t len, int eleve
 static bool
 read_file(const std::string &path, std::string &contents)
 {
-	FILE *f = AllocateFile(path.c_str(), PG_BINARY_R);
+	/* (Each PostgreSQL call guarded on its own: path and contents are alive.) */
+	FILE *f = nullptr;
+	pg_call([&] { f = AllocateFile(path.c_str(), PG_BINARY_R); });
 	if (f == nullptr)
 		return false;
 	char buf[8192];
 	size_t n;
 	contents.clear();
-	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-		contents.append(buf, n);
+	try {
+		while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+			contents.append(buf, n);
+	} catch (...) {
+		pg_call([&] { FreeFile(f); });
+		throw;
+	}
 	bool ok = !ferror(f);
-	FreeFile(f);
+	pg_call([&] { FreeFile(f); });
 	return ok;
 }
 
@@ -325,7 +334,9 @@ save_batches(const char *name, const std::string &contents)
 		unlink(path.c_str());
 		return true;
 	}
-	return write_file_durably(path.c_str(), contents.data(), contents.size(), WARNING);
+	bool ok = false;
+	pg_call([&] { ok = write_file_durably(path.c_str(), contents.data(), contents.size(), WARNING); });
+	return ok;
 }
 
 bool
