@@ -40,6 +40,19 @@ is($redis->exists_key('user:1'), 0, 'updated row key removed');
 is($redis->exists_key('user:2'), 1, 'other row key untouched');
 is($redis->exists_key('unrelated'), 1, 'unrelated key untouched');
 
+# ---- wait_for_delivery() waits for this connection's commits only: after
+# it returned true, or on a connection that did not write (a pool, a pooler
+# in transaction mode), it has nothing to wait for and says so.
+my ($stdout, $stderr) = ('', '');
+$node->psql('postgres', q{UPDATE users SET name = 'once' WHERE id = 1;
+SELECT 'first: ' || cachebust.wait_for_delivery(5000);
+SELECT 'again: ' || cachebust.wait_for_delivery(0);}, stdout => \$stdout, stderr => \$stderr, on_error_die => 1);
+is($stdout, "first: true\nagain: true", 'both calls answer true');
+my @notices = $stderr =~ /NOTICE:  (.*)/g;
+is_deeply(\@notices, ['wait_for_delivery(): this session has committed no invalidation to wait for'],
+	'the second call, with nothing left to wait for, raises the NOTICE; the first does not');
+like($stderr, qr/HINT:  .*call cachebust\.barrier\(\)/, 'and its hint points to barrier()');
+
 # ---- rollback and rollback to savepoint leave keys alone
 $redis->cmd('SET', "user:$_", 'cached') for 1 .. 5;
 $node->safe_psql('postgres', q{
