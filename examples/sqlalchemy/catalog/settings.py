@@ -1,5 +1,5 @@
 """Where the catalogue's PostgreSQL database and Redis are, from the
-environment (test/t/014_sqlalchemy.pl sets them)."""
+environment (test/t/016_sqlalchemy.pl sets them)."""
 import os
 
 from sqlalchemy.engine import URL

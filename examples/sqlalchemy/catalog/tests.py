@@ -1,5 +1,5 @@
 """The recipe of ../README.md, against a real PostgreSQL with cachebust and a
-real Redis (run by test/t/014_sqlalchemy.pl): `python3 -m unittest -v catalog.tests`.
+real Redis (run by test/t/016_sqlalchemy.pl): `python3 -m unittest -v catalog.tests`.
 
 Each test reads Redis directly to see what cachebust deleted, after the
 wait the recipe prescribes. The first test shows what happens without the
