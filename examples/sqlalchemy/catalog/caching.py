@@ -30,11 +30,12 @@ from .models import Product
 
 # The Redis prefix of every entry; the database's cachebust.key_prefix.
 KEY_PREFIX = "catalog:"
-PRODUCT_TTL = 300
-LIST_TTL = 300
+# dogpile regenerates an entry older than this; Redis drops it a little later.
+ENTRY_TTL = 300
+REDIS_TTL = ENTRY_TTL + 60
 # A tag set never expires by itself: every registration pushes its expiry
-# past that of the list it adds, so it outlives its members, then goes.
-TAG_TTL = LIST_TTL + 60
+# past that of the entry it adds, so it outlives its members, then goes.
+TAG_TTL = REDIS_TTL + 60
 
 
 def key_generator(namespace, fn, to_str=str):
@@ -61,10 +62,12 @@ def prefix_mangler(key):
 
 
 def make_catalog_region(key_mangler=prefix_mangler):
+    """The catalogue's region in Redis (another key_mangler only to show the
+    startup check refusing it)."""
     return make_region(function_key_generator=key_generator, key_mangler=key_mangler).configure(
         "dogpile.cache.redis",
-        expiration_time=PRODUCT_TTL,
-        arguments={"url": settings.REDIS_URL, "redis_expiration_time": PRODUCT_TTL + 60},
+        expiration_time=ENTRY_TTL,
+        arguments={"url": settings.REDIS_URL, "redis_expiration_time": REDIS_TTL},
     )
 
 
@@ -121,7 +124,7 @@ def get_category_products(category_id, order="name"):
                                    .order_by(ORDERS[order], Product.id)).all()
             return [{"id": row.id, "name": row.name} for row in rows]
 
-    products = region.get_or_create(key, load, expiration_time=LIST_TTL)
+    products = region.get_or_create(key, load)
     if created:
         # The value first (get_or_create stored it), then its registration:
         # an invalidation falling between the two leaves the entry in the
