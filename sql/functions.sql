@@ -36,7 +36,19 @@ SELECT cachebust.invalidate_key(VARIADIC '{}'::text[]);
 SELECT cachebust.invalidate_key(NULL);
 SELECT cachebust.wait_for_delivery(-1);
 
--- A session that committed nothing has nothing to wait for.
+-- A session that committed nothing has nothing to wait for: true at once,
+-- with a NOTICE pointing to barrier() (through a pool or a pooler in
+-- transaction mode the write was committed on another connection).
+SELECT cachebust.wait_for_delivery(0);
+-- A rolled-back transaction adds nothing to wait for.
+BEGIN;
+SELECT cachebust.invalidate_key('rolled-back');
+ROLLBACK;
+SELECT cachebust.wait_for_delivery(0);
+-- After a commit with invalidations it waits, without a NOTICE (no Redis
+-- here: it times out), and still waits for that commit on the next call.
+SELECT cachebust.invalidate_key('committed-by-this-session');
+SELECT cachebust.wait_for_delivery(0);
 SELECT cachebust.wait_for_delivery(0);
 SELECT cachebust.flush();
 

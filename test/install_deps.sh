@@ -7,6 +7,7 @@ packages=(
 	libhiredis-dev redis-server redis-tools redis-sentinel openssl
 	libgtest-dev libipc-run-perl faketime
 	python3-django python3-django-redis python3-redis python3-psycopg2
+	python3-sqlalchemy python3-dogpile.cache
 	prometheus-postgres-exporter
 )
 missing=()

@@ -67,6 +67,9 @@ static bool handoff_due = false;
 
 /* This session's commits not yet seen delivered (wait_for_delivery). */
 static std::vector<uint64> unconfirmed_seqs;
+/* A commit handed over since the session started or since wait_for_delivery()
+ * last returned true: without one it has nothing to wait for. */
+static bool committed_since_wait = false;
 
 /* Upper bound of the encoded size of the pending set (see batch_codec.hpp). */
 static size_t
@@ -153,15 +156,22 @@ prune_confirmed()
 static size_t prune_at = 32;
 
 bool
+capture_committed_since_wait()
+{
+	return committed_since_wait;
+}
+
+bool
 capture_wait_for_delivery(int timeout_ms)
 {
-	if (unconfirmed_seqs.empty())
-		return true;
-	uint64 newest = *std::max_element(unconfirmed_seqs.begin(), unconfirmed_seqs.end());
-	if (!queue_wait_until_delivered(newest, unconfirmed_seqs.data(), unconfirmed_seqs.size(), timeout_ms))
-		return false;
+	if (!unconfirmed_seqs.empty()) {
+		uint64 newest = *std::max_element(unconfirmed_seqs.begin(), unconfirmed_seqs.end());
+		if (!queue_wait_until_delivered(newest, unconfirmed_seqs.data(), unconfirmed_seqs.size(), timeout_ms))
+			return false;
+	}
 	unconfirmed_seqs.clear();
 	prune_at = 32;
+	committed_since_wait = false;
 	return true;
 }
 
@@ -249,6 +259,7 @@ enqueue_committed() noexcept
 										 commit_lsn);
 	if (unconfirmed_seqs.size() < unconfirmed_seqs.capacity())
 		unconfirmed_seqs.push_back(seq);
+	committed_since_wait = true;
 }
 
 static bool

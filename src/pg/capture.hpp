@@ -37,5 +37,8 @@ KeyPrefixes current_prefixes();
 /* Waits until everything this session committed is delivered; false on
  * timeout, or while any of it is uncovered (no fallback covered it). */
 bool capture_wait_for_delivery(int timeout_ms);
+/* This session committed invalidations since it started or since
+ * capture_wait_for_delivery() last returned true. */
+bool capture_committed_since_wait();
 
 } // namespace cachebust::pg

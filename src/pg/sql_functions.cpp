@@ -194,6 +194,15 @@ cachebust_wait_for_delivery(PG_FUNCTION_ARGS)
 		ereport(WARNING,
 				(errmsg("wait_for_delivery() does not wait for this transaction's own targets"),
 				 errdetail("They are sent only after COMMIT.")));
+	else if (!capture_committed_since_wait())
+		/* The usual cause: the write went through another connection (a pool, a pooler). */
+		ereport(NOTICE,
+				(errmsg("wait_for_delivery(): this session has committed no invalidation to wait for"),
+				 errdetail("It waits only for invalidations committed on this database connection since it "
+						   "opened or since wait_for_delivery() last returned true, so it returns true at once."),
+				 errhint("After a write on another connection (a connection pool, an ORM session that returns "
+						 "its connection at commit, a pooler in transaction mode), call cachebust.barrier(), "
+						 "which waits for the commits of every session.")));
 	PG_RETURN_BOOL(capture_wait_for_delivery(timeout_ms));
 }
 

@@ -340,6 +340,18 @@ sub command_calls
 	return $info =~ /^cmdstat_\Q$command\E:calls=(\d+)/m ? $1 : 0;
 }
 
+# Sets $key to $value; true if that came before Redis ran $command for the
+# ($calls + 1)th time. Redis runs commands one at a time, in order, so a
+# count read after the SET that is still $calls means the next $command
+# comes after the SET. Orders a test's write against the worker's without
+# timing either.
+sub set_before_call
+{
+	my ($self, $key, $value, $command, $calls) = @_;
+	$self->cmd('SET', $key, $value);
+	return $self->command_calls($command) == $calls;
+}
+
 sub DESTROY
 {
 	my ($self) = @_;
