@@ -12,7 +12,7 @@
 
 EXTENSION = cachebust
 MODULE_big = cachebust
-DATA = cachebust--0.1.0.sql cachebust--0.2.0.sql cachebust--0.1.0--0.2.0.sql
+DATA = cachebust--0.1.0.sql cachebust--0.2.0.sql cachebust--0.3.0.sql cachebust--0.1.0--0.2.0.sql cachebust--0.2.0--0.3.0.sql
 PGFILEDESC = "cachebust - transactional Redis cache invalidation"
 
 # The pure C++ core: no PostgreSQL headers, unit-tested on its own.
@@ -52,6 +52,8 @@ PG_SRCS = \
 	src/pg/guard.cpp \
 	src/pg/guc.cpp \
 	src/pg/capture.cpp \
+	src/pg/journal_wal.cpp \
+	src/pg/journal_functions.cpp \
 	src/pg/trigger.cpp \
 	src/pg/sql_functions.cpp \
 	src/pg/queue.cpp \

@@ -40,6 +40,7 @@ int guc_command_timeout_ms = 2000;
 int guc_retry_max_ms = 5000;
 int guc_redelete_ms = 0;
 int guc_fallback = FALLBACK_PREFIX;
+bool guc_journal = true;
 
 static const struct config_enum_entry tls_verify_options[] = {
 	{"full", TLS_VERIFY_FULL, false},
@@ -218,6 +219,12 @@ define_gucs()
 		"flushdb empties the Redis database; none does nothing.",
 		&guc_fallback, FALLBACK_PREFIX, fallback_options, PGC_SIGHUP, 0, nullptr, nullptr,
 		nullptr);
+
+	DefineCustomBoolVariable(
+		"cachebust.journal", "Whether each transaction's invalidations are also written to WAL.",
+		"On: after a crash, an overflow or a failover they are replayed from WAL instead of falling back. "
+		"Needs wal_level replica or higher and one replication slot.",
+		&guc_journal, true, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
 
 	MarkGUCPrefixReserved("cachebust");
 }

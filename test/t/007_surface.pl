@@ -41,7 +41,7 @@ is($redis->exists_key('up:user:1'), 0, 'and invalidate');
 like($node->safe_psql('postgres', 'SELECT targets FROM cachebust.watches WHERE trigger = \'cachebust_watch_1\' LIMIT 1'),
 	qr/user:\{id\}/, "0.1.0's watches view still works");
 
-$node->safe_psql('postgres', 'ALTER EXTENSION cachebust UPDATE');
+$node->safe_psql('postgres', q{ALTER EXTENSION cachebust UPDATE TO '0.2.0'});
 is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'cachebust'}), '0.2.0',
 	'updated to 0.2.0');
 
@@ -92,7 +92,7 @@ SELECT md5(string_agg(d, E'\n' ORDER BY d)) FROM (
   SELECT evtname || evtevent || array_to_string(evttags, ',') FROM pg_event_trigger WHERE evtname LIKE 'cachebust%'
 ) s};
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
-$node->safe_psql('fresh', 'CREATE EXTENSION cachebust');
+$node->safe_psql('fresh', q{CREATE EXTENSION cachebust VERSION '0.2.0'});
 is($node->safe_psql('postgres', $definitions), $node->safe_psql('fresh', $definitions),
 	'the updated extension has exactly the functions, views and event triggers of a fresh 0.2.0');
 $node->safe_psql('postgres', q{CREATE TABLE after_update (id int); SELECT cachebust.watch('after_update', keys => ARRAY['au:{id}'])});
@@ -108,6 +108,15 @@ is($node->safe_psql('postgres', q{SELECT second_sends FROM cachebust.stats}), '0
 # The update gave the existing partition its TRUNCATE copy.
 is($node->safe_psql('postgres', q{BEGIN; TRUNCATE parted_eu; SELECT string_agg(target, ',') FROM cachebust.pending(); ROLLBACK}),
 	'up:p:*', 'TRUNCATE of a partition watched under 0.1.0 invalidates after the update');
+
+# ---- 0.2.0 -> 0.3.0 (the default): the same as a fresh install
+$node->safe_psql('postgres', 'ALTER EXTENSION cachebust UPDATE');
+is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'cachebust'}), '0.3.0',
+	'updated to 0.3.0');
+$node->safe_psql('postgres', 'CREATE DATABASE fresh3');
+$node->safe_psql('fresh3', 'CREATE EXTENSION cachebust');
+is($node->safe_psql('postgres', $definitions), $node->safe_psql('fresh3', $definitions),
+	'the extension updated to 0.3.0 has exactly the functions, views and event triggers of a fresh 0.3.0');
 $node->stop;
 
 # ---- item 5: redaction by parsing, whatever the password holds

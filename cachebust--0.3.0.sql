@@ -1,0 +1,491 @@
+-- cachebust 0.3.0: transactional Redis cache invalidation.
+\echo Use "CREATE EXTENSION cachebust" to load this file. \quit
+
+-- The row and TRUNCATE trigger. Arguments: targets `[kind=]template` and
+-- optionally `priority=immediate`. PostgreSQL checks EXECUTE on it at
+-- CREATE TRIGGER, so only granted roles can attach it (see README, Privileges).
+CREATE FUNCTION invalidate() RETURNS trigger
+AS 'MODULE_PATHNAME', 'cachebust_invalidate' LANGUAGE C;
+
+-- Manual invalidation, transactional like the trigger.
+CREATE FUNCTION invalidate_key(VARIADIC keys text[]) RETURNS void
+AS 'MODULE_PATHNAME', 'cachebust_invalidate_key' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION invalidate_tag(VARIADIC tags text[]) RETURNS void
+AS 'MODULE_PATHNAME', 'cachebust_invalidate_tag' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION invalidate_pattern(pattern text) RETURNS void
+AS 'MODULE_PATHNAME', 'cachebust_invalidate_pattern' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION bump(VARIADIC keys text[]) RETURNS void
+AS 'MODULE_PATHNAME', 'cachebust_bump' LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION pending(OUT kind text, OUT target text) RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'cachebust_pending' LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION flush() RETURNS void
+AS 'MODULE_PATHNAME', 'cachebust_flush' LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION wait_for_delivery(timeout_ms integer DEFAULT 5000) RETURNS boolean
+AS 'MODULE_PATHNAME', 'cachebust_wait_for_delivery' LANGUAGE C STRICT VOLATILE;
+
+-- Read-your-writes across connections: every commit of any session before
+-- the call is delivered (or covered by a fallback that ran).
+CREATE FUNCTION barrier(timeout_ms integer DEFAULT 5000) RETURNS boolean
+AS 'MODULE_PATHNAME', 'cachebust_barrier' LANGUAGE C STRICT VOLATILE;
+
+-- The Redis name a key target gets in this session (key_prefix applied).
+CREATE FUNCTION full_key(key text) RETURNS text
+AS 'MODULE_PATHNAME', 'cachebust_full_key' LANGUAGE C STRICT STABLE;
+
+CREATE FUNCTION stats(
+    OUT transactions_enqueued bigint,
+    OUT targets_enqueued bigint,
+    OUT targets_coalesced bigint,
+    OUT targets_delivered bigint,
+    OUT redis_commands bigint,
+    OUT redis_errors bigint,
+    OUT retries bigint,
+    OUT reconnects bigint,
+    OUT overflows bigint,
+    OUT fallbacks bigint,
+    OUT fallbacks_refused bigint,
+    OUT queue_bytes_used bigint,
+    OUT queue_size bigint,
+    OUT queue_high_water bigint,
+    OUT pending_targets bigint,
+    OUT connected boolean,
+    OUT last_delivery timestamptz,
+    OUT last_error text,
+    OUT last_error_time timestamptz,
+    OUT latency_p50_ms double precision,
+    OUT latency_p99_ms double precision,
+    OUT latency_max_ms double precision,
+    OUT enqueued_seq bigint,
+    OUT delivered_seq bigint,
+    OUT stats_reset timestamptz,
+    OUT targets_failed bigint,
+    OUT tag_members_skipped bigint,
+    OUT failovers bigint,
+    OUT uncovered_batches bigint,
+    OUT second_sends bigint,
+    OUT standby_timeouts bigint,
+    OUT standby_lag_p50_ms double precision,
+    OUT standby_lag_p99_ms double precision,
+    OUT standby_lag_max_ms double precision,
+    OUT standbys_absent text)
+AS 'MODULE_PATHNAME', 'cachebust_stats' LANGUAGE C STRICT VOLATILE;
+
+CREATE VIEW stats AS SELECT * FROM stats();
+
+CREATE FUNCTION reset_stats() RETURNS void
+AS 'MODULE_PATHNAME', 'cachebust_reset_stats' LANGUAGE C STRICT VOLATILE;
+
+-- Validates targets against a table as the trigger would (what watch()
+-- does first); needs the TRIGGER privilege on the table.
+CREATE FUNCTION check_targets(tbl regclass, targets text[], trigger_name text DEFAULT 'check_targets')
+RETURNS void
+AS 'MODULE_PATHNAME', 'cachebust_check_targets' LANGUAGE C STRICT STABLE;
+
+-- pg_trigger.tgargs (arguments, each followed by a NUL byte) as text[].
+-- Only PostgreSQL's own functions, so the watches view works for every role.
+CREATE FUNCTION _trigger_args(args bytea) RETURNS text[]
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(convert_from(substr(args, s.start, s.stop - s.start), getdatabaseencoding())
+                              ORDER BY s.start), '{}')
+    FROM (SELECT coalesce(lag(p) OVER (ORDER BY p), 0) + 1 AS start, p AS stop
+          FROM generate_series(1, length(args)) p
+          WHERE get_byte(args, p - 1) = 0) s
+$$;
+
+-- watch(): validates the targets, then creates the triggers and returns the
+-- name of the first (the INSERT one). On a plain table (not a partition, no
+-- inheritance, not `always`) INSERT, UPDATE and DELETE each get a statement
+-- trigger with transition tables, which renders every row of a statement in
+-- one call; elsewhere PostgreSQL has no transition tables (partitions,
+-- inheritance, foreign tables, UPDATE OF a column list) or does not fire
+-- statement triggers (logical replication apply, which `always` is for), so
+-- a row trigger does the same. With `columns`, UPDATE fires only when one of
+-- them changes. A TRUNCATE trigger goes with either. It runs with the
+-- caller's rights: PostgreSQL checks that the caller may create triggers on
+-- the table and execute cachebust.invalidate().
+CREATE FUNCTION watch(
+    tbl regclass,
+    keys text[] DEFAULT '{}',
+    tags text[] DEFAULT '{}',
+    patterns text[] DEFAULT '{}',
+    bumps text[] DEFAULT '{}',
+    columns text[] DEFAULT NULL,
+    immediate boolean DEFAULT false,
+    always boolean DEFAULT false)
+RETURNS name
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    targets text[];
+    arg_list text;
+    base name;
+    n integer := 1;
+    row_events text;
+    distinct_test text;
+    col text;
+    made name[] := '{}';
+    trg name;
+    foreign_table boolean;
+    per_statement boolean;
+BEGIN
+    IF NOT has_function_privilege('cachebust.invalidate()', 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function cachebust.invalidate()'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Attaching cachebust triggers is reserved to roles granted EXECUTE on cachebust.invalidate().',
+                  HINT = 'A superuser can run: GRANT EXECUTE ON FUNCTION cachebust.invalidate() TO ' || quote_ident(current_user) || ';';
+    END IF;
+    targets := coalesce(keys, '{}')
+        || ARRAY(SELECT 'tag=' || t FROM unnest(coalesce(tags, '{}')) t)
+        || ARRAY(SELECT 'pattern=' || t FROM unnest(coalesce(patterns, '{}')) t)
+        || ARRAY(SELECT 'bump=' || t FROM unnest(coalesce(bumps, '{}')) t);
+    IF cardinality(targets) = 0 THEN
+        RAISE EXCEPTION 'cachebust.watch(%): no targets given', tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass at least one of keys, tags, patterns or bumps.';
+    END IF;
+    IF immediate THEN
+        targets := targets || 'priority=immediate'::text;
+    END IF;
+
+    -- Pick the first free name on this table.
+    WHILE EXISTS (SELECT 1 FROM pg_trigger
+                  WHERE tgrelid = tbl AND tgname IN ('cachebust_watch_' || n, 'cachebust_watch_' || n || '_update',
+                                                    'cachebust_watch_' || n || '_delete',
+                                                    'cachebust_watch_' || n || '_truncate')) LOOP
+        n := n + 1;
+    END LOOP;
+    base := 'cachebust_watch_' || n;
+
+    -- Everything is checked before anything is created.
+    PERFORM cachebust.check_targets(tbl, targets, base);
+    IF columns IS NOT NULL THEN
+        IF cardinality(columns) = 0 THEN
+            RAISE EXCEPTION 'cachebust.watch(%): columns must not be empty', tbl
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Pass NULL to fire on every UPDATE.';
+        END IF;
+        FOREACH col IN ARRAY columns LOOP
+            IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                           WHERE attrelid = tbl AND attname = col AND attnum > 0 AND NOT attisdropped) THEN
+                RAISE EXCEPTION 'cachebust.watch(%): column "%" does not exist', tbl, col
+                    USING ERRCODE = 'undefined_column';
+            END IF;
+        END LOOP;
+    END IF;
+    SELECT c.relkind = 'f',
+           c.relkind = 'r' AND NOT c.relispartition AND NOT always
+           AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = tbl OR inhparent = tbl)
+      INTO foreign_table, per_statement
+      FROM pg_class c WHERE c.oid = tbl;
+    -- (The test suite runs once more with row triggers everywhere.)
+    IF current_setting('cachebust_internal.watch_capture', true) = 'row' THEN
+        per_statement := false;
+    END IF;
+
+    SELECT string_agg(quote_literal(t), ', ') INTO arg_list FROM unnest(targets) t;
+
+    IF per_statement THEN
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS cachebust_new '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION cachebust.invalidate(%s)', base, tbl, arg_list);
+        made := made || base;
+        IF columns IS NULL THEN
+            EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS cachebust_old NEW TABLE AS cachebust_new '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION cachebust.invalidate(%s)', base || '_update', tbl, arg_list);
+            made := made || (base || '_update')::name;
+        END IF;
+        EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %s REFERENCING OLD TABLE AS cachebust_old '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION cachebust.invalidate(%s)', base || '_delete', tbl, arg_list);
+        made := made || (base || '_delete')::name;
+    ELSIF columns IS NULL THEN
+        row_events := 'INSERT OR UPDATE OR DELETE';
+    ELSE
+        row_events := 'INSERT OR DELETE';
+    END IF;
+
+    IF columns IS NOT NULL THEN
+        SELECT string_agg(format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', c), ' OR ')
+            INTO distinct_test FROM unnest(columns) c;
+        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE OF %s ON %s FOR EACH ROW WHEN (%s) '
+                       'EXECUTE FUNCTION cachebust.invalidate(%s)',
+                       base || '_update',
+                       (SELECT string_agg(quote_ident(c), ', ') FROM unnest(columns) c),
+                       tbl, distinct_test, arg_list);
+        made := made || (base || '_update')::name;
+    END IF;
+
+    IF NOT per_statement THEN
+        EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION cachebust.invalidate(%s)',
+                       base, row_events, tbl, arg_list);
+        made := made || base;
+    END IF;
+    IF foreign_table THEN
+        RAISE NOTICE 'cachebust.watch(%): foreign tables cannot have TRUNCATE triggers; TRUNCATE of it invalidates nothing', tbl;
+    ELSE
+        -- On a partitioned table, cachebust's event trigger copies this one to
+        -- every partition, present and future (PostgreSQL clones only row triggers).
+        EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION cachebust.invalidate(%s)',
+                       base || '_truncate', tbl, arg_list);
+        made := made || (base || '_truncate')::name;
+    END IF;
+
+    IF always THEN
+        FOREACH trg IN ARRAY made LOOP
+            EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tbl, trg);
+        END LOOP;
+    END IF;
+    RETURN base;
+END;
+$$;
+
+-- unwatch(): drops the triggers watch() made on the table; returns how many.
+-- (Their copies on partitions go with them.)
+CREATE FUNCTION unwatch(tbl regclass) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    trg name;
+    dropped integer := 0;
+BEGIN
+    FOR trg IN
+        SELECT tgname FROM pg_trigger
+        WHERE tgrelid = tbl
+          AND tgfoid = 'cachebust.invalidate()'::regprocedure
+          AND tgname ~ '^cachebust_watch_[0-9]+(_update|_delete|_truncate)?$'
+          AND NOT tgisinternal
+        ORDER BY tgname
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trg, tbl);
+        dropped := dropped + 1;
+    END LOOP;
+    RETURN dropped;
+END;
+$$;
+
+-- Every trigger that calls cachebust.invalidate(): watch()-made, hand-made,
+-- and the copies on partitions. (tgargs is decoded inline, with PostgreSQL's
+-- own functions only: a function of ours here would have to be executable
+-- by every role that reads the view.)
+CREATE VIEW watches AS
+SELECT t.tgrelid::regclass AS "table",
+       t.tgname AS trigger,
+       ARRAY(SELECT pg_catalog.convert_from(pg_catalog.substr(t.tgargs, s.start, s.stop - s.start),
+                                            pg_catalog.getdatabaseencoding())
+             FROM (SELECT coalesce(lag(p) OVER (ORDER BY p), 0) + 1 AS start, p AS stop
+                   FROM pg_catalog.generate_series(1, pg_catalog.length(t.tgargs)) p
+                   WHERE pg_catalog.get_byte(t.tgargs, p - 1) = 0) s
+             ORDER BY s.start) AS targets
+FROM pg_catalog.pg_trigger t
+WHERE t.tgfoid = 'cachebust.invalidate()'::regprocedure
+  AND NOT t.tgisinternal;
+
+-- ---- TRUNCATE on partitions ----------------------------------------------
+--
+-- PostgreSQL clones row triggers to partitions but not statement triggers,
+-- so TRUNCATE of one partition would invalidate nothing. For every TRUNCATE
+-- trigger calling cachebust.invalidate() on a partitioned table, each
+-- partition below it gets a copy named cachebust_part_<table oid>_<trigger
+-- oid>, kept in step by an event trigger: created with the trigger or the
+-- partition (CREATE TABLE ... PARTITION OF, ATTACH PARTITION), enabled like
+-- it, dropped with it or at DETACH. The copies carry what the parent
+-- trigger's creator chose; like PostgreSQL's own clones, they are made
+-- whoever creates the partition.
+
+-- Makes the copies on rel and the tables below it match their ancestors
+-- (a table that is not a partition, or no longer one, has none).
+CREATE FUNCTION _sync_partition_truncate_triggers(rel regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    part regclass;
+    want record;
+    have record;
+BEGIN
+    FOR part IN
+        SELECT c.oid FROM pg_class c
+        WHERE c.oid IN (SELECT rel UNION SELECT relid FROM pg_partition_tree(rel))
+          AND c.relkind IN ('r', 'p')
+    LOOP
+        -- Copies of triggers that no longer apply (dropped, or detached from).
+        FOR have IN
+            SELECT c.tgname FROM pg_trigger c
+            WHERE c.tgrelid = part AND c.tgname ~ '^cachebust_part_[0-9]+_[0-9]+$'
+              AND NOT EXISTS (
+                  SELECT 1 FROM pg_trigger p
+                  WHERE 'cachebust_part_' || p.tgrelid || '_' || p.oid = c.tgname
+                    AND p.tgrelid IN (SELECT relid FROM pg_partition_ancestors(part) WHERE relid <> part))
+        LOOP
+            EXECUTE format('DROP TRIGGER %I ON %s', have.tgname, part);
+        END LOOP;
+        -- A copy of every cachebust TRUNCATE trigger of an ancestor.
+        FOR want IN
+            SELECT p.tgargs, p.tgenabled, 'cachebust_part_' || p.tgrelid || '_' || p.oid AS copy_name
+            FROM pg_trigger p
+            WHERE p.tgrelid IN (SELECT relid FROM pg_partition_ancestors(part) WHERE relid <> part)
+              AND p.tgfoid = 'cachebust.invalidate()'::regprocedure
+              AND (p.tgtype & 32) <> 0      -- TRIGGER_TYPE_TRUNCATE
+              AND NOT p.tgisinternal
+              AND p.tgname !~ '^cachebust_part_'
+        LOOP
+            SELECT tgenabled INTO have FROM pg_trigger WHERE tgrelid = part AND tgname = want.copy_name;
+            IF NOT FOUND THEN
+                EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION cachebust.invalidate(%s)',
+                               want.copy_name, part,
+                               (SELECT coalesce(string_agg(quote_literal(a), ', '), '')
+                                FROM unnest(cachebust._trigger_args(want.tgargs)) a));
+                SELECT tgenabled INTO have FROM pg_trigger WHERE tgrelid = part AND tgname = want.copy_name;
+            END IF;
+            IF have.tgenabled IS DISTINCT FROM want.tgenabled THEN
+                EXECUTE format('ALTER TABLE %s %s TRIGGER %I', part,
+                               CASE want.tgenabled WHEN 'A' THEN 'ENABLE ALWAYS' WHEN 'R' THEN 'ENABLE REPLICA'
+                                                   WHEN 'D' THEN 'DISABLE' ELSE 'ENABLE' END,
+                               want.copy_name);
+            END IF;
+        END LOOP;
+    END LOOP;
+END;
+$$;
+
+-- Statement capture (see watch()) is only right for a table with no
+-- partition or inheritance ties: DML through a parent never fires a child's
+-- statement triggers, and a parent's transition tables hold its children's
+-- rows. When a watched table gains such a tie (ATTACH PARTITION, INHERIT,
+-- CREATE TABLE ... INHERITS), its statement triggers become the equivalent
+-- row trigger, with the same name, targets and enabled state.
+CREATE FUNCTION _capture_by_row_where_tied(rel regclass) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tbl regclass;
+    w record;
+    events text;
+BEGIN
+    FOR tbl IN
+        SELECT c.oid FROM pg_class c
+        WHERE c.oid IN (SELECT rel
+                        UNION SELECT relid FROM pg_partition_tree(rel)
+                        UNION SELECT inhparent FROM pg_inherits WHERE inhrelid = rel
+                        UNION SELECT inhrelid FROM pg_inherits WHERE inhparent = rel)
+          AND c.relkind = 'r'
+          AND (c.relispartition OR EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid OR inhparent = c.oid))
+    LOOP
+        FOR w IN
+            SELECT t.tgname AS base, t.tgargs, t.tgenabled
+            FROM pg_trigger t
+            WHERE t.tgrelid = tbl AND t.tgfoid = 'cachebust.invalidate()'::regprocedure
+              AND t.tgname ~ '^cachebust_watch_[0-9]+$'
+              AND (t.tgtype & 1) = 0 AND t.tgnewtable IS NOT NULL    -- the INSERT statement trigger
+        LOOP
+            -- With `columns`, UPDATE already has its own row trigger.
+            events := CASE WHEN EXISTS (SELECT 1 FROM pg_trigger
+                                        WHERE tgrelid = tbl AND tgname = w.base || '_update' AND (tgtype & 1) = 1)
+                           THEN 'INSERT OR DELETE' ELSE 'INSERT OR UPDATE OR DELETE' END;
+            EXECUTE format('DROP TRIGGER %I ON %s', w.base, tbl);
+            EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', w.base || '_delete', tbl);
+            IF events = 'INSERT OR UPDATE OR DELETE' THEN
+                EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', w.base || '_update', tbl);
+            END IF;
+            EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION cachebust.invalidate(%s)',
+                           w.base, events, tbl,
+                           (SELECT string_agg(quote_literal(a), ', ') FROM unnest(cachebust._trigger_args(w.tgargs)) a));
+            IF w.tgenabled <> 'O' THEN
+                EXECUTE format('ALTER TABLE %s %s TRIGGER %I', tbl,
+                               CASE w.tgenabled WHEN 'A' THEN 'ENABLE ALWAYS' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'DISABLE' END,
+                               w.base);
+            END IF;
+            RAISE NOTICE 'cachebust: the statement triggers of % on % became a row trigger (it now has a parent or children)',
+                w.base, tbl;
+        END LOOP;
+    END LOOP;
+END;
+$$;
+
+CREATE FUNCTION _partition_ddl() RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cmd record;
+    rel oid;
+BEGIN
+    -- Our own CREATE/DROP TRIGGER below fire this again: once is enough.
+    IF current_setting('cachebust_internal.syncing', true) = 'on' THEN
+        RETURN;
+    END IF;
+    PERFORM set_config('cachebust_internal.syncing', 'on', true);
+    IF tg_event = 'sql_drop' THEN
+        FOR cmd IN SELECT * FROM pg_event_trigger_dropped_objects() WHERE object_type = 'trigger' LOOP
+            rel := to_regclass(quote_ident(cmd.address_names[1]) || '.' || quote_ident(cmd.address_names[2]));
+            IF rel IS NOT NULL THEN
+                PERFORM cachebust._sync_partition_truncate_triggers(rel);
+            END IF;
+        END LOOP;
+    ELSE
+        FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands()
+                   WHERE object_type IN ('table', 'trigger', 'table constraint') LOOP
+            rel := CASE cmd.object_type
+                       WHEN 'trigger' THEN (SELECT tgrelid FROM pg_trigger WHERE oid = cmd.objid)
+                       WHEN 'table constraint' THEN NULL
+                       ELSE cmd.objid END;
+            IF rel IS NULL OR NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = rel) THEN
+                CONTINUE;
+            END IF;
+            PERFORM cachebust._capture_by_row_where_tied(rel);
+            PERFORM cachebust._sync_partition_truncate_triggers(rel);
+            -- Tables detached from rel keep copies of its triggers until synced.
+            PERFORM cachebust._sync_partition_truncate_triggers(c.tgrelid)
+            FROM (SELECT DISTINCT tgrelid FROM pg_trigger
+                  WHERE tgname LIKE 'cachebust\_part\_' || rel || '\_%') c;
+        END LOOP;
+    END IF;
+    PERFORM set_config('cachebust_internal.syncing', 'off', true);
+END;
+$$;
+
+CREATE EVENT TRIGGER cachebust_partition_ddl ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'ALTER TABLE', 'CREATE TRIGGER')
+    EXECUTE FUNCTION _partition_ddl();
+CREATE EVENT TRIGGER cachebust_partition_drop ON sql_drop
+    WHEN TAG IN ('DROP TRIGGER')
+    EXECUTE FUNCTION _partition_ddl();
+
+-- ---- privileges (README, "Privileges") ------------------------------------
+-- Attaching triggers, manual invalidation, flush and reset_stats are for
+-- roles the administrator chooses; internal helpers for nobody but us.
+REVOKE ALL ON FUNCTION invalidate() FROM PUBLIC;
+REVOKE ALL ON FUNCTION flush() FROM PUBLIC;
+REVOKE ALL ON FUNCTION invalidate_key(text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION invalidate_tag(text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION invalidate_pattern(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION bump(text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION reset_stats() FROM PUBLIC;
+REVOKE ALL ON FUNCTION _trigger_args(bytea) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _sync_partition_truncate_triggers(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _partition_ddl() FROM PUBLIC;
+REVOKE ALL ON FUNCTION _capture_by_row_where_tied(regclass) FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA cachebust TO PUBLIC;
+GRANT SELECT ON stats, watches TO PUBLIC;
+
+-- ---- 0.3.0, the WAL journal (issue 23): internal functions for tests and diagnosis ----
+-- The committed journal targets in WAL from `from_lsn` to the end of WAL readable now.
+CREATE FUNCTION _journal_scan(from_lsn pg_lsn)
+RETURNS TABLE(commit_lsn pg_lsn, xid xid, kind text, target text)
+AS 'MODULE_PATHNAME', 'cachebust_journal_scan' LANGUAGE C STRICT VOLATILE;
+-- Creates the "cachebust" replication slot if missing, advances it to advance_to
+-- (never backwards), returns its restart_lsn (NULL when invalidated).
+CREATE FUNCTION _journal_slot(advance_to pg_lsn DEFAULT NULL)
+RETURNS pg_lsn
+AS 'MODULE_PATHNAME', 'cachebust_journal_slot' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION _journal_scan(pg_lsn) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _journal_slot(pg_lsn) FROM PUBLIC;
+-- ---- end of the WAL journal block ----
