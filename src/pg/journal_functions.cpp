@@ -3,7 +3,9 @@
  * tests and diagnosis (superuser only, not PUBLIC):
  *
  *   cachebust._journal_scan(from pg_lsn) — the committed journal targets in
- *     WAL from `from` to the end of WAL readable now, one row per target;
+ *     WAL from `from` to the end of WAL readable now, one row per target,
+ *     and a NOTICE with the transactions still open there and the position
+ *     a new reader would have to start from;
  *   cachebust._journal_slot(advance_to pg_lsn) — creates the "cachebust"
  *     slot if missing, advances it when advance_to is given, returns its
  *     restart_lsn (NULL when invalidated).
@@ -76,6 +78,15 @@ cachebust_journal_scan(PG_FUNCTION_ARGS)
 								"cachebust._journal_scan(): " + reader.error());
 			pg_call([] { CHECK_FOR_INTERRUPTS(); });
 		}
+		/* What a worker would keep the slot at: tests read it from here. */
+		size_t open = reader.open_transactions();
+		uint64_t position = reader.position();
+		uint64_t safe = reader.safe_restart_lsn();
+		pg_call([&] {
+			ereport(NOTICE,
+					(errmsg("journal read to %X/%X: %zu transactions still open, safe restart at %X/%X", static_cast<uint32>(position >> 32), static_cast<uint32>(position),
+							open, static_cast<uint32>(safe >> 32), static_cast<uint32>(safe))));
+		});
 		return static_cast<Datum>(0);
 	});
 }

@@ -42,6 +42,15 @@ sub messages_since
 	              WHERE resource_manager = 'LogicalMessage'});
 }
 
+# The reader's NOTICE after a scan from $from: (read to, open transactions, safe restart).
+sub scan_state
+{
+	my ($from) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres', qq{SELECT count(*) FROM cachebust._journal_scan('$from')});
+	return $err =~ m{journal read to (\S+): (\d+) transactions still open, safe restart at (\S+)} ? ($1, $2, $3) : ();
+}
+sub lsn_le { my ($a, $b) = @_; return sql(qq{SELECT '$a'::pg_lsn <= '$b'::pg_lsn}) eq 't'; }
+
 # ---- the slot
 my $slot_start = sql('SELECT cachebust._journal_slot()');
 isnt($slot_start, '', 'the slot is created with WAL reserved');
@@ -130,6 +139,10 @@ $bg->query($many->('crash'));    # (its WARNING would fail query_safe)
 sql(q{SELECT cachebust.invalidate_key('during:crash')});
 cmp_ok(messages_since($from), '>', 1, 'the open transaction has spilled into WAL');
 is(journal_since($from), 'key during:crash', 'an open transaction is not delivered');
+my ($read_to, $open, $safe) = scan_state($from);
+is($open, 1, 'the reader holds it as open');
+ok(lsn_le($from, $safe) && !lsn_le($read_to, $safe),
+	'and a new reader would have to start at its first message, before the read position');
 kill 'KILL', $backend_pid;
 ok(wait_until(sub { (eval { $node->safe_psql('postgres', 'SELECT 1') } // '') eq '1' }, 60),
 	'the server is back after the crash restart');
@@ -137,6 +150,8 @@ eval { $bg->quit };
 sql(q{SELECT cachebust.invalidate_key('after:crash')});
 is(journal_since($from), 'key after:crash,key during:crash',
 	'a transaction killed mid-way is never delivered; commits around the crash are');
+($read_to, $open, $safe) = scan_state($from);
+is("$open $safe", "0 $read_to", 'and the reader forgets it at the end of crash recovery: nothing holds the slot back');
 
 # ---- the slot keeps the WAL until advanced, never moves back, persists
 my $restart = sql('SELECT cachebust._journal_slot()');
