@@ -57,6 +57,8 @@ PG_SRCS = \
 	src/pg/guard.cpp \
 	src/pg/guc.cpp \
 	src/pg/capture.cpp \
+	src/pg/journal_wal.cpp \
+	src/pg/journal_functions.cpp \
 	src/pg/trigger.cpp \
 	src/pg/sql_functions.cpp \
 	src/pg/queue.cpp \

@@ -492,3 +492,17 @@ REVOKE ALL ON FUNCTION _capture_by_row_where_tied(regclass) FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA cachebust TO PUBLIC;
 GRANT SELECT ON stats, watches TO PUBLIC;
+
+-- ---- 0.3.0, the WAL journal (issue 23): internal functions for tests and diagnosis ----
+-- The committed journal targets in WAL from `from_lsn` to the end of WAL readable now.
+CREATE FUNCTION _journal_scan(from_lsn pg_lsn)
+RETURNS TABLE(commit_lsn pg_lsn, xid xid, kind text, target text)
+AS 'MODULE_PATHNAME', 'cachebust_journal_scan' LANGUAGE C STRICT VOLATILE;
+-- Creates the "cachebust" replication slot if missing, advances it to advance_to
+-- (never backwards), returns its restart_lsn (NULL when invalidated).
+CREATE FUNCTION _journal_slot(advance_to pg_lsn DEFAULT NULL)
+RETURNS pg_lsn
+AS 'MODULE_PATHNAME', 'cachebust_journal_slot' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION _journal_scan(pg_lsn) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _journal_slot(pg_lsn) FROM PUBLIC;
+-- ---- end of the WAL journal block ----

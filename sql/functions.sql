@@ -79,7 +79,7 @@ SELECT cachebust.invalidate_pattern('*');
 SELECT * FROM cachebust.pending();
 ROLLBACK;
 
--- A transaction larger than the queue (64kB here) stops buffering and commits
+-- A transaction larger than the queue (64kB here) spills its targets to WAL (the journal) and commits
 -- as lost: the fallback covers its prefixes; pending() says so.
 BEGIN;
 SET LOCAL cachebust.key_prefix = 'big:';

@@ -64,6 +64,29 @@ encode_batch_into(const PendingSet &pending, std::string &out)
 		pending.any_immediate() ? kBatchImmediate : 0, out);
 }
 
+void
+encode_level_into(const PendingSet &pending, int nest_level, std::string &out)
+{
+	/* Levels only grow towards the end of the set, so the level is a tail. */
+	struct Tail {
+		const PendingSet::Entry *first, *last;
+		const PendingSet::Entry *begin() const { return first; }
+		const PendingSet::Entry *end() const { return last; }
+		size_t size() const { return static_cast<size_t>(last - first); }
+	};
+	const std::vector<PendingSet::Entry> &entries = pending.entries();
+	size_t from = entries.size();
+	bool immediate = false;
+	while (from > 0 && entries[from - 1].nest_level >= nest_level) {
+		from--;
+		immediate = immediate || entries[from].target.immediate;
+	}
+	Tail tail{entries.data() + from, entries.data() + entries.size()};
+	encode(
+		tail, [](const PendingSet::Entry &e) -> const Target & { return e.target; },
+		immediate ? kBatchImmediate : 0, out);
+}
+
 std::string
 encode_batch(const PendingSet &pending)
 {

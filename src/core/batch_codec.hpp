@@ -75,6 +75,10 @@ encoded_target_size(size_t key_len)
 void encode_batch_into(const PendingSet &pending, std::string &out);
 std::string encode_batch(const PendingSet &pending);
 
+/* Encodes only the entries at nest_level or deeper — the tail of the set,
+ * what the subtransaction at that level holds — into out. */
+void encode_level_into(const PendingSet &pending, int nest_level, std::string &out);
+
 /* Encodes targets as one batch (for files the worker keeps, and tests). */
 std::string encode_targets(const std::vector<Target> &targets, uint32_t flags);
 

@@ -9,6 +9,7 @@
  */
 #include "pg/capture.hpp"
 #include "pg/guc.hpp"
+#include "pg/journal_wal.hpp"
 #include "pg/postgres.hpp"
 #include "pg/queue.hpp"
 #include "pg/trigger.hpp"
@@ -33,6 +34,7 @@ _PG_init(void)
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
+	journal_init();
 	queue_request_shmem();
 	if (!IsBinaryUpgrade)
 		worker_register();

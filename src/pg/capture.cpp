@@ -19,10 +19,17 @@
  * in any order; and each commit is still queued before its client hears
  * of it, so wait_for_delivery() and barrier() cover it.
  *
+ * With the WAL journal (cachebust.journal, journal_wal.hpp), PRE_COMMIT
+ * also writes the encoded batch — the very bytes the ring gets, before the
+ * hand-off stamps seq, time and LSN into them — as a transactional logical
+ * message: it is durable exactly when the commit is, and gone with an abort.
+ *
  * A transaction's buffer is bounded by what the queue could ever hold: once
- * it would be larger, the transaction stops buffering and commits as lost,
- * and the worker covers its key prefixes with the fallback. Backend memory
- * stays about cachebust.queue_size however many rows change.
+ * it would be larger, the transaction commits as lost, and the worker covers
+ * its key prefixes with the fallback. Without the journal it stops buffering;
+ * with it, what it holds is written to WAL at once (a "spill") and it goes on
+ * buffering, so WAL has every target. Backend memory stays about
+ * cachebust.queue_size however many rows change.
  *
  * Subtransaction events keep the set in step with savepoints.
  */
@@ -35,6 +42,7 @@
 #include "core/glob.hpp"
 #include "pg/guard.hpp"
 #include "pg/guc.hpp"
+#include "pg/journal_wal.hpp"
 #include "pg/prefix_registry.hpp"
 #include "pg/queue.hpp"
 
@@ -78,6 +86,28 @@ encoded_size_bound()
 	return sizeof(BatchHeader) + pending.size() * (sizeof(TargetHeader) + 7) + pending.key_bytes();
 }
 
+/*
+ * Writes what the current (sub)transaction holds to WAL now, and forgets it.
+ *
+ * A message belongs to the subtransaction that writes it: rolling that back
+ * drops the message in WAL too. So only the current level's entries go
+ * (the set's tail); outer levels' stay buffered, and are spilled by their
+ * own level or at PRE_COMMIT. Memory stays within the bound plus one target
+ * (outer entries never exceed it on their own); the cost of a set nearly
+ * full of outer entries is many small messages, one per spill.
+ */
+static void
+spill_to_journal()
+{
+	int level = GetCurrentTransactionNestLevel();
+	if (pending.empty() || pending.entries().back().nest_level < level)
+		return;
+	encode_level_into(pending, level, encoded_batch);
+	pg_call([&] { journal_write(encoded_batch.data(), encoded_batch.size()); });
+	/* In WAL now, tied to this subtransaction: drop them as its rollback would. */
+	pending.abort_subtransaction(level);
+}
+
 void
 capture_add(Target &&target)
 {
@@ -86,13 +116,17 @@ capture_add(Target &&target)
 		throw TargetError("the pattern \"" + target.key +
 						  "\" has no literal start, so with an empty cachebust.key_prefix it could match the keys "
 						  "of every application in the Redis database");
-	if (overflowed)
+	if (overflowed && !journal_active())
 		return; /* its prefix is recorded; that is all the fallback needs */
 	pending.add(std::move(target), GetCurrentTransactionNestLevel());
 	if (encoded_size_bound() > queue_max_batch_bytes()) {
+		if (!overflowed)
+			overflow_notice_due = true;
 		overflowed = true;
-		overflow_notice_due = true;
-		pending.clear();
+		if (journal_active())
+			spill_to_journal();
+		else
+			pending.clear();
 	}
 }
 
@@ -110,7 +144,10 @@ capture_warn_if_overflowed()
 	overflow_notice_due = false;
 	ereport(WARNING,
 			(errmsg("this transaction's cachebust invalidations exceed what cachebust.queue_size can hold"),
-			 errdetail("It stops buffering targets; at commit the fallback covers its key prefixes instead."),
+			 journal_active()
+				 ? errdetail("It writes its targets to WAL as they come (cachebust.journal), keeping its memory bounded; "
+							 "at commit the fallback covers its key prefixes.")
+				 : errdetail("It stops buffering targets; at commit the fallback covers its key prefixes instead."),
 			 errhint("Raise cachebust.queue_size, or change fewer rows per transaction.")));
 }
 
@@ -204,9 +241,11 @@ prepare_for_commit()
 	for (const std::string &prefix : prefixes_used)
 		prefix_registry_note(prefix.c_str());
 
+	/* An overflowed transaction spilled the rest to WAL already; this is its last part. */
+	bool journal_it = journal_active() && !pending.empty();
 	bool failed = false;
 	try {
-		if (!overflowed) {
+		if (!overflowed || journal_it) {
 			encode_batch_into(pending, encoded_batch);
 			encoded_targets = pending.size();
 			encoded_immediate = pending.any_immediate();
@@ -229,6 +268,8 @@ prepare_for_commit()
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("cachebust could not prepare %zu invalidation targets for commit", pending.size())));
+	if (journal_it)
+		journal_write(encoded_batch.data(), encoded_batch.size());
 }
 
 /* After COMMIT: the transaction is already visible; nothing here may ERROR. */

@@ -42,6 +42,7 @@ int guc_retry_max_ms = 5000;
 int guc_failover_repeat_ms = 10000;
 int guc_redelete_ms = 0;
 int guc_fallback = FALLBACK_PREFIX;
+bool guc_journal = true;
 
 /*
  * cachebust_internal.*: switches of cachebust's own SQL, not settings for
@@ -248,6 +249,12 @@ define_gucs()
 		"flushdb empties the Redis database; none does nothing.",
 		&guc_fallback, FALLBACK_PREFIX, fallback_options, PGC_SIGHUP, 0, nullptr, nullptr,
 		nullptr);
+
+	DefineCustomBoolVariable(
+		"cachebust.journal", "Whether each transaction's invalidations are also written to WAL.",
+		"On: after a crash, an overflow or a failover they are replayed from WAL instead of falling back. "
+		"Needs wal_level replica or higher and one replication slot.",
+		&guc_journal, true, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
 
 	MarkGUCPrefixReserved("cachebust");
 

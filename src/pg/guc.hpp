@@ -47,6 +47,7 @@ extern int guc_retry_max_ms;
 extern int guc_failover_repeat_ms;
 extern int guc_redelete_ms;
 extern int guc_fallback;
+extern bool guc_journal;
 
 /* Defines every cachebust.* setting; called once from _PG_init. */
 void define_gucs();

@@ -124,6 +124,7 @@ is($node->safe_psql('postgres', q{SELECT second_sends FROM cachebust.stats}), '0
 # The update gave the existing partition its TRUNCATE copy.
 is($node->safe_psql('postgres', q{BEGIN; TRUNCATE parted_eu; SELECT string_agg(target, ',') FROM cachebust.pending(); ROLLBACK}),
 	'up:p:*', 'TRUNCATE of a partition watched under 0.1.0 invalidates after the update');
+
 $node->stop;
 
 # ---- item 5: redaction by parsing, whatever the password holds

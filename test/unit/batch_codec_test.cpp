@@ -62,6 +62,30 @@ TEST(BatchCodec, NotImmediateUnlessATargetIs)
 	EXPECT_EQ(batch_length(bytes.data()), bytes.size());
 }
 
+TEST(BatchCodec, ALevelEncodesOnlyWhatThatSubtransactionHolds)
+{
+	PendingSet pending;
+	pending.add(make(TargetKind::Key, false, "outer", true), 1);
+	pending.add(make(TargetKind::Key, false, "inner:a"), 2);
+	pending.add(make(TargetKind::Tag, false, "inner:b"), 3);
+
+	std::string bytes;
+	encode_level_into(pending, 2, bytes);
+	DecodedBatch batch;
+	EXPECT_EQ(decode_batch(bytes.data(), bytes.size(), batch), bytes.size());
+	ASSERT_EQ(batch.targets.size(), 2u);
+	EXPECT_EQ(batch.targets[0].key, "inner:a");
+	EXPECT_EQ(batch.targets[1].key, "inner:b");
+	EXPECT_EQ(batch.targets[1].kind, TargetKind::Tag);
+	EXPECT_FALSE(batch.immediate) << "the immediate target is outside the level";
+
+	encode_level_into(pending, 1, bytes);
+	EXPECT_EQ(bytes, encode_batch(pending)) << "level 1 is the whole set";
+	encode_level_into(pending, 4, bytes);
+	decode_batch(bytes.data(), bytes.size(), batch);
+	EXPECT_TRUE(batch.targets.empty());
+}
+
 TEST(BatchCodec, LostBatchesListTheirPrefixes)
 {
 	std::string bytes = encode_lost_batch({"tenant1:", ""});
