@@ -50,6 +50,8 @@ class Connection
 {
   public:
 	using Callback = std::function<void(Reply &)>;
+	/* Bytes one on_io (or on_timer) reads at most (stub). */
+	static constexpr size_t kMaxReadPerWakeup = 256 * 1024;
 	enum class State { Closed, Connecting, Handshaking, Ready };
 
 	explicit Connection(ConnectionSettings settings);
@@ -90,6 +92,8 @@ class Connection
 	/* Monotonic time at which on_timer must be called (0: none). */
 	int64_t deadline_us() const;
 	void on_timer();
+	/* Bytes read and not yet taken as replies. */
+	size_t input_buffered() const { return reader_.buffered(); }
 
   private:
 	struct Queued {

@@ -99,7 +99,7 @@ ReplyReader::Deleter::operator()(redisReader *r) const
 	redisReaderFree(r);
 }
 
-ReplyReader::ReplyReader() : reader_(redisReaderCreate())
+ReplyReader::ReplyReader(const ReplyLimits &) : reader_(redisReaderCreate())
 {
 	if (!reader_)
 		throw std::bad_alloc();
@@ -113,6 +113,12 @@ ReplyReader::reset()
 	reader_.reset(redisReaderCreate());
 	if (!reader_)
 		throw std::bad_alloc();
+}
+
+size_t
+ReplyReader::buffered() const
+{
+	return reader_->len - reader_->pos;
 }
 
 void

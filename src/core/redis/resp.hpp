@@ -8,6 +8,7 @@
  */
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -44,11 +45,20 @@ void append_command(std::string &out, const Command &cmd);
 /* The same from views of the arguments (no copy of large keys before formatting). */
 void append_command(std::string &out, const std::vector<std::string_view> &argv);
 
+/* What one reply may hold (stub: not enforced yet). */
+struct ReplyLimits {
+	uint64_t max_bulk_bytes = uint64_t(512) << 20;
+	uint64_t max_reply_bytes = uint64_t(1) << 30;
+	uint64_t max_elements = uint64_t(1) << 22;
+	int max_depth = 8;
+	size_t max_line_bytes = size_t(64) << 10;
+};
+
 /* Incremental reply parser over the bytes read from one connection. */
 class ReplyReader
 {
   public:
-	ReplyReader();
+	explicit ReplyReader(const ReplyLimits &limits = ReplyLimits());
 	~ReplyReader();
 	ReplyReader(const ReplyReader &) = delete;
 	ReplyReader &operator=(const ReplyReader &) = delete;
@@ -58,6 +68,8 @@ class ReplyReader
 	 * Throws std::runtime_error on a protocol error. */
 	bool next(Reply &out);
 	void reset();
+	/* Bytes received and not yet taken as replies. */
+	size_t buffered() const;
 
   private:
 	struct Deleter {
