@@ -64,7 +64,7 @@ struct ReplyLimits {
 	 * largest legitimate reply is a tag set's members (the tag script
 	 * returns SMEMBERS whole): room for tag sets of millions of keys. */
 	uint64_t max_elements = uint64_t(1) << 22;
-	/* Arrays within arrays; hiredis 0.14 supports no more (CLUSTER SHARDS needs 4). */
+	/* Arrays within arrays; hiredis 0.14 supports no more (CLUSTER SLOTS needs 3). */
 	int max_depth = 8;
 	/* A status, error or number line. */
 	size_t max_line_bytes = size_t(64) << 10;
