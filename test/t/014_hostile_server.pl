@@ -55,6 +55,7 @@ close $listener;
 # Also when the test dies half-way: a fake left running would keep prove waiting.
 END
 {
+	local $?;    # waitpid sets it, and it is the test's exit status here
 	if ($fake_pid)
 	{
 		kill 'KILL', $fake_pid;
