@@ -104,11 +104,11 @@ GTEST_LIBS = -lgtest -lgtest_main -lhiredis -lssl -lcrypto -pthread
 UNIT_SRCS = $(wildcard test/unit/*.cpp)
 UNIT_CXXFLAGS = -std=c++17 -Wall -Wextra -g -O1 -Isrc -Itest/unit
 
-build/unit/unit_tests: $(CORE_SRCS) $(UNIT_SRCS) $(wildcard src/core/*.hpp test/unit/*.hpp)
+build/unit/unit_tests: $(CORE_SRCS) $(UNIT_SRCS) $(wildcard src/core/*.hpp src/core/*/*.hpp test/unit/*.hpp)
 	@mkdir -p $(dir $@)
 	$(CXX) $(UNIT_CXXFLAGS) -o $@ $(CORE_SRCS) $(UNIT_SRCS) $(GTEST_LIBS)
 
-build/unit-sanitize/unit_tests: $(CORE_SRCS) $(UNIT_SRCS) $(wildcard src/core/*.hpp test/unit/*.hpp)
+build/unit-sanitize/unit_tests: $(CORE_SRCS) $(UNIT_SRCS) $(wildcard src/core/*.hpp src/core/*/*.hpp test/unit/*.hpp)
 	@mkdir -p $(dir $@)
 	$(CXX) $(UNIT_CXXFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=all \
 		-fno-omit-frame-pointer -o $@ $(CORE_SRCS) $(UNIT_SRCS) $(GTEST_LIBS)

@@ -1,12 +1,17 @@
 /* Tests of the non-blocking Redis connection against real servers. */
 #include "core/redis/connection.hpp"
 
+#include <sys/ioctl.h>
+
 #include <gtest/gtest.h>
 
 #include "core/redis/errors.hpp"
+#include "fake_server.hpp"
 #include "redis_server.hpp"
 
 using namespace cachebust;
+using cachebust::test::FakePeer;
+using cachebust::test::FakeServer;
 using cachebust::test::RedisServer;
 
 TEST(Connection, AuthenticationAndDatabases)
@@ -165,4 +170,248 @@ TEST(Resp, CommandsAreBinarySafeBulkStrings)
 	std::string empty;
 	append_command(empty, Command{"ECHO", ""});
 	EXPECT_EQ(empty, "*2\r\n$4\r\nECHO\r\n$0\r\n\r\n");
+}
+
+/* ---- a broken or hostile server -------------------------------------- */
+
+namespace {
+
+ConnectionSettings
+fake_settings(const FakeServer &server, int command_timeout_ms)
+{
+	ConnectionSettings s;
+	s.endpoint.host = "127.0.0.1";
+	s.endpoint.port = server.port();
+	s.connect_timeout_ms = 5000;
+	s.command_timeout_ms = command_timeout_ms;
+	return s;
+}
+
+/* What happened to one command sent to the fake server. */
+struct Outcome {
+	bool answered = false;
+	Reply reply;
+	size_t max_buffered = 0; /* the most bytes the reply reader held at any time */
+};
+
+/*
+ * Connects, sends cmd and drives the connection like the worker does until
+ * its callback runs. Bounded: gives up after `seconds`, or once the reader
+ * holds more than `buffer_guard` bytes (so a broken parser fails the test
+ * instead of eating the machine's memory).
+ */
+Outcome
+ask(Connection &conn, const Command &cmd, double seconds = 20, size_t buffer_guard = 64 << 20)
+{
+	Outcome out;
+	auto give_up = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+	conn.open();
+	conn.send(cmd, [&](Reply &r) {
+		out.answered = true;
+		out.reply = std::move(r);
+	});
+	conn.flush();
+	while (!out.answered && out.max_buffered <= buffer_guard && std::chrono::steady_clock::now() < give_up) {
+		pollfd p{conn.fd(), 0, 0};
+		if (conn.want_read())
+			p.events |= POLLIN;
+		if (conn.want_write())
+			p.events |= POLLOUT;
+		int64_t deadline = conn.deadline_us();
+		int timeout = deadline == 0 ? 50 : static_cast<int>((deadline - monotonic_us()) / 1000) + 1;
+		timeout = std::max(0, std::min(timeout, 50));
+		if (poll(&p, 1, timeout) > 0)
+			conn.on_io((p.revents & (POLLIN | POLLHUP | POLLERR)) != 0, (p.revents & POLLOUT) != 0);
+		out.max_buffered = std::max(out.max_buffered, conn.input_buffered());
+		conn.on_timer();
+		out.max_buffered = std::max(out.max_buffered, conn.input_buffered());
+	}
+	return out;
+}
+
+/* Streams `chunk` until the client goes away. */
+void
+stream_forever(FakePeer &peer, const std::string &chunk)
+{
+	while (peer.write(chunk)) {
+	}
+}
+
+} // namespace
+
+/* An endless bulk string: refused at its header, nothing buffered for it. */
+TEST(HostileServer, EndlessBulkIsRefusedAtItsHeader)
+{
+	FakeServer server([](FakePeer &peer) {
+		std::vector<std::string> argv;
+		if (!peer.answer_ping() || !peer.read_command(argv) || !peer.write("$9999999999\r\n"))
+			return;
+		stream_forever(peer, std::string(64 * 1024, 'x'));
+	});
+	Connection conn(fake_settings(server, 60000));
+	Outcome got = ask(conn, {"GET", "k"});
+	ASSERT_TRUE(got.answered) << "the reader held " << got.max_buffered << " bytes";
+	EXPECT_EQ(got.reply.type, Reply::Type::Failed);
+	EXPECT_NE(got.reply.str.find("protocol error"), std::string::npos) << got.reply.str;
+	EXPECT_EQ(got.reply.str.find("127.0.0.1"), std::string::npos) << got.reply.str;
+	EXPECT_LT(got.max_buffered, 1u << 20);
+	EXPECT_TRUE(conn.closed());
+}
+
+/* A bulk string of an allowed length that keeps streaming: the reply's total deadline ends it. */
+TEST(HostileServer, StreamingBulkCannotOutliveTheCommandTimeout)
+{
+	FakeServer server([](FakePeer &peer) {
+		std::vector<std::string> argv;
+		if (!peer.answer_ping() || !peer.read_command(argv) || !peer.write("$536870912\r\n"))
+			return;
+		std::string chunk(16 * 1024, 'x');
+		while (peer.write(chunk))
+			std::this_thread::sleep_for(std::chrono::milliseconds(2));
+	});
+	Connection conn(fake_settings(server, 300));
+	Outcome got = ask(conn, {"GET", "k"});
+	ASSERT_TRUE(got.answered) << "the reader held " << got.max_buffered << " bytes";
+	EXPECT_EQ(got.reply.type, Reply::Type::Failed);
+	EXPECT_NE(got.reply.str.find("command_timeout_ms"), std::string::npos) << got.reply.str;
+	EXPECT_TRUE(conn.closed());
+	EXPECT_EQ(conn.input_buffered(), 0u); /* dropped with the connection */
+}
+
+/* An array header of 2^31 elements: an immediate protocol error, not a huge allocation. */
+TEST(HostileServer, HugeArrayHeaderIsAProtocolError)
+{
+	FakeServer server([](FakePeer &peer) {
+		std::vector<std::string> argv;
+		if (peer.answer_ping() && peer.read_command(argv) && peer.write("*2147483647\r\n"))
+			peer.wait_for_close();
+	});
+	/* No command timeout could end this in time: only the protocol error can. */
+	Connection conn(fake_settings(server, 60000));
+	Outcome got = ask(conn, {"SMEMBERS", "tag"});
+	ASSERT_TRUE(got.answered);
+	EXPECT_EQ(got.reply.type, Reply::Type::Failed);
+	EXPECT_NE(got.reply.str.find("protocol error"), std::string::npos) << got.reply.str;
+	EXPECT_TRUE(conn.closed());
+}
+
+/* A legitimate reply trickled a byte at a time: each byte is progress, but the reply is late. */
+TEST(HostileServer, TrickledReplyTimesOut)
+{
+	FakeServer server([](FakePeer &peer) {
+		std::vector<std::string> argv;
+		if (!peer.answer_ping() || !peer.read_command(argv))
+			return;
+		/* 47 bytes, 10 ms apart: the reply cannot be complete before 460 ms. */
+		std::string reply = "$40\r\n" + std::string(40, 't') + "\r\n";
+		for (char c : reply) {
+			if (!peer.write(std::string(1, c)))
+				return;
+			std::this_thread::sleep_for(std::chrono::milliseconds(10));
+		}
+		peer.wait_for_close();
+	});
+	Connection conn(fake_settings(server, 150));
+	Outcome got = ask(conn, {"GET", "k"});
+	ASSERT_TRUE(got.answered);
+	EXPECT_EQ(got.reply.type, Reply::Type::Failed) << got.reply.str;
+	EXPECT_NE(got.reply.str.find("command_timeout_ms"), std::string::npos) << got.reply.str;
+}
+
+/* Pipelined replies: each one's clock starts when the one before it completed. */
+TEST(HostileServer, PipelinedRepliesEachGetTheFullTimeout)
+{
+	constexpr int kCommands = 30;
+	FakeServer server([](FakePeer &peer) {
+		std::vector<std::string> argv;
+		if (!peer.answer_ping())
+			return;
+		for (int i = 0; i < kCommands; i++) {
+			if (!peer.read_command(argv))
+				return;
+			std::this_thread::sleep_for(std::chrono::milliseconds(50));
+			if (!peer.write(":" + std::to_string(i) + "\r\n"))
+				return;
+		}
+		peer.wait_for_close();
+	});
+	/* 30 replies 50 ms apart take longer than one command timeout, each far less. */
+	Connection conn(fake_settings(server, 1000));
+	std::vector<long long> seen;
+	conn.open();
+	for (int i = 0; i < kCommands - 1; i++)
+		conn.send({"INCR", "n"}, [&](Reply &r) { seen.push_back(r.type == Reply::Type::Integer ? r.integer : -1); });
+	Outcome last = ask(conn, {"INCR", "n"});
+	ASSERT_TRUE(last.answered);
+	EXPECT_EQ(last.reply.type, Reply::Type::Integer) << last.reply.str;
+	EXPECT_EQ(seen.size(), static_cast<size_t>(kCommands - 1));
+	EXPECT_EQ(seen.back(), kCommands - 2);
+}
+
+/* A large legitimate reply (a tag set's 200k members) still parses. */
+TEST(HostileServer, LargeLegitimateReplyStillParses)
+{
+	std::string members = "*200000\r\n";
+	for (int i = 0; i < 200000; i++) {
+		std::string m = "app:item:" + std::to_string(i);
+		members += "$" + std::to_string(m.size()) + "\r\n" + m + "\r\n";
+	}
+	FakeServer server([&members](FakePeer &peer) {
+		std::vector<std::string> argv;
+		if (peer.answer_ping() && peer.read_command(argv) && peer.write(members))
+			peer.wait_for_close();
+	});
+	Connection conn(fake_settings(server, 20000));
+	Outcome got = ask(conn, {"SMEMBERS", "tag"});
+	ASSERT_TRUE(got.answered);
+	ASSERT_EQ(got.reply.type, Reply::Type::Array) << got.reply.str;
+	ASSERT_EQ(got.reply.elements.size(), 200000u);
+	EXPECT_EQ(got.reply.elements[123456].str, "app:item:123456");
+	EXPECT_TRUE(conn.ready());
+}
+
+/*
+ * However much the socket holds, one on_io reads at most kMaxReadPerWakeup
+ * bytes, so the worker's loop sees its latch and signals between chunks;
+ * a deadline already due makes the owner call again (on_timer) at once.
+ */
+TEST(HostileServer, OneWakeupReadsABoundedAmount)
+{
+	constexpr size_t kBulk = 400u << 20;
+	FakeServer server([](FakePeer &peer) {
+		std::vector<std::string> argv;
+		int big = 4 << 20;
+		setsockopt(peer.fd(), SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+		if (!peer.answer_ping() || !peer.read_command(argv) || !peer.write("$" + std::to_string(kBulk) + "\r\n"))
+			return;
+		stream_forever(peer, std::string(64 * 1024, 'x'));
+	});
+	Connection conn(fake_settings(server, 60000));
+	conn.open();
+	ASSERT_TRUE(drive(conn, [&] { return conn.ready(); }));
+	int big = 4 << 20;
+	setsockopt(conn.fd(), SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+	bool answered = false;
+	conn.send({"GET", "big"}, [&](Reply &) { answered = true; });
+	conn.flush();
+
+	/* Wait (bounded) until the socket holds more than two wakeups' worth. */
+	int available = 0;
+	for (int i = 0; i < 2000 && available <= static_cast<int>(2 * Connection::kMaxReadPerWakeup); i++) {
+		std::this_thread::sleep_for(std::chrono::milliseconds(5));
+		ioctl(conn.fd(), FIONREAD, &available);
+	}
+	ASSERT_GT(available, static_cast<int>(2 * Connection::kMaxReadPerWakeup));
+
+	conn.on_io(true, false);
+	size_t first = conn.input_buffered();
+	EXPECT_GT(first, 0u);
+	EXPECT_LE(first, Connection::kMaxReadPerWakeup);
+	EXPECT_NE(conn.deadline_us(), 0);
+	EXPECT_LE(conn.deadline_us(), monotonic_us());
+	conn.on_timer(); /* more input was left: read on without waiting for the socket */
+	EXPECT_GT(conn.input_buffered(), first);
+	EXPECT_LE(conn.input_buffered(), 2 * Connection::kMaxReadPerWakeup);
+	EXPECT_FALSE(answered);
+	conn.close("done");
 }

@@ -3,6 +3,7 @@
  */
 #include "core/redis/connection.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include "core/cpp_only.hpp"
@@ -68,6 +69,7 @@ Connection::close(const std::string &why)
 	out_.clear();
 	out_pos_ = 0;
 	connect_wait_ = io_wait_ = IoWait::None;
+	input_left_ = false;
 	reader_.reset();
 
 	std::deque<Callback> written;
@@ -178,7 +180,7 @@ void
 Connection::appended(Callback cb)
 {
 	if (callbacks_.empty())
-		progress_at_us_ = monotonic_us(); /* the reply clock starts now */
+		reply_clock_us_ = monotonic_us(); /* the reply clock starts now */
 	callbacks_.push_back(std::move(cb));
 	if (state_ == State::Ready && out_.size() - out_pos_ >= kWriteAheadBytes)
 		write_out();
@@ -247,17 +249,20 @@ Connection::write_out()
 	}
 }
 
+/* Reads and parses at most kMaxReadPerWakeup bytes; the callbacks run for the replies completed. */
 void
 Connection::read_in()
 {
 	uint64_t generation = generation_;
 	char buf[kReadChunk];
+	size_t budget = kMaxReadPerWakeup;
 
-	for (;;) {
+	input_left_ = false;
+	while (budget > 0) {
 		IoWait wait = IoWait::None;
 		size_t n;
 		try {
-			n = transport_->read(buf, sizeof(buf), wait);
+			n = transport_->read(buf, std::min(sizeof(buf), budget), wait);
 		} catch (const TransportError &e) {
 			close(e.what());
 			return;
@@ -267,7 +272,7 @@ Connection::read_in()
 				io_wait_ = IoWait::Write;
 			return;
 		}
-		progress_at_us_ = monotonic_us();
+		budget -= n;
 		try {
 			reader_.feed(buf, n);
 		} catch (const std::exception &e) {
@@ -289,11 +294,14 @@ Connection::read_in()
 			}
 			Callback cb = std::move(callbacks_.front());
 			callbacks_.pop_front();
+			if (!callbacks_.empty())
+				reply_clock_us_ = monotonic_us(); /* the next reply's turn */
 			cb(reply);
 			if (generation != generation_)
 				return; /* the callback closed us */
 		}
 	}
+	input_left_ = true; /* maybe more: read on at the next on_timer */
 }
 
 int
@@ -342,11 +350,13 @@ Connection::on_io(bool readable, bool writable)
 int64_t
 Connection::deadline_us() const
 {
+	if (input_left_)
+		return monotonic_us();
 	int64_t deadline = 0;
 	if (state_ == State::Connecting || state_ == State::Handshaking)
 		deadline = opened_at_us_ + static_cast<int64_t>(settings_.connect_timeout_ms) * 1000;
 	if (!callbacks_.empty()) {
-		int64_t reply_deadline = progress_at_us_ + static_cast<int64_t>(settings_.command_timeout_ms) * 1000;
+		int64_t reply_deadline = reply_clock_us_ + static_cast<int64_t>(settings_.command_timeout_ms) * 1000;
 		if (deadline == 0 || reply_deadline < deadline)
 			deadline = reply_deadline;
 	}
@@ -358,6 +368,12 @@ Connection::on_timer()
 {
 	if (state_ == State::Closed)
 		return;
+	if (input_left_) {
+		/* What arrived in time still counts: read it before judging the deadline. */
+		read_in();
+		if (state_ == State::Closed)
+			return;
+	}
 	int64_t now = monotonic_us();
 	if ((state_ == State::Connecting || state_ == State::Handshaking) &&
 		now >= opened_at_us_ + static_cast<int64_t>(settings_.connect_timeout_ms) * 1000) {
@@ -366,7 +382,7 @@ Connection::on_timer()
 		return;
 	}
 	if (!callbacks_.empty() &&
-		now >= progress_at_us_ + static_cast<int64_t>(settings_.command_timeout_ms) * 1000)
+		now >= reply_clock_us_ + static_cast<int64_t>(settings_.command_timeout_ms) * 1000)
 		close("no reply within cachebust.command_timeout_ms (" +
 			  std::to_string(settings_.command_timeout_ms) + " ms)");
 }

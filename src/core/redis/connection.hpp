@@ -50,6 +50,9 @@ class Connection
 {
   public:
 	using Callback = std::function<void(Reply &)>;
+	/* Bytes one on_io (or on_timer) reads at most, so a server that sends
+	 * without pause cannot keep the owner from its latch and signals. */
+	static constexpr size_t kMaxReadPerWakeup = 256 * 1024;
 	enum class State { Closed, Connecting, Handshaking, Ready };
 
 	explicit Connection(ConnectionSettings settings);
@@ -87,9 +90,13 @@ class Connection
 	bool want_read() const;
 	bool want_write() const;
 	void on_io(bool readable, bool writable);
-	/* Monotonic time at which on_timer must be called (0: none). */
+	/* Monotonic time at which on_timer must be called (0: none). Already
+	 * due when a read stopped at kMaxReadPerWakeup: on_timer reads on (the
+	 * rest may sit in TLS buffers, where no socket event announces it). */
 	int64_t deadline_us() const;
 	void on_timer();
+	/* Bytes read and not yet taken as replies. */
+	size_t input_buffered() const { return reader_.buffered(); }
 
   private:
 	struct Queued {
@@ -121,7 +128,12 @@ class Connection
 	std::deque<Queued> queued_;		 /* sent before the connection was ready */
 
 	int64_t opened_at_us_ = 0;
-	int64_t progress_at_us_ = 0; /* last byte read, or first write after idle */
+	/* When the oldest reply awaited began to count: its command was appended
+	 * to an idle connection, or the reply before it completed. It must be
+	 * complete within command_timeout_ms; bytes that trickle in do not
+	 * extend that. */
+	int64_t reply_clock_us_ = 0;
+	bool input_left_ = false; /* the last read stopped at kMaxReadPerWakeup */
 	uint64_t generation_ = 0;	 /* bumped by close(): stops reply processing */
 	uint64_t socket_id_ = 0;
 };
