@@ -182,11 +182,19 @@ define_gucs()
 		nullptr, &guc_max_batch, 10000, 1, INT_MAX, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
 	/* A postmaster setting can only be created while preloading. */
-	if (process_shared_preload_libraries_in_progress)
+	/* Settings of the postmaster exist only when preloaded (PostgreSQL
+	 * refuses to create them later, when a session loads the library). */
+	if (process_shared_preload_libraries_in_progress) {
 		DefineCustomIntVariable(
 			"cachebust.queue_size", "Size of the shared-memory queue between committing backends and the worker.",
 			nullptr, &guc_queue_size_kb, 16 * 1024, 64, 1024 * 1024, PGC_POSTMASTER, GUC_UNIT_KB,
 			nullptr, nullptr, nullptr);
+		DefineCustomBoolVariable(
+			"cachebust.journal", "Whether each transaction's invalidations are also written to WAL.",
+			"On: after a crash, an overflow or a failover they are replayed from WAL instead of falling back. "
+			"Needs wal_level replica or higher and one replication slot.",
+			&guc_journal, true, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+	}
 
 	DefineCustomIntVariable(
 		"cachebust.max_pending", "Distinct targets the worker holds while Redis is unreachable before falling back.",
@@ -249,12 +257,6 @@ define_gucs()
 		"flushdb empties the Redis database; none does nothing.",
 		&guc_fallback, FALLBACK_PREFIX, fallback_options, PGC_SIGHUP, 0, nullptr, nullptr,
 		nullptr);
-
-	DefineCustomBoolVariable(
-		"cachebust.journal", "Whether each transaction's invalidations are also written to WAL.",
-		"On: after a crash, an overflow or a failover they are replayed from WAL instead of falling back. "
-		"Needs wal_level replica or higher and one replication slot.",
-		&guc_journal, true, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
 
 	MarkGUCPrefixReserved("cachebust");
 
