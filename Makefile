@@ -49,6 +49,7 @@ CORE_SRCS = \
 	src/core/delivery/fallback.cpp \
 	src/core/delivery/redelete_schedule.cpp \
 	src/core/delivery/standby_sends.cpp \
+	src/core/delivery/journal_backlog.cpp \
 	src/core/delivery/dispatcher.cpp
 
 # The PostgreSQL glue: GUCs, triggers, transaction hooks, shared memory, worker.

@@ -51,3 +51,50 @@ AS 'MODULE_PATHNAME', 'cachebust_journal_slot' LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION _journal_scan(pg_lsn) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _journal_slot(pg_lsn) FROM PUBLIC;
 -- ---- end of the WAL journal block ----
+
+-- stats() has new columns: journal_replayed_batches, journal_replay_ms, slot_lag_bytes.
+DROP VIEW stats;
+DROP FUNCTION stats();
+CREATE FUNCTION stats(
+    OUT transactions_enqueued bigint,
+    OUT targets_enqueued bigint,
+    OUT targets_coalesced bigint,
+    OUT targets_delivered bigint,
+    OUT redis_commands bigint,
+    OUT redis_errors bigint,
+    OUT retries bigint,
+    OUT reconnects bigint,
+    OUT overflows bigint,
+    OUT fallbacks bigint,
+    OUT fallbacks_refused bigint,
+    OUT queue_bytes_used bigint,
+    OUT queue_size bigint,
+    OUT queue_high_water bigint,
+    OUT pending_targets bigint,
+    OUT connected boolean,
+    OUT last_delivery timestamptz,
+    OUT last_error text,
+    OUT last_error_time timestamptz,
+    OUT latency_p50_ms double precision,
+    OUT latency_p99_ms double precision,
+    OUT latency_max_ms double precision,
+    OUT enqueued_seq bigint,
+    OUT delivered_seq bigint,
+    OUT stats_reset timestamptz,
+    OUT targets_failed bigint,
+    OUT tag_members_skipped bigint,
+    OUT failovers bigint,
+    OUT uncovered_batches bigint,
+    OUT second_sends bigint,
+    OUT standby_timeouts bigint,
+    OUT standby_lag_p50_ms double precision,
+    OUT standby_lag_p99_ms double precision,
+    OUT standby_lag_max_ms double precision,
+    OUT standbys_absent text,
+    OUT journal_replayed_batches bigint,
+    OUT journal_replay_ms bigint,
+    OUT slot_lag_bytes bigint)
+AS 'MODULE_PATHNAME', 'cachebust_stats' LANGUAGE C STRICT VOLATILE;
+
+CREATE VIEW stats AS SELECT * FROM stats();
+GRANT SELECT ON stats TO PUBLIC;

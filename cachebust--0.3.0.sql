@@ -70,7 +70,10 @@ CREATE FUNCTION stats(
     OUT standby_lag_p50_ms double precision,
     OUT standby_lag_p99_ms double precision,
     OUT standby_lag_max_ms double precision,
-    OUT standbys_absent text)
+    OUT standbys_absent text,
+    OUT journal_replayed_batches bigint,
+    OUT journal_replay_ms bigint,
+    OUT slot_lag_bytes bigint)
 AS 'MODULE_PATHNAME', 'cachebust_stats' LANGUAGE C STRICT VOLATILE;
 
 CREATE VIEW stats AS SELECT * FROM stats();

@@ -116,12 +116,13 @@ encode_lost_batch(const std::vector<std::string> &prefixes)
 }
 
 void
-stamp_batch(char *batch, uint64_t seq, int64_t commit_time_us, uint64_t commit_lsn)
+stamp_batch(char *batch, uint64_t seq, int64_t commit_time_us, uint64_t commit_lsn, uint64_t first_lsn)
 {
 	BatchHeader *header = reinterpret_cast<BatchHeader *>(batch);
 	header->seq = seq;
 	header->commit_time_us = commit_time_us;
 	header->commit_lsn = commit_lsn;
+	header->first_lsn = first_lsn;
 }
 
 uint32_t
@@ -146,6 +147,7 @@ decode_batch(const char *data, size_t available, DecodedBatch &out)
 	out.seq = header.seq;
 	out.commit_time_us = header.commit_time_us;
 	out.commit_lsn = header.commit_lsn;
+	out.first_lsn = header.first_lsn;
 	out.immediate = (header.flags & kBatchImmediate) != 0;
 	out.lost = (header.flags & kBatchLost) != 0;
 	out.flushdb = (header.flags & kBatchFlushDb) != 0;

@@ -33,6 +33,8 @@ struct BatchHeader {
 	uint64_t seq;		   /* assigned at commit, under the queue lock */
 	int64_t commit_time_us; /* assigned at commit */
 	uint64_t commit_lsn;   /* assigned at commit: where the commit record ends */
+	uint64_t first_lsn;	   /* assigned at commit: at or before the transaction's first
+							* journal message (0: none; see core/delivery/journal_backlog.hpp) */
 	uint32_t target_count;
 	uint32_t flags; /* kBatchImmediate, kBatchLost */
 };
@@ -43,7 +45,9 @@ constexpr uint32_t kBatchReady = 1;
 constexpr uint32_t kBatchImmediate = 1;
 /* The transaction's targets could not be handed over (too many for the
  * queue): the batch lists the key prefixes it used instead, as Key targets
- * whose key is the prefix, and the worker runs the fallback for them. */
+ * whose key is the prefix. The worker reads its targets back from the WAL
+ * journal (first_lsn to commit_lsn) or, without one, runs the fallback for
+ * these prefixes. */
 constexpr uint32_t kBatchLost = 2;
 /* Only in the worker's own files: also run FLUSHDB (a flushdb fallback to repeat). */
 constexpr uint32_t kBatchFlushDb = 4;
@@ -60,7 +64,7 @@ struct TargetHeader {
 constexpr uint8_t kTargetGlob = 1;
 constexpr uint8_t kTargetImmediate = 2;
 
-static_assert(sizeof(BatchHeader) == 40, "BatchHeader layout is part of the ring format");
+static_assert(sizeof(BatchHeader) == 48, "BatchHeader layout is part of the ring format");
 static_assert(sizeof(TargetHeader) == 16, "TargetHeader layout is part of the ring format");
 
 /* Bytes a target takes in an encoded batch. */
@@ -86,13 +90,14 @@ std::string encode_targets(const std::vector<Target> &targets, uint32_t flags);
 std::string encode_lost_batch(const std::vector<std::string> &prefixes);
 
 /* Fills in what is only known at commit; `batch` is an encoded batch. */
-void stamp_batch(char *batch, uint64_t seq, int64_t commit_time_us, uint64_t commit_lsn);
+void stamp_batch(char *batch, uint64_t seq, int64_t commit_time_us, uint64_t commit_lsn, uint64_t first_lsn = 0);
 
 /* A batch copied out of the ring. */
 struct DecodedBatch {
 	uint64_t seq = 0;
 	int64_t commit_time_us = 0;
 	uint64_t commit_lsn = 0;
+	uint64_t first_lsn = 0;
 	bool immediate = false;
 	bool lost = false; /* targets are the prefixes of a transaction that was lost */
 	bool flushdb = false;

@@ -29,7 +29,8 @@ Coalescer::add_transaction(std::vector<Target> targets, uint64_t seq, int64_t co
 			contributed(position, seq);
 		}
 	}
-	commit_times_us_.push_back(commit_time_us);
+	if (commit_time_us != 0) /* (0: read back from WAL, no latency to measure) */
+		commit_times_us_.push_back(commit_time_us);
 	max_commit_lsn_ = std::max(max_commit_lsn_, commit_lsn);
 }
 

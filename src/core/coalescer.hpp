@@ -46,7 +46,8 @@ class Coalescer
 
 	/* A drained transaction (commit seq, committed at commit_time_us, its
 	 * commit record ending at commit_lsn); now_us opens the window if the
-	 * set was empty. */
+	 * set was empty. Commit time 0: none to measure a latency from (a
+	 * transaction read back from WAL). */
 	void add_transaction(std::vector<Target> targets, uint64_t seq, int64_t commit_time_us,
 						 int64_t now_us, uint64_t commit_lsn = 0);
 

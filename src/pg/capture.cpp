@@ -23,13 +23,17 @@
  * also writes the encoded batch — the very bytes the ring gets, before the
  * hand-off stamps seq, time and LSN into them — as a transactional logical
  * message: it is durable exactly when the commit is, and gone with an abort.
+ * From just before its first message until its batch is in the ring, the
+ * transaction publishes where that message starts (journal_open_here), so
+ * that the worker never lets the slot pass WAL it may still have to read.
  *
  * A transaction's buffer is bounded by what the queue could ever hold: once
- * it would be larger, the transaction commits as lost, and the worker covers
- * its key prefixes with the fallback. Without the journal it stops buffering;
- * with it, what it holds is written to WAL at once (a "spill") and it goes on
- * buffering, so WAL has every target. Backend memory stays about
- * cachebust.queue_size however many rows change.
+ * it would be larger, the transaction commits as lost (a marker in the ring
+ * with its prefixes and LSNs). Without the journal it stops buffering and
+ * the worker covers its key prefixes with the fallback; with it, what it
+ * holds is written to WAL at once (a "spill") and it goes on buffering, so
+ * WAL has every target and the worker reads them back from there. Backend
+ * memory stays about cachebust.queue_size however many rows change.
  *
  * Subtransaction events keep the set in step with savepoints.
  */
@@ -70,6 +74,19 @@ static std::vector<std::string> encoded_lost_prefixes;
 /* The key prefixes this transaction's targets were built with (almost always one). */
 static std::vector<std::string> prefixes_used;
 
+/* At or before this transaction's first journal message (0: none written yet);
+ * published for the worker until the batch is in the ring (journal_open_here). */
+static uint64 journal_first_lsn = 0;
+
+/* Writes a batch as this transaction's journal message. */
+static void
+write_journal_message(const std::string &batch)
+{
+	if (journal_first_lsn == 0)
+		journal_first_lsn = journal_open_here();
+	journal_write(batch.data(), batch.size());
+}
+
 /* Committed, not yet handed to the queue: the locks are still held. */
 static bool handoff_due = false;
 
@@ -103,7 +120,7 @@ spill_to_journal()
 	if (pending.empty() || pending.entries().back().nest_level < level)
 		return;
 	encode_level_into(pending, level, encoded_batch);
-	pg_call([&] { journal_write(encoded_batch.data(), encoded_batch.size()); });
+	pg_call([&] { write_journal_message(encoded_batch); });
 	/* In WAL now, tied to this subtransaction: drop them as its rollback would. */
 	pending.abort_subtransaction(level);
 }
@@ -146,7 +163,7 @@ capture_warn_if_overflowed()
 			(errmsg("this transaction's cachebust invalidations exceed what cachebust.queue_size can hold"),
 			 journal_active()
 				 ? errdetail("It writes its targets to WAL as they come (cachebust.journal), keeping its memory bounded; "
-							 "at commit the fallback covers its key prefixes.")
+							 "after commit the worker reads them back from WAL.")
 				 : errdetail("It stops buffering targets; at commit the fallback covers its key prefixes instead."),
 			 errhint("Raise cachebust.queue_size, or change fewer rows per transaction.")));
 }
@@ -222,6 +239,10 @@ reset_transaction_state() noexcept
 	overflow_notice_due = false;
 	encoded_targets = 0;
 	encoded_immediate = false;
+	if (journal_first_lsn != 0) {
+		journal_close_here();
+		journal_first_lsn = 0;
+	}
 	if (encoded_batch.capacity() > 64 * 1024)
 		std::string().swap(encoded_batch);
 	else
@@ -269,7 +290,7 @@ prepare_for_commit()
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("cachebust could not prepare %zu invalidation targets for commit", pending.size())));
 	if (journal_it)
-		journal_write(encoded_batch.data(), encoded_batch.size());
+		write_journal_message(encoded_batch);
 }
 
 /* After COMMIT: the transaction is already visible; nothing here may ERROR. */
@@ -297,7 +318,7 @@ enqueue_committed() noexcept
 	uint64 seq = queue_enqueue_committed(batch, len, static_cast<uint32>(encoded_targets), encoded_immediate,
 										 lost_ready ? encoded_lost.data() : nullptr,
 										 lost_ready ? static_cast<uint32>(encoded_lost.size()) : 0,
-										 commit_lsn);
+										 commit_lsn, journal_first_lsn);
 	if (unconfirmed_seqs.size() < unconfirmed_seqs.capacity())
 		unconfirmed_seqs.push_back(seq);
 	committed_since_wait = true;

@@ -24,6 +24,7 @@
 extern "C" {
 #include "access/rmgr.h"
 #include "access/transam.h"
+#include "access/twophase.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "access/xlog_internal.h"
@@ -33,6 +34,8 @@ extern "C" {
 #include "catalog/pg_control.h"
 #include "replication/message.h"
 #include "replication/slot.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
 #include "storage/standbydefs.h"
 }
 
@@ -81,6 +84,74 @@ uint64_t
 journal_readable_end()
 {
 	return RecoveryInProgress() ? GetXLogReplayRecPtr(nullptr) : GetFlushRecPtr(nullptr);
+}
+
+/* ---- transactions writing now ----------------------------------------- */
+
+/* One entry per PGPROC (indexed by pgprocno; 17 calls it MyProcNumber). */
+static pg_atomic_uint64 *open_lsns = nullptr;
+
+static size_t
+open_entries()
+{
+	return static_cast<size_t>(MaxBackends) + NUM_AUXILIARY_PROCS + max_prepared_xacts;
+}
+
+size_t
+journal_open_shmem_size()
+{
+	return mul_size(open_entries(), sizeof(pg_atomic_uint64));
+}
+
+void
+journal_open_shmem_init()
+{
+	bool found;
+	open_lsns = static_cast<pg_atomic_uint64 *>(ShmemInitStruct("cachebust journal", journal_open_shmem_size(), &found));
+	if (!found)
+		for (size_t i = 0; i < open_entries(); i++)
+			pg_atomic_init_u64(&open_lsns[i], 0);
+}
+
+uint64_t
+journal_open_here()
+{
+	uint64_t lsn = GetXLogInsertRecPtr();
+	if (open_lsns != nullptr && MyProc != nullptr) {
+		pg_atomic_write_u64(&open_lsns[MyProc->pgprocno], lsn);
+		/* Published before our message is inserted: a worker that does not
+		 * see it read the insert position before we inserted. */
+		pg_memory_barrier();
+	}
+	return lsn;
+}
+
+void
+journal_close_here()
+{
+	if (open_lsns != nullptr && MyProc != nullptr)
+		pg_atomic_write_u64(&open_lsns[MyProc->pgprocno], 0);
+}
+
+uint64_t
+journal_oldest_open()
+{
+	if (open_lsns == nullptr)
+		return 0;
+	pg_memory_barrier();
+	uint64_t oldest = 0;
+	for (size_t i = 0; i < open_entries(); i++) {
+		uint64_t lsn = pg_atomic_read_u64(&open_lsns[i]);
+		if (lsn != 0 && (oldest == 0 || lsn < oldest))
+			oldest = lsn;
+	}
+	return oldest;
+}
+
+uint64_t
+journal_insert_end()
+{
+	return RecoveryInProgress() ? GetXLogReplayRecPtr(nullptr) : GetXLogInsertRecPtr();
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -404,6 +475,13 @@ journal_slot_recreate()
 	if (journal_slot_position().exists)
 		ReplicationSlotDrop(kJournalSlotName, true);
 	return journal_slot_ensure();
+}
+
+void
+journal_slot_drop()
+{
+	if (journal_slot_position().exists)
+		ReplicationSlotDrop(kJournalSlotName, true);
 }
 
 JournalSlot

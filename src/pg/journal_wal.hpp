@@ -48,6 +48,28 @@ bool journal_active();
  */
 uint64_t journal_write(const char *batch, size_t len);
 
+/* ---- transactions writing now ------------------------------------------
+ * Between its first message and the moment its batch is in the ring, a
+ * transaction is known to nobody but itself. Each backend publishes, in
+ * shared memory, an LSN at or before its first message for that time; the
+ * worker keeps the slot at or before the oldest one.
+ */
+
+size_t journal_open_shmem_size();
+/* In the shared memory start-up hook, under AddinShmemInitLock. */
+void journal_open_shmem_init();
+/* Before this transaction's first message: publishes and returns an LSN at
+ * or before where it will start. Never fails. */
+uint64_t journal_open_here();
+/* The transaction's batch is in the ring, or it aborted. Never fails. */
+void journal_close_here();
+/* The oldest LSN published by a transaction writing now (0: none). Read it
+ * after the WAL insert position and before draining the ring. */
+uint64_t journal_oldest_open();
+
+/* The end of WAL inserted so far (a record starting later starts at or after it). */
+uint64_t journal_insert_end();
+
 /* ---- reading ---------------------------------------------------------- */
 
 /* A committed transaction's journal messages, as its commit record says. */
@@ -149,6 +171,9 @@ JournalSlot journal_slot_ensure();
 
 /* Drops the slot (invalidated or not) and creates it again. */
 JournalSlot journal_slot_recreate();
+
+/* Drops the slot if it exists (the journal is off: it must not keep WAL). */
+void journal_slot_drop();
 
 /* The slot's state, without acquiring it. */
 JournalSlot journal_slot_position();

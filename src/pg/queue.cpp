@@ -12,6 +12,7 @@
 
 #include "core/batch_codec.hpp"
 #include "pg/guc.hpp"
+#include "pg/journal_wal.hpp"
 #include "pg/prefix_registry.hpp"
 #include "pg/worker_state.hpp"
 
@@ -33,7 +34,8 @@ queue_shmem_request()
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(add_size(queue_shmem_size(), prefix_registry_shmem_size()));
+	RequestAddinShmemSpace(
+		add_size(add_size(queue_shmem_size(), prefix_registry_shmem_size()), journal_open_shmem_size()));
 	/* [0]: the queue, [1]: the prefix registry */
 	RequestNamedLWLockTranche("cachebust", 2);
 }
@@ -65,6 +67,7 @@ queue_shmem_startup()
 	}
 	worker_state_shmem_startup(q);
 	prefix_registry_shmem_init(&(GetNamedLWLockTranche("cachebust"))[1].lock);
+	journal_open_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 	shared_queue = q;
 }
@@ -111,7 +114,7 @@ worth_waking(const SharedQueue *q, bool immediate)
 
 uint64
 queue_enqueue_committed(char *batch, uint32 len, uint32 target_count, bool immediate, char *lost,
-						uint32 lost_len, uint64 commit_lsn)
+						uint32 lost_len, uint64 commit_lsn, uint64 first_lsn)
 {
 	SharedQueue *q = shared_queue;
 	TimestampTz now = GetCurrentTimestamp();
@@ -141,10 +144,13 @@ queue_enqueue_committed(char *batch, uint32 len, uint32 target_count, bool immed
 			if (q->unrecorded_lo == 0)
 				q->unrecorded_lo = seq;
 			q->unrecorded_hi = seq;
+			if (first_lsn != 0 && (q->unrecorded_first_lsn == 0 || first_lsn < q->unrecorded_first_lsn))
+				q->unrecorded_first_lsn = first_lsn;
+			q->unrecorded_commit_lsn = Max(q->unrecorded_commit_lsn, commit_lsn);
 		}
 	}
 	if (copy != nullptr) {
-		stamp_batch(copy, seq, now, commit_lsn);
+		stamp_batch(copy, seq, now, commit_lsn, first_lsn);
 		reinterpret_cast<BatchHeader *>(copy)->state = kBatchWriting;
 		pos = q->tail;
 		ring_copy_in(q->data, q->capacity, pos, copy, sizeof(BatchHeader));
@@ -273,7 +279,10 @@ queue_drain(std::string &out)
 	d.upto_seq = q->last_seq;
 	d.unrecorded_lo = q->unrecorded_lo;
 	d.unrecorded_hi = q->unrecorded_hi;
+	d.unrecorded_first_lsn = q->unrecorded_first_lsn;
+	d.unrecorded_commit_lsn = q->unrecorded_commit_lsn;
 	q->unrecorded_lo = q->unrecorded_hi = 0;
+	q->unrecorded_first_lsn = q->unrecorded_commit_lsn = 0;
 	q->undrained_targets = 0;
 	LWLockRelease(q->lock);
 

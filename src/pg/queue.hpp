@@ -54,6 +54,9 @@ struct WorkerStats {
 	uint64 fallbacks_refused;
 	uint64 second_sends;	  /* windows sent again after the standbys replayed them */
 	uint64 standby_timeouts;  /* ... or after standby_max_wait_ms */
+	uint64 journal_replayed_batches; /* transactions read back from WAL */
+	uint64 journal_replay_us;		 /* time replays took, start to delivered */
+	uint64 slot_lag_bytes;			 /* gauge: WAL the slot keeps behind the insert position */
 	uint64 pending_targets;	  /* gauge */
 	uint64 uncovered_batches; /* gauge */
 	bool connected;			  /* gauge */
@@ -82,6 +85,9 @@ struct SharedQueue {
 	 * covers them with a fallback for every registered prefix. */
 	uint64 unrecorded_lo;
 	uint64 unrecorded_hi;
+	/* ... and where the journal has their batches (0: it has not). */
+	uint64 unrecorded_first_lsn;
+	uint64 unrecorded_commit_lsn;
 
 	/*
 	 * Set by the worker when it sleeps inside an open window (or a retry
@@ -111,6 +117,7 @@ struct SharedQueue {
 	uint32 previous_run_timeline; /* the timeline its "clean" was written on (0: not said) */
 	char previous_run_why[128];	  /* why it was not clean */
 	bool previous_run_handled;	  /* a worker has acted on it (ran the fallback if one was due) */
+	bool previous_run_journal;	  /* it wrote every batch to the WAL journal (worker_state.cpp) */
 
 	/* The worker's life in this run of the server (worker_state.cpp). */
 	bool state_recorded;	  /* the state file says "running" for this run */
@@ -148,11 +155,12 @@ uint64 queue_max_batch_bytes();
  * Never ERRORs (it runs after commit): a batch that does not fit is replaced
  * by `lost` (the transaction's prefixes, a kBatchLost batch), and when even
  * that does not fit the commit is recorded as unrecorded. Either way the
- * worker runs the fallback. batch may be null (a transaction already known
+ * worker reads the batch back from the journal (first_lsn, its first
+ * message, to commit_lsn) or, without one, runs the fallback. batch may be null (a transaction already known
  * to be too large).
  */
 uint64 queue_enqueue_committed(char *batch, uint32 len, uint32 target_count, bool immediate, char *lost,
-							   uint32 lost_len, uint64 commit_lsn);
+							   uint32 lost_len, uint64 commit_lsn, uint64 first_lsn);
 
 void queue_request_flush(void);
 
@@ -177,6 +185,8 @@ struct QueueDrain {
 	uint64 upto_seq;	  /* every commit <= this is drained (or recorded lost) */
 	uint64 unrecorded_lo; /* a range of unrecorded commits, taken (0: none) */
 	uint64 unrecorded_hi;
+	uint64 unrecorded_first_lsn; /* where the journal has them (0: it has not) */
+	uint64 unrecorded_commit_lsn;
 	bool blocked; /* stopped at a batch still being copied in: drain again soon */
 };
 

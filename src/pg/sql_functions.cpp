@@ -295,8 +295,8 @@ cachebust_stats(PG_FUNCTION_ARGS)
 		snprintf(last_error + strlen(last_error), sizeof(last_error) - strlen(last_error), " (at %s)",
 				 w.last_error_endpoint);
 
-	Datum values[35];
-	bool nulls[35] = {};
+	Datum values[38];
+	bool nulls[38] = {};
 	int i = 0;
 	values[i++] = Int64GetDatum(transactions);
 	values[i++] = Int64GetDatum(targets);
@@ -334,6 +334,9 @@ cachebust_stats(PG_FUNCTION_ARGS)
 	put_quantiles_ms(w.standby_lag, values, nulls, i);
 	nulls[i] = (w.standbys_absent[0] == '\0');
 	values[i++] = CStringGetTextDatum(w.standbys_absent);
+	values[i++] = Int64GetDatum(w.journal_replayed_batches);
+	values[i++] = Int64GetDatum(w.journal_replay_us / 1000);
+	values[i++] = Int64GetDatum(w.slot_lag_bytes);
 	/* (0.1.0's stats() declares fewer columns: they are the first ones.) */
 	Assert(i >= tupdesc->natts);
 
@@ -362,6 +365,7 @@ cachebust_reset_stats(PG_FUNCTION_ARGS)
 	w.redis_commands = w.redis_errors = w.retries = w.reconnects = w.failovers = 0;
 	w.fallbacks = w.fallbacks_refused = 0;
 	w.second_sends = w.standby_timeouts = 0;
+	w.journal_replayed_batches = w.journal_replay_us = 0;
 	w.latency.reset();
 	w.standby_lag.reset();
 	SpinLockRelease(&q->stats_mutex);

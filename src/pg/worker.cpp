@@ -26,12 +26,15 @@
 #include "pg/worker.hpp"
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "core/batch_codec.hpp"
 #include "core/delivery/dispatcher.hpp"
 #include "pg/guard.hpp"
 #include "pg/guc.hpp"
+#include "pg/journal_wal.hpp"
 #include "pg/postgres.hpp"
 #include "pg/prefix_registry.hpp"
 #include "pg/queue.hpp"
@@ -53,6 +56,13 @@ namespace cachebust::pg {
 constexpr int64 kShutdownBudgetUs = 5 * 1000 * 1000;
 /* Restart delay after the worker exits. */
 constexpr int kRestartSeconds = 1;
+/* How often the journal's slot is moved forward (and its lag measured). */
+constexpr int64 kSlotAdvanceUs = 1000 * 1000;
+/* WAL records read per call, and the time a turn may spend reading. */
+constexpr size_t kJournalRecordsPerRead = 1024;
+constexpr int64 kJournalReadBudgetUs = 50 * 1000;
+/* How soon to look again when the WAL a read needs is not flushed yet. */
+constexpr int64 kJournalWalWaitUs = 10 * 1000;
 
 static volatile sig_atomic_t shutdown_requested = false;
 
@@ -64,6 +74,8 @@ handle_sigterm(SIGNAL_ARGS)
 	SetLatch(MyLatch);
 	errno = save_errno;
 }
+
+struct PreviousRun;
 
 class Worker final : private DispatcherHost
 {
@@ -81,7 +93,10 @@ class Worker final : private DispatcherHost
 	void load_settings();
 	void warn_if_empty_prefix_recorded();
 	void start();
+	bool start_journal(const PreviousRun &p);
 	void drain();
+	void read_journal();
+	void advance_slot(bool now);
 	void turn();
 	void publish();
 	void wait(int64 deadline_us);
@@ -98,6 +113,17 @@ class Worker final : private DispatcherHost
 	WaitSet wait_set_;
 	std::vector<PollEntry> sockets_;
 	std::vector<WaitSet::Ready> ready_;
+
+	/* The WAL journal (journal_wal.hpp) */
+	std::unique_ptr<JournalReader> reader_;
+	bool journal_waits_for_wal_ = false; /* the read needs WAL not flushed yet */
+	bool slot_usable_ = false;			 /* the slot exists and is not invalidated */
+	uint64 slot_restart_lsn_ = 0;
+	int64 next_slot_advance_us_ = 0;
+	/* Read before each drain, for the slot's bound (advance_slot). */
+	uint64 insert_before_drain_ = 0;
+	uint64 open_before_drain_ = 0;
+	uint64 slot_lag_bytes_ = 0;
 };
 
 static int
@@ -185,6 +211,7 @@ Worker::load_settings()
 	d.standby_sends = !standby_names_.empty();
 	d.standby_max_wait_us = static_cast<int64>(guc_standby_max_wait_ms) * 1000;
 	d.max_pending = static_cast<size_t>(guc_max_pending);
+	d.journal = journal_active();
 
 	EngineSettings s;
 	std::string url = setting(guc_redis_url);
@@ -268,6 +295,7 @@ struct PreviousRun {
 	uint64 delivered;
 	uint64 drained;
 	bool standby_waited;
+	bool journal;		  /* the previous run of the server wrote the WAL journal */
 	TimeLineID timeline;
 	std::vector<SeqRange> uncovered; /* what earlier workers of this run left uncovered */
 };
@@ -289,6 +317,7 @@ take_over_shared_state()
 		p.delivered = pg_atomic_read_u64(&q->delivered_seq);
 		p.drained = q->worker_drained_seq;
 		p.standby_waited = q->standby_sends_waiting;
+		p.journal = q->previous_run_journal;
 		q->worker_started = true;
 		q->worker_exited_clean = false;
 		q->timeline = p.timeline;
@@ -302,20 +331,68 @@ take_over_shared_state()
 	return p;
 }
 
+/*
+ * The journal's slot at start. Returns whether WAL from the slot's position
+ * on holds every batch a previous run or worker may have left undelivered,
+ * so that they can be read back instead of covered by the fallback.
+ */
+bool
+Worker::start_journal(const PreviousRun &p)
+{
+	if (!journal_active()) {
+		/* A slot left by a run with the journal would keep WAL for ever. */
+		pg_call([] { journal_slot_drop(); });
+		return false;
+	}
+	JournalSlot before, slot;
+	pg_call([&] {
+		before = journal_slot_position();
+		slot = journal_slot_ensure();
+	});
+	bool replayable = before.exists && !before.invalidated && before.restart_lsn != 0 && (p.handled || p.journal);
+	if (slot.invalidated) {
+		log(LogLine{LogLevel::Warning,
+					"cachebust journal slot \"" + std::string(kJournalSlotName) + "\" was invalidated: the WAL it kept from " +
+						lsn_text(slot.invalidated_at) + " on was removed",
+					"max_slot_wal_keep_size was exceeded. Invalidations that WAL held are covered by the fallback; "
+					"the slot is created again.",
+					"Raise max_slot_wal_keep_size (or set it to -1), or keep Redis outages shorter."});
+		pg_call([&] { slot = journal_slot_recreate(); });
+	} else if (before.exists && !before.invalidated && !p.handled && !p.journal) {
+		/* Kept by a run without the journal, or by one before it: its position says nothing. */
+		pg_call([&] { slot = journal_slot_recreate(); });
+	}
+	slot_usable_ = slot.exists && !slot.invalidated;
+	slot_restart_lsn_ = replayable ? before.restart_lsn : slot.restart_lsn;
+	return replayable;
+}
+
 /* The first turn: what the previous run left behind. */
 void
 Worker::start()
 {
 	PreviousRun p = take_over_shared_state();
 	dispatcher_.resume_after(p.drained);
+	bool replayable = start_journal(p);
+	uint64 wal_end = 0;
+	if (replayable)
+		pg_call([&] { wal_end = journal_readable_end(); });
+	/* Read back from the journal, or covered by the fallback. */
+	auto recover = [&](uint64 lo, uint64 hi, const std::string &why) {
+		if (replayable)
+			dispatcher_.read_journal(slot_restart_lsn_, wal_end, SeqSet(lo, hi), why);
+		else
+			dispatcher_.fallback_for_all_registered(lo, hi, why);
+	};
+
 	if (!p.handled) {
 		/* The first worker of this run of the server (or one whose predecessor could not record). */
 		std::string why;
 		bool clean = false;
 		pg_call([&] { clean = worker_state_previous_run_clean(p.timeline, why); });
 		if (!clean)
-			/* Seq 0 stands for every commit before this run of the server. */
-			dispatcher_.fallback_for_all_registered(0, 0, "the previous run of the server: " + why);
+			/* Seq 0 (kReplaySeq) stands for every commit before this run of the server. */
+			recover(0, 0, "the previous run of the server: " + why);
 		/* The postmaster could not record "running": without that record a crash
 		 * could go unnoticed, so ERROR (so FATAL) rather than deliver. */
 		pg_call([&] {
@@ -328,15 +405,15 @@ Worker::start()
 		});
 	} else if (p.worker && !p.clean) {
 		/* Delivered 0 after an unclean previous run: the previous worker may
-		 * still have held that run's fallback (seq 0). */
+		 * still have held that run's replay or fallback (seq 0). */
 		std::string why;
 		bool previous_run_clean = true;
 		if (p.delivered == 0)
 			pg_call([&] { previous_run_clean = worker_state_previous_run_clean(p.timeline, why); });
-		bool run_fallback_held = p.delivered == 0 && !previous_run_clean;
-		if (p.drained > p.delivered || run_fallback_held)
-			dispatcher_.fallback_for_all_registered(run_fallback_held ? 0 : p.delivered + 1, p.drained,
-													"the previous worker stopped without delivering everything it held");
+		bool run_recovery_held = p.delivered == 0 && !previous_run_clean;
+		if (p.drained > p.delivered || run_recovery_held)
+			recover(run_recovery_held ? 0 : p.delivered + 1, p.drained,
+					"the previous worker stopped without delivering everything it held");
 	}
 
 	/* Commits earlier workers of this run left uncovered stay uncovered; shared
@@ -380,7 +457,92 @@ Worker::drain()
 	/* (The buffer keeps its size, at most queue_size: reused, it is not faulted in again.) */
 	dispatcher_.add_drained(drain_buffer_, d.upto_seq, monotonic_us());
 	if (d.unrecorded_lo != 0)
-		dispatcher_.add_unrecorded(d.unrecorded_lo, d.unrecorded_hi);
+		dispatcher_.add_unrecorded(d.unrecorded_lo, d.unrecorded_hi, d.unrecorded_first_lsn, d.unrecorded_commit_lsn);
+}
+
+/*
+ * Reads WAL for the dispatcher's backlog: bounded per turn, and only while
+ * the engine has room, so memory stays bounded however much WAL there is.
+ */
+void
+Worker::read_journal()
+{
+	journal_waits_for_wal_ = false;
+	if (!dispatcher_.journal_wants_read())
+		return;
+	JournalBacklog &backlog = dispatcher_.journal_backlog();
+	if (reader_ == nullptr || backlog.restart_needed()) {
+		reader_ = std::make_unique<JournalReader>(backlog.from());
+		backlog.started_reading(backlog.from());
+	}
+	int64 now = monotonic_us();
+	int64 until = now + kJournalReadBudgetUs;
+	DecodedBatch decoded;
+	auto deliver = [&](JournalCommit &&commit) {
+		std::vector<Target> targets;
+		for (const std::string &bytes : commit.batches) {
+			decode_batch(bytes.data(), bytes.size(), decoded);
+			for (Target &t : decoded.targets)
+				targets.push_back(std::move(t));
+		}
+		dispatcher_.add_replayed(std::move(targets), commit.commit_lsn, now);
+	};
+	JournalReadStatus status;
+	do {
+		status = reader_->read(backlog.to(), kJournalRecordsPerRead, deliver);
+		backlog.read_to(reader_->position());
+		now = monotonic_us();
+	} while (status == JournalReadStatus::more && dispatcher_.journal_wants_read() && now < until);
+
+	if (status == JournalReadStatus::wal_missing || status == JournalReadStatus::failed) {
+		dispatcher_.journal_lost(reader_->error());
+		reader_.reset();
+	} else if (backlog.read_done() || !backlog.active()) {
+		reader_.reset(); /* (the next backlog starts where it needs to) */
+	} else if (status == JournalReadStatus::caught_up) {
+		/* The commits it waits for are not flushed yet (synchronous_commit = off). */
+		journal_waits_for_wal_ = true;
+	}
+}
+
+/*
+ * Moves the slot to the oldest WAL anything may still need: what the
+ * dispatcher holds or must read, what transactions writing now have put in
+ * WAL before their batch reached the ring, and otherwise the insert
+ * position read before the last drain. Only after a drain that reached the
+ * end of the ring: a batch still in it is accounted for by nobody.
+ */
+void
+Worker::advance_slot(bool now)
+{
+	int64 t = monotonic_us();
+	if (!journal_active() || drain_blocked_ || (!now && t < next_slot_advance_us_))
+		return;
+	next_slot_advance_us_ = t + kSlotAdvanceUs;
+	uint64 bound = insert_before_drain_;
+	for (uint64 lsn : {open_before_drain_, dispatcher_.journal_restart_lsn()})
+		if (lsn != 0 && lsn < bound)
+			bound = lsn;
+	JournalSlot slot;
+	uint64 insert = 0;
+	pg_call([&] {
+		slot = slot_usable_ ? journal_slot_advance(bound) : journal_slot_ensure();
+		insert = journal_insert_end();
+	});
+	if (slot.invalidated) {
+		log(LogLine{LogLevel::Warning,
+					"cachebust journal slot \"" + std::string(kJournalSlotName) + "\" was invalidated: the WAL it kept from " +
+						lsn_text(slot.invalidated_at) + " on was removed",
+					"max_slot_wal_keep_size was exceeded while Redis could not take the backlog. What only that WAL "
+					"held is covered by the fallback; the slot is created again.",
+					"Raise max_slot_wal_keep_size (or set it to -1), or keep Redis outages shorter."});
+		reader_.reset();
+		dispatcher_.journal_lost("the slot was invalidated by max_slot_wal_keep_size");
+		pg_call([&] { slot = journal_slot_recreate(); });
+	}
+	slot_usable_ = slot.exists && !slot.invalidated;
+	slot_restart_lsn_ = slot.restart_lsn;
+	slot_lag_bytes_ = slot_usable_ && insert > slot.restart_lsn ? insert - slot.restart_lsn : 0;
 }
 
 /* One turn of the loop: everything but the sleep. */
@@ -389,8 +551,16 @@ Worker::turn()
 {
 	if (pg_atomic_exchange_u32(&shared_queue->flush_requested, 0) != 0)
 		dispatcher_.request_flush();
+	if (journal_active()) {
+		/* In this order (see advance_slot): a transaction not published yet
+		 * writes its first message after this insert position. */
+		insert_before_drain_ = journal_insert_end();
+		open_before_drain_ = journal_oldest_open();
+	}
 	drain();
+	read_journal();
 	dispatcher_.turn(monotonic_us(), GetCurrentTimestamp());
+	advance_slot(false);
 	publish();
 }
 
@@ -413,7 +583,9 @@ Worker::publish()
 	if (c.last_delivery_wall_us != 0)
 		stats_.last_delivery = c.last_delivery_wall_us;
 
-	StatsGauges gauges{dispatcher_.pending_targets(), dispatcher_.uncovered_batches(),
+	stats_.counters.journal_replayed_batches += c.journal_replayed_batches;
+	stats_.counters.journal_replay_us += c.journal_replay_us;
+	StatsGauges gauges{dispatcher_.pending_targets(), dispatcher_.uncovered_batches(), slot_lag_bytes_,
 					   dispatcher_.engine().connected(), dispatcher_.standbys_absent()};
 	pg_call([&] {
 		queue_publish_progress(dispatcher_.delivered_seq(), dispatcher_.drained_upto(), dispatcher_.held(),
@@ -437,6 +609,8 @@ Worker::wait(int64 deadline_us)
 	 * waiting unseen.
 	 */
 	bool deadline_ahead = dispatcher_.waits_for_window(now);
+	if (journal_waits_for_wal_)
+		timeout_ms = Min(timeout_ms, static_cast<long>(kJournalWalWaitUs / 1000));
 	bool arrived = false;
 	pg_call([&] {
 		SharedQueue *q = shared_queue;
@@ -503,6 +677,10 @@ Worker::shut_down()
 		/* Every wait is bounded by what is left of the budget. */
 		wait(Min(dispatcher_.deadline_us(now), deadline));
 	}
+
+	/* Everything delivered: the next start need not read what is behind us. */
+	if (done)
+		advance_slot(true);
 
 	/* Second sends not yet due, or still waiting for the standbys: kept for the next start. */
 	std::vector<RedeleteSchedule::Entry> redeletes = dispatcher_.take_redeletes();

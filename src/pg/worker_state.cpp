@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "core/batch_codec.hpp"
+#include "pg/journal_wal.hpp"
 #include "pg/queue.hpp"
 
 extern "C" {
@@ -26,6 +27,9 @@ static const char *const kDirectory = "pg_cachebust";
 /* (Plain strings: the postmaster uses them, where nothing may allocate C++ memory.) */
 static const char *const kStateFile = "pg_cachebust/state";
 static const char *const kPrefixFile = "pg_cachebust/prefixes";
+/* Present while runs write every batch to the WAL journal: a replay after a
+ * crash can trust WAL only if the crashed run wrote it. */
+static const char *const kJournalFile = "pg_cachebust/journal";
 /* Where 0.1.0 kept its files, at the top of the data directory. */
 static const char *const kOldStateFile = "pg_cachebust.state";
 static const char *const kOldPrefixFile = "pg_cachebust.prefixes";
@@ -236,6 +240,21 @@ postmaster_exit(int code, Datum)
 	write_file_durably(kStateFile, contents, strlen(contents), LOG);
 }
 
+/* The journal marker follows this run's setting, before any backend can commit. */
+static void
+record_journal_setting()
+{
+	struct stat st;
+	bool present = stat(kJournalFile, &st) == 0;
+	if (journal_active() && !present)
+		(void) write_file_durably(kJournalFile, "on\n", 3, WARNING);
+	else if (!journal_active() && present) {
+		if (unlink(kJournalFile) != 0)
+			ereport(WARNING, (errcode_for_file_access(), errmsg("could not remove cachebust file \"%s\": %m", kJournalFile)));
+		(void) fsync_fname_ext(kDirectory, true, false, WARNING);
+	}
+}
+
 void
 worker_state_shmem_startup(SharedQueue *q)
 {
@@ -262,6 +281,9 @@ worker_state_shmem_startup(SharedQueue *q)
 		set_previous_run(q, false, 0, "it restarted after a crash (a backend or the worker died)");
 	else
 		judge_previous_run(q);
+	q->previous_run_journal = ran_before ? journal_active() : stat(kJournalFile, &st) == 0;
+	if (!ran_before)
+		record_journal_setting();
 	ran_before = true;
 
 	/* "running" before any backend can commit: a crash from here on is never taken for a clean stop. */

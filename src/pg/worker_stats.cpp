@@ -57,6 +57,8 @@ worker_stats_publish(StatsDelta &delta, const StatsGauges &gauges)
 	w.fallbacks += d.fallbacks;
 	w.fallbacks_refused += d.fallbacks_refused;
 	w.second_sends += d.second_sends;
+	w.journal_replayed_batches += d.journal_replayed_batches;
+	w.journal_replay_us += d.journal_replay_us;
 	w.standby_timeouts += d.standby_timeouts;
 	w.latency.merge(d.latency);
 	w.standby_lag.merge(d.standby_lag);
@@ -70,6 +72,7 @@ worker_stats_publish(StatsDelta &delta, const StatsGauges &gauges)
 	}
 	w.pending_targets = gauges.pending_targets;
 	w.uncovered_batches = gauges.uncovered_batches;
+	w.slot_lag_bytes = gauges.slot_lag_bytes;
 	w.connected = gauges.connected;
 	memcpy(w.standbys_absent, absent, sizeof(absent));
 	SpinLockRelease(&q->stats_mutex);

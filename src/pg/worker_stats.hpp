@@ -35,6 +35,7 @@ struct StatsDelta {
 struct StatsGauges {
 	uint64 pending_targets;
 	uint64 uncovered_batches;
+	uint64 slot_lag_bytes;
 	bool connected;
 	const std::vector<std::string> &standbys_absent;
 };

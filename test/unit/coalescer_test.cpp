@@ -40,7 +40,7 @@ TEST(Coalescer, SameTargetIsSentOnce)
 {
 	Coalescer c;
 	for (int i = 0; i < 500; i++)
-		c.add_transaction({key("user:1"), key("team:2")}, 1, i, i);
+		c.add_transaction({key("user:1"), key("team:2")}, 1, i + 1, i); /* (commit time 0: none) */
 	EXPECT_EQ(c.size(), 2u);
 	Coalescer::Batch b = c.take();
 	EXPECT_EQ(b.targets.size(), 2u);

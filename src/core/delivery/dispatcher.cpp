@@ -76,12 +76,26 @@ Dispatcher::add_drained(const std::string &batches, uint64_t upto_seq, int64_t n
 	DecodedBatch batch;
 	while (offset < batches.size()) {
 		offset += decode_batch(batches.data() + offset, batches.size() - offset, batch);
+		max_drained_lsn_ = std::max(max_drained_lsn_, batch.commit_lsn);
+		bool in_journal = settings_.journal && batch.first_lsn != 0;
+		if (in_journal)
+			horizon_.add(batch.seq, batch.first_lsn);
+		if (batch.lost && in_journal) {
+			read_journal(batch.first_lsn, batch.commit_lsn, SeqSet(batch.seq),
+						 "a transaction's invalidations did not fit in cachebust.queue_size");
+			continue;
+		}
 		if (batch.lost) {
 			std::vector<std::string> prefixes;
 			for (const Target &t : batch.targets)
 				prefixes.push_back(t.key);
 			start_fallback(prefixes, false, batch.seq, batch.seq,
 						   "a transaction's invalidations did not fit in cachebust.queue_size");
+			continue;
+		}
+		if (spooling_ && in_journal) {
+			/* More than max_pending wait: WAL holds it until Redis takes the backlog. */
+			read_journal(batch.first_lsn, batch.commit_lsn, SeqSet(batch.seq), std::string());
 			continue;
 		}
 		coalescer_.add_transaction(std::move(batch.targets), batch.seq, batch.commit_time_us, now_us,
@@ -91,8 +105,13 @@ Dispatcher::add_drained(const std::string &batches, uint64_t upto_seq, int64_t n
 }
 
 void
-Dispatcher::add_unrecorded(uint64_t lo, uint64_t hi)
+Dispatcher::add_unrecorded(uint64_t lo, uint64_t hi, uint64_t first_lsn, uint64_t commit_lsn)
 {
+	if (settings_.journal && first_lsn != 0) {
+		max_drained_lsn_ = std::max(max_drained_lsn_, commit_lsn);
+		read_journal(first_lsn, commit_lsn, SeqSet(lo, hi), "commits could not be recorded in the full queue");
+		return;
+	}
 	fallback_for_all_registered(lo, hi, "commits could not be recorded in the full queue");
 }
 
@@ -125,13 +144,16 @@ Dispatcher::first_held() const
 	return held;
 }
 
-/* Standby sends included: what wait_for_delivery() and barrier() wait for. */
+/* Standby sends and commits waiting for a replay included: what
+ * wait_for_delivery() and barrier() wait for. */
 void
 Dispatcher::update_held()
 {
 	held_ = first_held();
 	standby_sends_.add_held(held_);
 	engine_.add_held(Stream::Standby, held_);
+	if (backlog_.active())
+		held_.merge(backlog_.seqs());
 }
 
 uint64_t
@@ -426,6 +448,10 @@ Dispatcher::enforce_max_pending()
 	size_t waiting = coalescer_.size() + engine_.unsent_targets();
 	if (waiting <= settings_.max_pending)
 		return;
+	if (settings_.journal) {
+		let_go_to_journal(waiting);
+		return;
+	}
 	std::vector<std::string> prefixes;
 	auto note = [&](const std::string &p) {
 		if (std::find(prefixes.begin(), prefixes.end(), p) == prefixes.end())
@@ -445,6 +471,104 @@ Dispatcher::enforce_max_pending()
 				   "more than cachebust.max_pending targets were waiting");
 }
 
+/* ---- the WAL journal ---- */
+
+void
+Dispatcher::read_journal(uint64_t from_lsn, uint64_t to_lsn, const SeqSet &seqs, const std::string &why)
+{
+	bool starting = !backlog_.active();
+	backlog_.add(from_lsn, std::max(from_lsn, to_lsn), seqs, why.empty() ? std::string("a backlog") : why);
+	if (starting)
+		log(LogLevel::Log, "cachebust journal replay started: " + backlog_.why(),
+			"Reading WAL from " + lsn_text(backlog_.from()) + " to " + lsn_text(backlog_.to()) + ".");
+}
+
+bool
+Dispatcher::journal_wants_read() const
+{
+	if (!backlog_.active() || (backlog_.read_done() && !backlog_.restart_needed()))
+		return false;
+	/* Room: half of max_pending, so that live commits still fit beside. */
+	return pending_targets() < std::max<size_t>(settings_.max_pending / 2, 1);
+}
+
+void
+Dispatcher::add_replayed(std::vector<Target> targets, uint64_t commit_lsn, int64_t now_us)
+{
+	counters_.journal_replayed_batches++;
+	backlog_.batches++;
+	backlog_.targets += targets.size();
+	/* (No commit time: their latency is the replay's, journal_replay_ms.) */
+	coalescer_.add_transaction(std::move(targets), kReplaySeq, 0, now_us, commit_lsn);
+}
+
+void
+Dispatcher::journal_lost(const std::string &why)
+{
+	if (!backlog_.active())
+		return;
+	log(LogLevel::Warning, "cachebust journal replay failed: " + why,
+		"The fallback covers the commits it would have delivered (WAL from " + lsn_text(backlog_.from()) + " to " +
+			lsn_text(backlog_.to()) + ").",
+		"Keep max_slot_wal_keep_size large enough for the longest Redis outage, or -1.");
+	const SeqSet &seqs = backlog_.seqs();
+	uint64_t lo = seqs.empty() ? kReplaySeq : seqs.min();
+	uint64_t hi = seqs.empty() ? kReplaySeq : seqs.max();
+	/* What was read already may be applied; covering it again is harmless. */
+	fallback_for_all_registered(lo, hi, "the WAL journal it needed is gone (" + why + ")");
+	backlog_.finish();
+	spooling_ = false;
+}
+
+uint64_t
+Dispatcher::journal_restart_lsn() const
+{
+	uint64_t lsn = horizon_.oldest();
+	if (backlog_.active() && (lsn == 0 || backlog_.from() < lsn))
+		lsn = backlog_.from();
+	return lsn;
+}
+
+/*
+ * More than max_pending targets wait (Redis away for long): let them go and
+ * read them back from WAL once Redis takes targets again. Until the read
+ * has caught up, drained batches join it instead of memory. (Second sends
+ * waiting go too: the replay sends every target again later anyway.)
+ */
+void
+Dispatcher::let_go_to_journal(size_t waiting)
+{
+	if (spooling_)
+		return; /* what waits now is the replay's, bounded by journal_wants_read() */
+	uint64_t lo = std::min(coalescer_.min_seq(), engine_.min_held_seq(Stream::First));
+	uint64_t from = journal_restart_lsn();
+	bool was_reading = backlog_.active();
+	engine_.drop_unsent();
+	coalescer_.clear();
+	spooling_ = true;
+	log(LogLevel::Log, "cachebust worker holds " + std::to_string(waiting) +
+						   " targets, more than cachebust.max_pending (" + std::to_string(settings_.max_pending) +
+						   "): it lets them go and reads them back from the WAL journal when Redis takes them");
+	if (from == 0)
+		from = max_drained_lsn_; /* (nothing drained needs WAL) */
+	SeqSet seqs(lo == kNoSeq || lo == kReplaySeq ? drained_upto_ : lo, drained_upto_);
+	read_journal(from, max_drained_lsn_, seqs, "more than cachebust.max_pending targets were waiting");
+	if (was_reading)
+		backlog_.restart(); /* replayed targets went too */
+}
+
+/* The read is over and every target it found is applied. */
+void
+Dispatcher::finish_replay(int64_t now_us)
+{
+	int64_t took_us = std::max<int64_t>(now_us - backlog_.started_us, 0);
+	counters_.journal_replay_us += static_cast<uint64_t>(took_us);
+	log(LogLevel::Log, "cachebust journal replay done: " + std::to_string(backlog_.batches) + " transactions, " +
+						   std::to_string(backlog_.targets) + " targets from WAL " + lsn_text(backlog_.from()) +
+						   " to " + lsn_text(backlog_.to()) + " in " + std::to_string(took_us / 1000) + " ms");
+	backlog_.finish();
+}
+
 void
 Dispatcher::turn(int64_t now_us, int64_t wall_us)
 {
@@ -457,7 +581,17 @@ Dispatcher::turn(int64_t now_us, int64_t wall_us)
 	send_replayed(now_us);
 	enforce_max_pending();
 	handle_report();
+	if (backlog_.active()) {
+		if (backlog_.started_us == 0)
+			backlog_.started_us = now_us;
+		if (backlog_.read_done() && !backlog_.restart_needed()) {
+			spooling_ = false; /* caught up: drained batches are held in memory again */
+			if (!coalescer_.seqs().contains(kReplaySeq) && !first_held().contains(kReplaySeq))
+				finish_replay(now_us);
+		}
+	}
 	update_held();
+	horizon_.release_upto(delivered_seq());
 }
 
 int64_t
@@ -472,6 +606,8 @@ Dispatcher::deadline_us(int64_t now_us) const
 		deadline = std::min(deadline, redeletes_.next_due_us());
 	if (!standby_sends_.empty())
 		deadline = std::min(deadline, now_us + kStandbyPollUs);
+	if (journal_wants_read())
+		deadline = now_us;
 	return deadline;
 }
 
@@ -500,7 +636,7 @@ Dispatcher::take_engine_report()
 bool
 Dispatcher::all_delivered() const
 {
-	return coalescer_.empty() && windows_.empty() && !jobs_.busy() &&
+	return coalescer_.empty() && windows_.empty() && !jobs_.busy() && !backlog_.active() &&
 		   engine_.min_held_seq(Stream::First) == kNoSeq && engine_.min_held_seq(Stream::Standby) == kNoSeq;
 }
 

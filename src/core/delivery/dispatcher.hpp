@@ -16,6 +16,8 @@
  *   standby send the same targets sent again once the standbys in
  *                cachebust.standby_names have replayed the window
  *   fallback     what covers commits that cannot be delivered exactly
+ *   replay       commits read back from the WAL journal because their
+ *                batches are not held (core/delivery/journal_backlog.hpp)
  *   (the engine's "failover repeat" is the fourth: recent work sent again
  *   to a new Redis master)
  *
@@ -43,6 +45,7 @@
 #include "core/coalescer.hpp"
 #include "core/delivery/engine.hpp"
 #include "core/delivery/fallback.hpp"
+#include "core/delivery/journal_backlog.hpp"
 #include "core/delivery/redelete_schedule.hpp"
 #include "core/delivery/standby_sends.hpp"
 #include "core/latency_histogram.hpp"
@@ -79,6 +82,9 @@ struct DispatcherSettings {
 	bool standby_sends = false; /* cachebust.standby_names is set */
 	int64_t standby_max_wait_us = 60 * 1000 * 1000;
 	size_t max_pending = 1000000;
+	/* Every commit is also in the WAL journal (cachebust.journal, fixed for
+	 * a run of the server): what cannot be held is read back from WAL. */
+	bool journal = false;
 };
 
 /* What the worker adds to the shared counters after a turn. */
@@ -92,6 +98,8 @@ struct DispatchCounters {
 	LatencyHistogram latency;	  /* commit to acknowledgement, µs */
 	LatencyHistogram standby_lag; /* first delivery to the standbys' replay, µs */
 	int64_t last_delivery_wall_us = 0;
+	uint64_t journal_replayed_batches = 0; /* transactions read back from WAL */
+	uint64_t journal_replay_us = 0;		   /* time from a replay's start to its end */
 };
 
 class Dispatcher
@@ -125,8 +133,9 @@ class Dispatcher
 	/* Batches the worker drained (concatenated, batch_codec.hpp); every
 	 * commit <= upto_seq has been drained. */
 	void add_drained(const std::string &batches, uint64_t upto_seq, int64_t now_us);
-	/* Commits lost without a trace in the queue. */
-	void add_unrecorded(uint64_t lo, uint64_t hi);
+	/* Commits lost without a trace in the queue (the journal has their
+	 * batches between first_lsn and commit_lsn, when they are not 0). */
+	void add_unrecorded(uint64_t lo, uint64_t hi, uint64_t first_lsn = 0, uint64_t commit_lsn = 0);
 	void request_flush() { coalescer_.request_flush(); }
 	/* A target that could not be applied even in substitute form (the
 	 * engine's report), or a prefix a failover made the engine forget:
@@ -134,6 +143,22 @@ class Dispatcher
 	void cover(const FallbackNeed &need);
 	/* Everything but the sleep. */
 	void turn(int64_t now_us, int64_t wall_us);
+
+	/* ---- the WAL journal ---- */
+
+	/* Commits seqs are to be read back from WAL between from_lsn and to_lsn. */
+	void read_journal(uint64_t from_lsn, uint64_t to_lsn, const SeqSet &seqs, const std::string &why);
+	/* Whether the worker should read more WAL now: a read is due and the
+	 * engine has room (it reads again as targets leave). */
+	bool journal_wants_read() const;
+	JournalBacklog &journal_backlog() { return backlog_; }
+	/* A committed transaction read back from WAL. */
+	void add_replayed(std::vector<Target> targets, uint64_t commit_lsn, int64_t now_us);
+	/* The WAL a read needs is gone: the fallback covers its commits. */
+	void journal_lost(const std::string &why);
+	/* The oldest WAL that what was drained and is not delivered still needs
+	 * (0: none); the worker keeps the slot there or earlier. */
+	uint64_t journal_restart_lsn() const;
 
 	/* ---- waiting ---- */
 
@@ -186,6 +211,8 @@ class Dispatcher
 	void send_replayed(int64_t now_us);
 	void send_due_redeletes(int64_t now_us);
 	void enforce_max_pending();
+	void let_go_to_journal(size_t waiting);
+	void finish_replay(int64_t now_us);
 	void start_fallback(const std::vector<std::string> &prefixes, bool incomplete, uint64_t lo, uint64_t hi,
 						const std::string &why);
 	void submit_plan(const FallbackPlan &plan, Stream s, const SeqSet &seqs, uint32_t job);
@@ -210,6 +237,11 @@ class Dispatcher
 	uint64_t window_hi_ = 0;	/* the last commit in a closed window */
 	uint64_t redelete_seq_ = 0; /* the redelete stream's own counter */
 	SeqSet held_;				/* after the last turn: what delivered_seq() and waits read */
+
+	LsnHorizon horizon_;		  /* first-message LSNs of drained commits not delivered */
+	JournalBacklog backlog_;	  /* WAL to read back */
+	bool spooling_ = false;		  /* drained batches go to the backlog, not to memory */
+	uint64_t max_drained_lsn_ = 0; /* the newest commit LSN drained */
 };
 
 } // namespace cachebust
