@@ -68,6 +68,7 @@ cachebust_journal_scan(PG_FUNCTION_ARGS)
 					});
 				}
 			}
+			return true;
 		};
 		for (;;) {
 			JournalReadStatus status = reader.read(to, kScanRecordsPerCall, deliver);

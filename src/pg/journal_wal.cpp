@@ -358,7 +358,8 @@ JournalReader::read(uint64_t to_lsn, size_t max_records, const Deliver &deliver)
 						commit.batches.reserve(taken.size());
 						for (auto &m : taken)
 							commit.batches.push_back(std::move(m.second));
-						deliver(std::move(commit));
+						if (!deliver(std::move(commit)))
+							return JournalReadStatus::more;
 					}
 				} else if (op == XLOG_XACT_ABORT || op == XLOG_XACT_ABORT_PREPARED) {
 					/* Also a rolled-back subtransaction: its record lists its own committed children. */

@@ -114,7 +114,8 @@ class JournalReader
 	JournalReader(const JournalReader &) = delete;
 	JournalReader &operator=(const JournalReader &) = delete;
 
-	using Deliver = std::function<void(JournalCommit &&)>;
+	/* Returns false to stop after this commit (read() returns more). */
+	using Deliver = std::function<bool(JournalCommit &&)>;
 
 	/*
 	 * Reads records until to_lsn (0: no limit), the end of readable WAL, or

@@ -93,7 +93,7 @@ class Worker final : private DispatcherHost
 	void load_settings();
 	void warn_if_empty_prefix_recorded();
 	void start();
-	bool start_journal(const PreviousRun &p);
+	bool start_journal(const PreviousRun &p, std::string &why_not);
 	void drain();
 	void read_journal();
 	void advance_slot(bool now);
@@ -337,9 +337,10 @@ take_over_shared_state()
  * so that they can be read back instead of covered by the fallback.
  */
 bool
-Worker::start_journal(const PreviousRun &p)
+Worker::start_journal(const PreviousRun &p, std::string &why_not)
 {
 	if (!journal_active()) {
+		why_not = "cachebust.journal is off";
 		/* A slot left by a run with the journal would keep WAL for ever. */
 		pg_call([] { journal_slot_drop(); });
 		return false;
@@ -350,6 +351,10 @@ Worker::start_journal(const PreviousRun &p)
 		slot = journal_slot_ensure();
 	});
 	bool replayable = before.exists && !before.invalidated && before.restart_lsn != 0 && (p.handled || p.journal);
+	why_not = !before.exists ? "the WAL journal's slot did not exist yet"
+			  : before.invalidated ? "the WAL journal's slot was invalidated by max_slot_wal_keep_size: its WAL is gone"
+			  : !(p.handled || p.journal) ? "the run before did not write the WAL journal"
+										   : "";
 	if (slot.invalidated) {
 		log(LogLine{LogLevel::Warning,
 					"cachebust journal slot \"" + std::string(kJournalSlotName) + "\" was invalidated: the WAL it kept from " +
@@ -373,7 +378,8 @@ Worker::start()
 {
 	PreviousRun p = take_over_shared_state();
 	dispatcher_.resume_after(p.drained);
-	bool replayable = start_journal(p);
+	std::string why_not;
+	bool replayable = start_journal(p, why_not);
 	uint64 wal_end = 0;
 	if (replayable)
 		pg_call([&] { wal_end = journal_readable_end(); });
@@ -382,7 +388,7 @@ Worker::start()
 		if (replayable)
 			dispatcher_.read_journal(slot_restart_lsn_, wal_end, SeqSet(lo, hi), why);
 		else
-			dispatcher_.fallback_for_all_registered(lo, hi, why);
+			dispatcher_.fallback_for_all_registered(lo, hi, why + "; not replayed: " + why_not);
 	};
 
 	if (!p.handled) {
@@ -486,6 +492,7 @@ Worker::read_journal()
 				targets.push_back(std::move(t));
 		}
 		dispatcher_.add_replayed(std::move(targets), commit.commit_lsn, now);
+		return dispatcher_.journal_wants_read(); /* (the engine's room, commit by commit) */
 	};
 	JournalReadStatus status;
 	do {
