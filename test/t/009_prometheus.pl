@@ -31,6 +31,9 @@ my @counters = qw(transactions_enqueued targets_enqueued targets_coalesced targe
   overflows fallbacks fallbacks_refused second_sends standby_timeouts);
 my @series = (
 	(map { [ $_, "cachebust_${_}_total", 'counter' ] } @counters),
+	[ 'journal_replayed_batches', 'cachebust_journal_replayed_batches_total', 'counter' ],
+	[ 'journal_replay_ms / 1000.0', 'cachebust_journal_replay_seconds_total', 'counter' ],
+	[ 'slot_lag_bytes', 'cachebust_journal_slot_lag_bytes', 'gauge' ],
 	[ 'queue_bytes_used', 'cachebust_queue_used_bytes', 'gauge' ],
 	[ 'queue_size', 'cachebust_queue_size_bytes', 'gauge' ],
 	[ 'queue_high_water', 'cachebust_queue_high_water_bytes', 'gauge' ],
@@ -75,7 +78,7 @@ ok(wait_all_delivered($node), 'every commit delivered');
 # Every column is accounted for: a new one fails here until the yaml exports it.
 my @columns = split /\n/, $node->safe_psql('postgres',
 	q{SELECT attname FROM pg_attribute WHERE attrelid = 'cachebust.stats'::regclass AND attnum > 0 ORDER BY attnum});
-my %known = (%elsewhere, map { my $c = $_->[0]; $c =~ s/^extract\(epoch FROM (\w+)\)$/$1/; $c =~ s/::int$//; ($c => 1) } @series);
+my %known = (%elsewhere, map { my $c = $_->[0]; $c =~ s/^extract\(epoch FROM (\w+)\)$/$1/; $c =~ s/::int$//; $c =~ s/ \/ 1000\.0$//; ($c => 1) } @series);
 for my $kind (keys %quantiles) { $known{"${kind}_${_}_ms"} = 1 for keys %quantile_of; }
 is_deeply([ grep { !$known{$_} } @columns ], [], 'every column of cachebust.stats is exported or left out on purpose');
 
