@@ -68,6 +68,7 @@ PG_SRCS = \
 	src/pg/worker_state.cpp \
 	src/pg/worker_stats.cpp \
 	src/pg/standby_progress.cpp \
+	src/pg/standby_follower.cpp \
 	src/pg/worker.cpp
 
 OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)

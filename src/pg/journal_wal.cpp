@@ -81,6 +81,14 @@ journal_write(const char *batch, size_t len)
 }
 
 uint64_t
+journal_write_progress(uint64_t restart_lsn)
+{
+	char payload[sizeof(uint64_t)];
+	memcpy(payload, &restart_lsn, sizeof(payload));
+	return LogLogicalMessage(kProgressPrefix, payload, sizeof(payload), false);
+}
+
+uint64_t
 journal_readable_end()
 {
 	return RecoveryInProgress() ? GetXLogReplayRecPtr(nullptr) : GetFlushRecPtr(nullptr);
@@ -239,6 +247,22 @@ forget_open(std::unordered_map<TransactionId, OpenTransaction> &open, size_t &he
 	}
 }
 
+/* A progress record's restart LSN, or false. */
+static bool
+progress_message(XLogReaderState *reader, uint64_t &restart_lsn)
+{
+	if (XLogRecGetRmid(reader) != RM_LOGICALMSG_ID ||
+		(XLogRecGetInfo(reader) & ~XLR_INFO_MASK) != XLOG_LOGICAL_MESSAGE)
+		return false;
+	const auto *msg = reinterpret_cast<const xl_logical_message *>(XLogRecGetData(reader));
+	size_t prefix_size = std::strlen(kProgressPrefix) + 1;
+	if (msg->transactional || msg->prefix_size != prefix_size ||
+		std::memcmp(msg->message, kProgressPrefix, prefix_size) != 0 || msg->message_size != sizeof(uint64_t))
+		return false;
+	memcpy(&restart_lsn, msg->message + prefix_size, sizeof(uint64_t));
+	return true;
+}
+
 /* A "cachebust" transactional message's payload, or nullptr. */
 static const char *
 journal_message(XLogReaderState *reader, size_t &len)
@@ -335,7 +359,18 @@ JournalReader::read(uint64_t to_lsn, size_t max_records, const Deliver &deliver)
 			uint8 info = XLogRecGetInfo(r) & ~XLR_INFO_MASK;
 
 			size_t len = 0;
-			if (const char *payload = journal_message(r, len)) {
+			uint64_t progress_lsn = 0;
+			if (progress_message(r, progress_lsn)) {
+				progress_.known = true;
+				progress_.restart_lsn = progress_lsn;
+			} else if (rmid == RM_XLOG_ID && info == XLOG_CHECKPOINT_SHUTDOWN) {
+				/* Nothing runs across a shutdown checkpoint but prepared transactions;
+				 * and the next run of the primary has not said yet whether it journals. */
+				progress_.known = false;
+				forget_open(s.open, held_bytes_, [](TransactionId, const OpenTransaction &t) { return t.prepared; });
+			} else if (progress_only_) {
+				continue;
+			} else if (const char *payload = journal_message(r, len)) {
 				/* The record's xid is the (sub)transaction that wrote it. */
 				OpenTransaction &t = s.open[XLogRecGetXid(r)];
 				if (t.messages.empty())
@@ -392,8 +427,8 @@ JournalReader::read(uint64_t to_lsn, size_t max_records, const Deliver &deliver)
 				forget_open(s.open, held_bytes_, [&](TransactionId xid, const OpenTransaction &t) {
 					return t.prepared || !TransactionIdPrecedes(xid, oldest);
 				});
-			} else if (rmid == RM_XLOG_ID && (info == XLOG_CHECKPOINT_SHUTDOWN || info == XLOG_END_OF_RECOVERY)) {
-				/* Nothing runs across a shutdown checkpoint or the end of recovery but prepared transactions. */
+			} else if (rmid == RM_XLOG_ID && info == XLOG_END_OF_RECOVERY) {
+				/* Nothing runs across the end of recovery but prepared transactions. */
 				forget_open(s.open, held_bytes_, [](TransactionId, const OpenTransaction &t) { return t.prepared; });
 			}
 		}

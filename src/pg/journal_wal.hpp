@@ -26,6 +26,8 @@ namespace cachebust::pg {
 
 /* The logical message prefix of every journal record. */
 constexpr const char *kJournalPrefix = "cachebust";
+/* The prefix of the worker's progress records (non-transactional messages). */
+constexpr const char *kProgressPrefix = "cachebust.progress";
 /* The worker's physical replication slot. */
 constexpr const char *kJournalSlotName = "cachebust";
 
@@ -47,6 +49,15 @@ bool journal_active();
  * scopes only through pg_call. Returns where the record ends.
  */
 uint64_t journal_write(const char *batch, size_t len);
+
+/*
+ * A progress record: from restart_lsn on, WAL holds every batch the
+ * primary's worker has not delivered (0: this run of the server does not
+ * write the journal). Written about once a second while the slot moves, so
+ * that a standby knows where a replay must start if it is promoted.
+ * Returns where the record ends.
+ */
+uint64_t journal_write_progress(uint64_t restart_lsn);
 
 /* ---- transactions writing now ------------------------------------------
  * Between its first message and the moment its batch is in the ring, a
@@ -124,6 +135,18 @@ class JournalReader
 	 */
 	JournalReadStatus read(uint64_t to_lsn, size_t max_records, const Deliver &deliver);
 
+	/* Only follow progress records (a standby's worker): batches are not kept. */
+	void follow_progress_only() { progress_only_ = true; }
+
+	/* The last progress record read: known is false before the first one,
+	 * and again after a shutdown checkpoint (a new run of the primary, not
+	 * known to write the journal until its worker says so). */
+	struct Progress {
+		bool known = false;
+		uint64_t restart_lsn = 0;
+	};
+	const Progress &progress() const { return progress_; }
+
 	/* Where the next record will be read from. */
 	uint64_t position() const { return next_lsn_; }
 	/*
@@ -144,6 +167,8 @@ class JournalReader
 	std::unique_ptr<State> state_;
 	uint64_t next_lsn_;
 	bool positioned_ = false; /* next_lsn_ is a record start already found */
+	bool progress_only_ = false;
+	Progress progress_;
 	size_t held_bytes_ = 0;
 	std::string error_;
 };

@@ -38,6 +38,7 @@
 #include "pg/postgres.hpp"
 #include "pg/prefix_registry.hpp"
 #include "pg/queue.hpp"
+#include "pg/standby_follower.hpp"
 #include "pg/standby_progress.hpp"
 #include "pg/wait_set.hpp"
 #include "pg/worker_state.hpp"
@@ -80,7 +81,10 @@ struct PreviousRun;
 class Worker final : private DispatcherHost
 {
   public:
-	Worker() : dispatcher_(*this, static_cast<uint64_t>(MyProcPid)) {}
+	explicit Worker(const StandbyFollowing &following)
+		: dispatcher_(*this, static_cast<uint64_t>(MyProcPid)), following_(following)
+	{
+	}
 	void run();
 
   private:
@@ -115,6 +119,7 @@ class Worker final : private DispatcherHost
 	std::vector<WaitSet::Ready> ready_;
 
 	/* The WAL journal (journal_wal.hpp) */
+	StandbyFollowing following_; /* what this worker saw before a promotion */
 	std::unique_ptr<JournalReader> reader_;
 	bool journal_waits_for_wal_ = false; /* the read needs WAL not flushed yet */
 	bool slot_usable_ = false;			 /* the slot exists and is not invalidated */
@@ -124,6 +129,9 @@ class Worker final : private DispatcherHost
 	uint64 insert_before_drain_ = 0;
 	uint64 open_before_drain_ = 0;
 	uint64 slot_lag_bytes_ = 0;
+	/* The last progress record written (journal_write_progress), for standbys. */
+	uint64 progress_lsn_ = 0;
+	uint64 progress_end_ = 0;
 };
 
 static int
@@ -341,8 +349,13 @@ Worker::start_journal(const PreviousRun &p, std::string &why_not)
 {
 	if (!journal_active()) {
 		why_not = "cachebust.journal is off";
-		/* A slot left by a run with the journal would keep WAL for ever. */
-		pg_call([] { journal_slot_drop(); });
+		pg_call([] {
+			/* A slot left by a run with the journal would keep WAL for ever. */
+			journal_slot_drop();
+			/* Standbys: from here on, this primary's commits are not in the journal. */
+			if (XLogIsNeeded())
+				(void) journal_write_progress(0);
+		});
 		return false;
 	}
 	JournalSlot before, slot;
@@ -350,11 +363,15 @@ Worker::start_journal(const PreviousRun &p, std::string &why_not)
 		before = journal_slot_position();
 		slot = journal_slot_ensure();
 	});
-	bool replayable = before.exists && !before.invalidated && before.restart_lsn != 0 && (p.handled || p.journal);
+	/* Promoted: the slot follows the old primary's progress records (standby_follower.hpp). */
+	bool trusted = following_.followed ? following_.replayable : p.handled || p.journal;
+	bool replayable = before.exists && !before.invalidated && before.restart_lsn != 0 && trusted;
 	why_not = !before.exists ? "the WAL journal's slot did not exist yet"
 			  : before.invalidated ? "the WAL journal's slot was invalidated by max_slot_wal_keep_size: its WAL is gone"
-			  : !(p.handled || p.journal) ? "the run before did not write the WAL journal"
-										   : "";
+			  : !trusted && following_.followed
+				  ? "this server was promoted before it had replayed a progress record of its primary's journal"
+			  : !trusted ? "the run before did not write the WAL journal"
+						 : "";
 	if (slot.invalidated) {
 		log(LogLine{LogLevel::Warning,
 					"cachebust journal slot \"" + std::string(kJournalSlotName) + "\" was invalidated: the WAL it kept from " +
@@ -363,12 +380,18 @@ Worker::start_journal(const PreviousRun &p, std::string &why_not)
 					"the slot is created again.",
 					"Raise max_slot_wal_keep_size (or set it to -1), or keep Redis outages shorter."});
 		pg_call([&] { slot = journal_slot_recreate(); });
-	} else if (before.exists && !before.invalidated && !p.handled && !p.journal) {
+	} else if (before.exists && !before.invalidated && !p.handled && !trusted) {
 		/* Kept by a run without the journal, or by one before it: its position says nothing. */
 		pg_call([&] { slot = journal_slot_recreate(); });
 	}
 	slot_usable_ = slot.exists && !slot.invalidated;
 	slot_restart_lsn_ = replayable ? before.restart_lsn : slot.restart_lsn;
+	/* Standbys learn from here on where a replay would start if promoted. */
+	if (slot_usable_)
+		pg_call([&] {
+			progress_lsn_ = slot_restart_lsn_;
+			progress_end_ = journal_write_progress(progress_lsn_);
+		});
 	return replayable;
 }
 
@@ -550,6 +573,14 @@ Worker::advance_slot(bool now)
 	slot_usable_ = slot.exists && !slot.invalidated;
 	slot_restart_lsn_ = slot.restart_lsn;
 	slot_lag_bytes_ = slot_usable_ && insert > slot.restart_lsn ? insert - slot.restart_lsn : 0;
+
+	/* Said to the standbys when the slot moved for WAL other than our own
+	 * last record: an idle server writes nothing. */
+	if (slot_usable_ && slot.restart_lsn > progress_lsn_ && insert_before_drain_ > progress_end_)
+		pg_call([&] {
+			progress_lsn_ = slot.restart_lsn;
+			progress_end_ = journal_write_progress(progress_lsn_);
+		});
 }
 
 /* One turn of the loop: everything but the sleep. */
@@ -735,8 +766,9 @@ worker_register()
 	memset(&worker, 0, sizeof(worker));
 	/* It connects to no database, but as a backend it shows in pg_stat_activity. */
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	/* A standby commits nothing; a promoted one starts us (and we run the fallback). */
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	/* On a hot standby we follow the primary's journal (standby_follower.hpp),
+	 * and deliver once promoted; without hot_standby, from the promotion on. */
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
 	worker.bgw_restart_time = kRestartSeconds;
 	strlcpy(worker.bgw_library_name, "cachebust", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name, "cachebust_worker_main", BGW_MAXLEN);
@@ -775,8 +807,12 @@ cachebust_worker_main(Datum)
 	error.pg_error = nullptr;
 	bool failed = false;
 	try {
-		Worker worker;
-		worker.run();
+		/* On a hot standby: follow the primary's journal until promoted. */
+		StandbyFollowing following = follow_standby(shutdown_requested);
+		if (!shutdown_requested) {
+			Worker worker(following);
+			worker.run();
+		}
 	} catch (...) {
 		catch_current_exception(error);
 		failed = true;

@@ -265,3 +265,21 @@ TEST_F(JournalDispatch, LostWalFallsBack)
 	EXPECT_EQ(d.take_counters().fallbacks, 1u);
 	EXPECT_TRUE(host.logged("journal replay failed"));
 }
+
+/* One replayed transaction larger than max_pending is delivered, not let go
+ * and read again for ever. */
+TEST_F(JournalDispatch, AReplayedTransactionLargerThanMaxPendingIsDeliveredOnce)
+{
+	d.read_journal(100, 200, SeqSet(0), "test");
+	d.journal_backlog().started_reading(100);
+	std::vector<Target> many;
+	for (int i = 0; i < 30; i++) {
+		set("app:big:" + std::to_string(i));
+		many.push_back(key("app:big:" + std::to_string(i)));
+	}
+	d.add_replayed(std::move(many), 150, monotonic_us());
+	d.journal_backlog().read_to(200);
+	ASSERT_TRUE(run_until([&] { return !d.journal_backlog().active(); }));
+	EXPECT_FALSE(exists("app:big:29"));
+	EXPECT_FALSE(host.logged("lets them go"));
+}

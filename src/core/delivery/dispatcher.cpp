@@ -540,6 +540,8 @@ Dispatcher::let_go_to_journal(size_t waiting)
 {
 	if (spooling_)
 		return; /* what waits now is the replay's, bounded by journal_wants_read() */
+	if (first_held().max() == kReplaySeq)
+		return; /* only replayed targets: one transaction larger than max_pending, read once */
 	uint64_t lo = std::min(coalescer_.min_seq(), engine_.min_held_seq(Stream::First));
 	uint64_t from = journal_restart_lsn();
 	bool was_reading = backlog_.active();
