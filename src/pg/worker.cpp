@@ -728,6 +728,9 @@ Worker::shut_down()
 	bool saved_standby = worker_state_save_standby_sends(standby);
 	bool saved = saved_redeletes && saved_standby;
 	bool clean = done && saved;
+	/* Saved, the standby sends' commits are the next start's: this run may end clean. */
+	if (saved_standby)
+		dispatcher_.update_progress();
 	if (clean && for_standbys > 0)
 		log(LogLine{LogLevel::Log, "cachebust worker shut down with everything delivered once; " +
 									   std::to_string(for_standbys) +

@@ -189,6 +189,9 @@ class Dispatcher
 	bool all_delivered() const;
 	std::vector<RedeleteSchedule::Entry> take_redeletes() { return redeletes_.take_all(); }
 	std::vector<StandbySends::Entry> take_standby_sends() { return standby_sends_.take_all(); }
+	/* Recomputes held() after take_standby_sends(), once the caller saved them
+	 * for the next start: their commits then count as delivered. */
+	void update_progress() { update_held(); }
 	size_t standby_sends_count() const { return standby_sends_.size(); }
 
   private:
