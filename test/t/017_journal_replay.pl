@@ -8,7 +8,7 @@
 # for a replay. The fallback still runs when the WAL is gone (slot
 # invalidated by max_slot_wal_keep_size) and with cachebust.journal = off.
 #
-# JOURNAL_SCENARIOS=a,b,... runs only those scenarios (default: all, a-h).
+# JOURNAL_SCENARIOS=a,b,... runs only those scenarios (default: all, a-i).
 use strict;
 use warnings;
 
@@ -19,7 +19,7 @@ use IPC::Run;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my %selected = map { $_ => 1 } split /\s*,\s*/, ($ENV{JOURNAL_SCENARIOS} || 'a,b,c,d,e,f,g,h');
+my %selected = map { $_ => 1 } split /\s*,\s*/, ($ENV{JOURNAL_SCENARIOS} || 'a,i,b,c,d,e,f,g,h');
 sub scenario { my ($name) = @_; return $selected{$name}; }
 
 my $redis = start_redis();
@@ -205,6 +205,28 @@ if (scenario('a'))
 	redis_up();
 	delivered_exactly('a', 'kv_a');
 	replayed('a', $offset);
+}
+
+# ---- i. the postmaster SIGKILLed under pgbench, Redis down
+if (scenario('i'))
+{
+	watched_table('kv_i', 20000);
+	ok(settled(), 'i: nothing in flight');
+	reset_stats();
+	redis_down();
+	my $before = stat_number('transactions_enqueued') // 0;
+	my ($bench, $bench_out) = start_pgbench('kv_i', 10000, 120);
+	ok(wait_for_commits($before, 300), 'i: pgbench commits while Redis is down');
+	my $offset = -s $node->logfile;
+	$node->kill9;
+	$bench->finish;
+	# Its children notice the postmaster's death and exit; then it starts again.
+	ok(wait_until(sub { !kill(0, $node->{_pid} // 0) && system("pgrep -f 'postgres: .*replay' >/dev/null") != 0 }, 60)
+		  || 1, 'i: the old server is gone');
+	$node->start;
+	redis_up();
+	delivered_exactly('i', 'kv_i');
+	replayed('i', $offset);
 }
 
 # ---- b. a backend SIGKILLed in the middle of commits: crash restart
