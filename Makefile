@@ -75,6 +75,12 @@ REGRESS = setup templates transactions functions watch partitions errors privile
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=./tmp_check
 
 PG_CPPFLAGS = -Isrc -isystem $(includedir_server)
+
+# The one version number is the control file's default_version. The library
+# reports it (cachebust.version()); test/check_release.py holds META.json,
+# debian/changelog and the README's package name to it.
+EXTVERSION := $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" $(EXTENSION).control)
+PG_CPPFLAGS += -DCACHEBUST_VERSION='"$(EXTVERSION)"'
 # (-isystem: PostgreSQL headers are not -Wextra clean; the warnings are not ours.)
 # -Wno-register: PostgreSQL headers still use `register`, removed in C++17.
 PG_CXXFLAGS = -std=c++17 -fPIC -Wall -Wextra -Wno-register -Wno-missing-field-initializers
@@ -96,6 +102,8 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 -include $(OBJS:.o=.d)
+# A new version in the control file must reach the library that reports it.
+src/pg/sql_functions.o: $(EXTENSION).control
 EXTRA_CLEAN += $(OBJS:.o=.d)
 
 # ---- tests of the pure core (no server needed) -------------------------
