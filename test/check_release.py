@@ -4,7 +4,8 @@
 The control file's default_version is the version. META.json (PGXN),
 debian/changelog, the package name the README installs and the Makefile's
 list of SQL scripts must agree with it; META.json must also be valid against
-the PGXN meta spec 1.0.0 (the parts this distribution uses). The library's
+the PGXN meta spec 1.0.0 (the parts this distribution uses), and
+test/install_deps.sh must install the package's build dependencies. The library's
 own version (cachebust.version()) is checked by pg_regress (sql/setup.sql).
 
 Run from anywhere: python3 test/check_release.py. Prints TAP-like lines and
@@ -149,6 +150,15 @@ def check_debian(version, meta):
           "debian/control.in builds postgresql-PGVERSION-cachebust")
     pgversions = [v.strip() for v in read("debian/pgversions").splitlines() if v.strip() and not v.startswith("#")]
     check(pgversions == ["15"], "debian/pgversions is 15", f"{pgversions}")
+
+    # test/install_deps.sh installs every build dependency (make deb on a fresh machine).
+    m = re.search(r"^Build-Depends:((?:\n .*)+)", read("debian/control"), re.M)
+    build_deps = {re.sub(r"[\s(<\[].*", "", d.strip()) for d in (m.group(1) if m else "").split(",") if d.strip()}
+    build_deps = {"debhelper" if d == "debhelper-compat" else d for d in build_deps}
+    deps_script = read("test/install_deps.sh")
+    listed = set(re.findall(r"[a-z0-9][a-z0-9.+-]+", deps_script[deps_script.find("packages=("):deps_script.find("\n)")]))
+    check(bool(build_deps) and build_deps <= listed, "test/install_deps.sh installs debian/control's Build-Depends",
+          f"missing {sorted(build_deps - listed)}")
 
     # The README's apt line names the package this changelog builds.
     names = re.findall(r"postgresql-\d+-cachebust_([0-9][^_\s]*)_", read("README.md"))
