@@ -7,6 +7,8 @@
 #   make fuzz FUZZ_SECONDS=N      bounded libFuzzer run of the template parser
 #   make prove                    TAP integration tests (real PostgreSQL + Redis)
 #   make bench                    benchmarks against the alternatives (bench/run.sh)
+#   make deb                      the Debian package postgresql-15-cachebust_<version>-1_<arch>.deb
+#   make dist                     cachebust-<version>.zip and .tar.gz (PGXN) from git archive
 #
 # The whole suite, with its dependencies, is test/run_all.sh (see README.md).
 
@@ -74,9 +76,20 @@ PG_SRCS = \
 OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
 REGRESS = setup templates transactions functions watch partitions errors privileges capture_modes
+# pg_regress starts its own preloaded instance (test/regress.conf), unless
+# REGRESS_INSTANCE=server: then it uses the running server PGHOST/PGPORT name,
+# set up with the same settings (debian/tests/installcheck, for pg_buildext).
+ifneq ($(REGRESS_INSTANCE),server)
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=./tmp_check
+endif
 
 PG_CPPFLAGS = -Isrc -isystem $(includedir_server)
+
+# The one version number is the control file's default_version. The library
+# reports it (cachebust.version()); test/check_release.py holds META.json,
+# debian/changelog and the README's package name to it.
+EXTVERSION := $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" $(EXTENSION).control)
+PG_CPPFLAGS += -DCACHEBUST_VERSION='"$(EXTVERSION)"'
 # (-isystem: PostgreSQL headers are not -Wextra clean; the warnings are not ours.)
 # -Wno-register: PostgreSQL headers still use `register`, removed in C++17.
 PG_CXXFLAGS = -std=c++17 -fPIC -Wall -Wextra -Wno-register -Wno-missing-field-initializers
@@ -98,6 +111,8 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 -include $(OBJS:.o=.d)
+# A new version in the control file must reach the library that reports it.
+src/pg/sql_functions.o: $(EXTENSION).control
 EXTRA_CLEAN += $(OBJS:.o=.d)
 
 # ---- tests of the pure core (no server needed) -------------------------
@@ -155,9 +170,32 @@ prove:
 	PATH="$(bindir):$$PATH" PG_REGRESS="$(top_builddir)/src/test/regress/pg_regress" \
 		prove -I $(pgxsdir)/src/test/perl -I test/t $(PROVE_FLAGS) $(PROVE_TESTS)
 
+# ---- release: Debian package, PGXN archives --------------------------------
+#
+# deb: debian/ (PGDG layout) built by dpkg-buildpackage in build/deb, on a
+# copy of the tracked and new files, so that this tree's own build is left
+# alone (pg_buildext cleans the tree it builds in). Build dependencies:
+# test/install_deps.sh. DEB_BUILD_OPTIONS=nocheck skips the build-time
+# pg_regress run.
+DEB_JOBS ?= $(shell nproc)
+deb:
+	rm -rf build/deb && mkdir -p build/deb/cachebust
+	git ls-files -z --cached --others --exclude-standard | \
+		tar --null -T - --ignore-failed-read -c | tar -x -C build/deb/cachebust
+	cd build/deb/cachebust && dpkg-buildpackage -us -uc -b -j$(DEB_JOBS)
+	cp build/deb/postgresql-*-cachebust_*.deb .
+
+# dist: what building, installing and `make installcheck` need, from git
+# archive of HEAD (committed files only; .gitattributes lists what stays out).
+DIST = $(EXTENSION)-$(EXTVERSION)
+dist:
+	@git diff --quiet HEAD -- || echo "make dist: uncommitted changes are not in the archives" >&2
+	git archive --format=tar.gz --prefix=$(DIST)/ -o $(DIST).tar.gz HEAD
+	git archive --format=zip --prefix=$(DIST)/ -o $(DIST).zip HEAD
+
 # ---- benchmarks (installs its own dependencies; results in bench/results/) ----
 
 bench:
 	bash bench/run.sh
 
-.PHONY: unit unit-sanitize fuzz prove bench
+.PHONY: unit unit-sanitize fuzz prove bench deb dist

@@ -38,6 +38,13 @@ FROM pg_catalog.pg_trigger t
 WHERE t.tgfoid = 'cachebust.invalidate()'::regprocedure
   AND NOT t.tgisinternal;
 
+-- ---- 0.3.0: cachebust.version() (issue 26) ----
+-- The version of the loaded library: the control file's default_version it
+-- was built from. After a package upgrade it is ahead of the extension's
+-- version (pg_extension.extversion) until ALTER EXTENSION cachebust UPDATE.
+CREATE FUNCTION version() RETURNS text
+AS 'MODULE_PATHNAME', 'cachebust_version' LANGUAGE C STRICT STABLE PARALLEL SAFE;
+
 -- ---- 0.3.0, the WAL journal (issue 23): internal functions for tests and diagnosis ----
 -- The committed journal targets in WAL from `from_lsn` to the end of WAL readable now.
 CREATE FUNCTION _journal_scan(from_lsn pg_lsn)

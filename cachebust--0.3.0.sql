@@ -35,6 +35,12 @@ AS 'MODULE_PATHNAME', 'cachebust_barrier' LANGUAGE C STRICT VOLATILE;
 CREATE FUNCTION full_key(key text) RETURNS text
 AS 'MODULE_PATHNAME', 'cachebust_full_key' LANGUAGE C STRICT STABLE;
 
+-- The version of the loaded library: the control file's default_version it
+-- was built from. After a package upgrade it is ahead of the extension's
+-- version (pg_extension.extversion) until ALTER EXTENSION cachebust UPDATE.
+CREATE FUNCTION version() RETURNS text
+AS 'MODULE_PATHNAME', 'cachebust_version' LANGUAGE C STRICT STABLE PARALLEL SAFE;
+
 CREATE FUNCTION stats(
     OUT transactions_enqueued bigint,
     OUT targets_enqueued bigint,

@@ -3,6 +3,10 @@ CREATE EXTENSION cachebust;
 SELECT extname, extversion, nspname
 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
 WHERE extname = 'cachebust';
+-- The library reports the version it was built as: the installed control
+-- file's default_version (test/check_release.py checks the other copies).
+SELECT cachebust.version() = default_version AS library_is_control_version
+FROM pg_available_extensions WHERE name = 'cachebust';
 
 SELECT name, setting, unit, context, vartype
 FROM pg_settings WHERE name LIKE 'cachebust.%' ORDER BY name;

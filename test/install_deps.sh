@@ -4,7 +4,9 @@ set -euo pipefail
 packages=(
 	build-essential clang llvm
 	postgresql-15 postgresql-server-dev-15 postgresql-contrib
-	libhiredis-dev redis-server redis-tools redis-sentinel openssl
+	libhiredis-dev libssl-dev redis-server redis-tools redis-sentinel openssl
+	# the Debian package (debian/control's Build-Depends) and its checks
+	debhelper postgresql-server-dev-all lintian git
 	libgtest-dev libipc-run-perl faketime
 	python3-django python3-django-redis python3-redis python3-psycopg2
 	python3-sqlalchemy python3-dogpile.cache

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs the whole cachebust test suite on a Debian 12 machine:
-#   unit tests of the core (plain, then under ASan+UBSan), a bounded fuzz run
-#   of the template parser, pg_regress on a temporary preloaded instance, and
-#   the TAP integration tests against real PostgreSQL and Redis servers.
+#   the release metadata (one version number), unit tests of the core (plain,
+#   then under ASan+UBSan), a bounded fuzz run of the template parser, the
+#   PGXN archives (make dist builds), pg_regress on a temporary preloaded
+#   instance, the TAP integration tests against real PostgreSQL and Redis
+#   servers, and last the Debian package: built, installed with apt-get,
+#   tested as installed, purged.
 # Run as root (it installs packages and the extension) or with sudo rights.
 # PostgreSQL refuses to run as root, so server tests run as `postgres` on a
 # copy of the tree that user owns.
@@ -19,6 +22,9 @@ bash test/install_deps.sh
 jobs=$(nproc)
 export FUZZ_SECONDS=${FUZZ_SECONDS:-15}
 
+echo "== release metadata: META.json, debian/changelog, README against the control file's version"
+python3 test/check_release.py
+
 echo "== build and install"
 make -s -j"$jobs"
 make -s install
@@ -29,6 +35,8 @@ echo "== unit tests under AddressSanitizer and UBSan"
 make -s unit-sanitize
 echo "== fuzzing (template parser, glob matcher, key slot), ${FUZZ_SECONDS}s each"
 make -s fuzz
+echo "== make dist: the PGXN archives hold what a build needs, and build"
+bash test/check_dist.sh
 
 # A copy the unprivileged user can write (results, tmp_check, logs).
 work=$(mktemp -d /tmp/cachebust-test.XXXXXX)
@@ -60,6 +68,13 @@ if ! (cd "$work_rows" && as_postgres env CACHEBUST_WATCH_CAPTURE=row make -s pro
 	for f in "$work_rows"/tmp_check/log/*.log; do
 		[ -f "$f" ] && { echo "---- $f"; tail -n 60 "$f"; }
 	done
+	status=1
+fi
+
+# Last, since it swaps `make install`'s files for the package's (and puts
+# them back when it ends).
+echo "== Debian package: make deb, lintian, apt-get install, pg_regress and a TAP file against it, apt-get purge"
+if ! bash test/package_test.sh; then
 	status=1
 fi
 

@@ -1,7 +1,7 @@
 /*
  * sql_functions.cpp — the SQL-callable functions besides the trigger:
  * manual invalidation, pending(), flush(), wait_for_delivery(), stats(),
- * reset_stats(), and the helpers behind watch() and the watches view.
+ * reset_stats(), version(), and the helpers behind watch() and the watches view.
  */
 #include <string>
 #include <vector>
@@ -96,6 +96,7 @@ PG_FUNCTION_INFO_V1(cachebust_flush);
 PG_FUNCTION_INFO_V1(cachebust_wait_for_delivery);
 PG_FUNCTION_INFO_V1(cachebust_barrier);
 PG_FUNCTION_INFO_V1(cachebust_full_key);
+PG_FUNCTION_INFO_V1(cachebust_version);
 PG_FUNCTION_INFO_V1(cachebust_stats);
 PG_FUNCTION_INFO_V1(cachebust_reset_stats);
 PG_FUNCTION_INFO_V1(cachebust_check_targets);
@@ -232,6 +233,16 @@ cachebust_full_key(PG_FUNCTION_ARGS)
 	appendStringInfoString(&full, prefix);
 	appendBinaryStringInfo(&full, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(full.data, full.len));
+}
+
+/*
+ * version(): the version this library was built as, the control file's
+ * default_version (the Makefile passes it as CACHEBUST_VERSION).
+ */
+PGDLLEXPORT Datum
+cachebust_version(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(CACHEBUST_VERSION));
 }
 
 /* p50, p99 and max of a histogram in ms, as three columns (NULL when empty). */
