@@ -42,12 +42,15 @@
 #   W1 one-row UPDATE; W2 ten one-row UPDATEs in one transaction; W3 one-row
 #   UPDATE of 100 hot rows; W4 one UPDATE of 10k rows; W5 COPY of 100k rows
 #   from a server-side CSV file into an unindexed table (emptied before
-#   each run).
+#   each run); W6 (not in the default list) the UPDATE of W4 that changes
+#   nothing (SET payload = payload): every row compared and found unchanged.
 # Configurations are interleaved within each repetition, order rotated.
 #
 # Knobs (environment):
 #   CPU_REPS (10)            repetitions
-#   CPU_TXNS ("W1=20000 W2=2000 W3=20000 W4=30 W5=5")
+#   CPU_REP_FIRST (1)        number of the first (and seed of its ids), so that
+#                            one-repetition runs can be merged (bench/cpu_ab.sh)
+#   CPU_TXNS ("W1=20000 W2=2000 W3=20000 W4=30 W5=5 W6=30")
 #                            measured transactions per client; a bare number
 #                            sets W1–W3, Wn=N sets one workload
 #   CPU_WARMUP (10)          unmeasured transactions first, % of CPU_TXNS (>= 1)
@@ -61,9 +64,14 @@
 #                            a change: bench/cpu_stats.py --compare A B
 #   CPU_PERF (1)             then profile one backend (perf record, DWARF call graphs)
 #   CPU_PERF_CONFIGS ("key_tag key_tag_row"): one profile each
-#   CPU_PERF_WORKLOAD (W1), CPU_PERF_SECONDS (8),
+#   CPU_PERF_WORKLOAD (W1)   one or more ("W1 W4"): a profile per config and workload
+#   CPU_PERF_SECONDS (8),
 #   CPU_PERF_CLIENTS (1)     pgbench clients while one of their backends is profiled
 #   CPU_PERF_KEEP (0)        1: keep perf.data in the results directory
+#   CPU_PERF_FOCUS ("")      cachebust functions (name substrings, e.g.
+#                            "row_unchanged") whose inclusive share, µs per
+#                            transaction and per row each profile reports
+#   CPU_OUT ("")             results directory instead of bench/results/<timestamp>-cpu[-label]
 # Output: a markdown table on stdout and in
 # bench/results/<timestamp>-cpu[-label]/results.md, raw per-run CSV raw.csv,
 # perf summaries. Runs under flock /tmp/cachebust-bench.lock (taken here;
@@ -95,6 +103,7 @@ if [ -z "${CPU_COST_LOCKED:-}" ] && ! lock_held_above; then
 fi
 
 reps=${CPU_REPS:-10}
+first_rep=${CPU_REP_FIRST:-1}
 workloads=${CPU_WORKLOADS:-"W1 W2 W3 W4 W5"}
 configs=${CPU_CONFIGS:-"none empty_c empty_stmt key key_tag three key_tag_row"}
 clients_list=${CPU_CLIENTS:-"1"}
@@ -106,18 +115,19 @@ perf_configs=${CPU_PERF_CONFIGS:-"key_tag key_tag_row"}
 perf_workload=${CPU_PERF_WORKLOAD:-W1}
 perf_seconds=${CPU_PERF_SECONDS:-8}
 perf_clients=${CPU_PERF_CLIENTS:-1}
+perf_focus=${CPU_PERF_FOCUS:-}
 rows=100000
 copy_rows=${CPU_COPY_ROWS:-100000}
 
-declare -A txns=([W1]=20000 [W2]=2000 [W3]=20000 [W4]=30 [W5]=5)
+declare -A txns=([W1]=20000 [W2]=2000 [W3]=20000 [W4]=30 [W5]=5 [W6]=30)
 for t in ${CPU_TXNS:-}; do
 	case $t in
-	W[1-5]=[0-9]*) txns[${t%%=*}]=${t#*=} ;;
+	W[1-6]=[0-9]*) txns[${t%%=*}]=${t#*=} ;;
 	[0-9]*) txns[W1]=$t txns[W2]=$(( (t + 9) / 10 )) txns[W3]=$t ;;
 	*) echo "CPU_TXNS: cannot read '$t'" >&2; exit 2 ;;
 	esac
 done
-for w in $workloads; do [ -n "${txns[$w]:-}" ] || { echo "unknown workload $w" >&2; exit 2; }; done
+for w in $workloads $perf_workload; do [ -n "${txns[$w]:-}" ] || { echo "unknown workload $w" >&2; exit 2; }; done
 for c in $configs; do
 	case $c in none | empty_c | empty_stmt | key | key_tag | three | key_row | key_tag_row | three_row) ;;
 	*) echo "unknown config $c" >&2; exit 2 ;;
@@ -130,7 +140,7 @@ done
 
 stamp=$(date -u +%Y%m%d-%H%M%S)
 tree="$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- src Makefile '*.sql' 2>/dev/null || echo ', src/ or SQL modified')"
-out="$root/bench/results/$stamp-cpu${label:+-$(echo "$label" | tr -c 'A-Za-z0-9_.\n-' '_')}"
+out=${CPU_OUT:-"$root/bench/results/$stamp-cpu${label:+-$(echo "$label" | tr -c 'A-Za-z0-9_.\n-' '_')}"}
 mkdir -p "$out"
 . bench/lib.sh
 bench_scratch cpu
@@ -273,10 +283,12 @@ worker_pid=$(psql -Atc "SELECT pid FROM pg_stat_activity WHERE backend_type = 'c
 workload_sql() { # workload table
 	case $1 in
 	W5) printf "COPY cpu5_%s FROM '%s' (FORMAT csv);\n" "${2#cpu_}" "$work/w5.csv" ;;
+	# W4's rows, left as they were: the no-op UPDATE (an ORM saving an unchanged object).
+	W6) printf '\\set s random(1, %d)\nUPDATE %s SET payload = payload WHERE id BETWEEN :s AND :s + 9999;\n' "$((rows - 10000))" "$2" ;;
 	*) bench_workload_sql "$1" "$2" "$rows" ;;
 	esac
 }
-rows_per_txn() { case $1 in W1 | W3) echo 1 ;; W2) echo 10 ;; W4) echo 10000 ;; W5) echo "$copy_rows" ;; esac; }
+rows_per_txn() { case $1 in W1 | W3) echo 1 ;; W2) echo 10 ;; W4 | W6) echo 10000 ;; W5) echo "$copy_rows" ;; esac; }
 script() { # workload table
 	cat <<'SQL'
 \set n :n + 1
@@ -341,7 +353,7 @@ measure() { # rep workload config clients
 csv="$out/raw.csv"
 echo "label,rep,workload,config,clients,txns,rows_per_txn,backend_ns,backend_ticks,worker_ns,worker_ticks,wall_s,backend_vcsw,backend_ivcsw" >"$csv"
 start=$(date +%s)
-for r in $(seq 1 "$reps"); do
+for r in $(seq "$first_rep" $((first_rep + reps - 1))); do
 	# Rotate the order each repetition so no configuration always goes first.
 	order=$(echo $configs | tr ' ' '\n' | awk -v r="$r" '{ a[NR] = $0 } END { for (i = 0; i < NR; i++) print a[(i + r - 1) % NR + 1] }')
 	for w in $workloads; do
@@ -349,7 +361,7 @@ for r in $(seq 1 "$reps"); do
 			for c in $order; do measure "$r" "$w" "$c" "$n"; done
 		done
 	done
-	echo "== repetition $r of $reps done after $(( $(date +%s) - start )) s" >&2
+	echo "== repetition $r ($((r - first_rep + 1)) of $reps) done after $(( $(date +%s) - start )) s" >&2
 done
 overflows=$(psql -Atc "SELECT overflows FROM cachebust.stats")
 [ "$overflows" = 0 ] || echo "warning: $overflows transactions overflowed the queue" >&2
@@ -357,42 +369,45 @@ overflows=$(psql -Atc "SELECT overflows FROM cachebust.stats")
 # ---- perf profile of one backend -------------------------------------------------------
 perf_notes=()
 if [ "$do_perf" = 1 ] && [ -x /usr/bin/perf ]; then
-	for pc in $perf_configs; do
-		echo "== perf record of one backend: $pc, $perf_workload, $perf_clients client(s), ${perf_seconds}s" >&2
-		script "$perf_workload" "cpu_$pc" >"$work/script.sql"
-		psql -c "VACUUM cpu_$pc"
-		psql -Atc "SELECT cachebust.barrier(60000)" >/dev/null
-		taskset -c "$client_cpus" "$pgbin/pgbench" -n -M prepared -c "$perf_clients" -j "$perf_clients" -T $((perf_seconds + 3)) -D n=0 -D warm=0 -D total=0 -D run=0 \
-			-f "$work/script.sql" -h "$work" -p "$pg_port" -U postgres postgres >"$work/pgbench-perf.out" 2>&1 &
-		bench_pid=$!
-		backend=""
-		for _ in $(seq 1 50); do
-			backend=$(psql -Atc "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' LIMIT 1")
-			[ -n "$backend" ] && break
-			sleep 0.1
+	for pw in $perf_workload; do
+		for pc in $perf_configs; do
+			echo "== perf record of one backend: $pc, $pw, $perf_clients client(s), ${perf_seconds}s" >&2
+			script "$pw" "cpu_$pc" >"$work/script.sql"
+			psql -c "VACUUM cpu_$pc"
+			psql -Atc "SELECT cachebust.barrier(60000)" >/dev/null
+			taskset -c "$client_cpus" "$pgbin/pgbench" -n -M prepared -c "$perf_clients" -j "$perf_clients" -T $((perf_seconds + 3)) -D n=0 -D warm=0 -D total=0 -D run=0 \
+				-f "$work/script.sql" -h "$work" -p "$pg_port" -U postgres postgres >"$work/pgbench-perf.out" 2>&1 &
+			bench_pid=$!
+			backend=""
+			for _ in $(seq 1 50); do
+				backend=$(psql -Atc "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' LIMIT 1")
+				[ -n "$backend" ] && break
+				sleep 0.1
+			done
+			sleep 1 # past the connection's start-up and the first plans
+			# DWARF unwinding: cachebust.so (C++ flags without
+			# -fno-omit-frame-pointer) and libc have no frame pointers, so
+			# frame-pointer call graphs would skip or misname their callers.
+			/usr/bin/perf record --call-graph "${CPU_PERF_CALLGRAPH:-dwarf,32768}" -F "${CPU_PERF_FREQ:-1999}" \
+				-p "$backend" -o "$work/perf.data" -- sleep "$perf_seconds" 2>>"$work/perf.log" || true
+			wait "$bench_pid" || true
+			# The same configuration's measured backend µs per transaction (as
+			# many clients, without perf), to turn shares into µs.
+			us=$(awk -F, -v w="$pw" -v c="$pc" -v n="$perf_clients" '$3 == w && $4 == c && $5 == n { ns += $8; t += $6 }
+				END { if (t > 0) printf "%.3f", ns / t / 1000 }' "$csv")
+			/usr/bin/python3 "$root/bench/cpu_perf.py" "$work/perf.data" "$pc" "$pw" "$us" "$work/cachebust-loaded.so" "$perf_clients" \
+				"$(rows_per_txn "$pw")" $perf_focus \
+				>"$out/perf-$pc-$pw-c$perf_clients.md" 2>>"$work/perf.log" || true
+			[ "${CPU_PERF_KEEP:-0}" = 1 ] && cp "$work/perf.data" "$out/perf-$pc-$pw-c$perf_clients.data"
+			perf_notes+=("$out/perf-$pc-$pw-c$perf_clients.md")
+			rm -f "$work/perf.data"
 		done
-		sleep 1 # past the connection's start-up and the first plans
-		# DWARF unwinding: cachebust.so (C++ flags without
-		# -fno-omit-frame-pointer) and libc have no frame pointers, so
-		# frame-pointer call graphs would skip or misname their callers.
-		/usr/bin/perf record --call-graph "${CPU_PERF_CALLGRAPH:-dwarf,32768}" -F "${CPU_PERF_FREQ:-1999}" \
-			-p "$backend" -o "$work/perf.data" -- sleep "$perf_seconds" 2>>"$work/perf.log" || true
-		wait "$bench_pid" || true
-		# The same configuration's measured backend µs per transaction (as
-		# many clients, without perf), to turn shares into µs.
-		us=$(awk -F, -v w="$perf_workload" -v c="$pc" -v n="$perf_clients" '$3 == w && $4 == c && $5 == n { ns += $8; t += $6 }
-			END { if (t > 0) printf "%.3f", ns / t / 1000 }' "$csv")
-		/usr/bin/python3 "$root/bench/cpu_perf.py" "$work/perf.data" "$pc" "$perf_workload" "$us" "$work/cachebust-loaded.so" "$perf_clients" \
-			>"$out/perf-$pc-$perf_workload-c$perf_clients.md" 2>>"$work/perf.log" || true
-		[ "${CPU_PERF_KEEP:-0}" = 1 ] && cp "$work/perf.data" "$out/perf-$pc-$perf_workload-c$perf_clients.data"
-		perf_notes+=("$out/perf-$pc-$perf_workload-c$perf_clients.md")
-		rm -f "$work/perf.data"
 	done
 fi
 
 # ---- report ------------------------------------------------------------------------------
 cpu=$(lscpu | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2; exit }')
-repro="env CPU_REPS=$reps CPU_TXNS='$(for w in $workloads; do printf '%s=%s ' "$w" "${txns[$w]}"; done | sed 's/ $//')' CPU_WORKLOADS='$workloads' CPU_CONFIGS='$configs' CPU_CLIENTS='$clients_list' CPU_WARMUP=$warmup_pct CPU_PIN=$pin CPU_PERF=$do_perf CPU_PERF_CONFIGS='$perf_configs' CPU_PERF_WORKLOAD=$perf_workload CPU_PERF_CLIENTS=$perf_clients${label:+ CPU_LABEL=$label} bench/cpu_cost.sh"
+repro="env CPU_REPS=$reps CPU_TXNS='$(for w in $workloads; do printf '%s=%s ' "$w" "${txns[$w]}"; done | sed 's/ $//')' CPU_WORKLOADS='$workloads' CPU_CONFIGS='$configs' CPU_CLIENTS='$clients_list' CPU_WARMUP=$warmup_pct CPU_PIN=$pin CPU_PERF=$do_perf CPU_PERF_CONFIGS='$perf_configs' CPU_PERF_WORKLOAD='$perf_workload' CPU_PERF_CLIENTS=$perf_clients${perf_focus:+ CPU_PERF_FOCUS='$perf_focus'}$([ "$first_rep" = 1 ] || echo " CPU_REP_FIRST=$first_rep")${label:+ CPU_LABEL=$label} bench/cpu_cost.sh"
 {
 	echo "# cachebust backend CPU cost${label:+ ($label)}, $(date -u +%Y-%m-%d)"
 	echo

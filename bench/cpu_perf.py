@@ -1,15 +1,20 @@
 #!/usr/bin/python3
 """Summarizes a perf record of one backend (bench/cpu_cost.sh) as markdown.
 
-    cpu_perf.py PERF.data CONFIG WORKLOAD [US_PER_TXN [LOADED_SO]]
+    cpu_perf.py PERF.data CONFIG WORKLOAD [US_PER_TXN [LOADED_SO [CLIENTS [ROWS_PER_TXN [FOCUS ...]]]]]
 
 Every share is of the backend's own samples (perf record -p), i.e. of the
 backend CPU time cpu_cost.sh measures; with US_PER_TXN (that measure for
 the same config and workload) shares are also shown as µs per transaction.
 The call chains (DWARF-unwound) are read sample by sample from perf script,
 so "on the stack" counts a sample once however many frames match.
+Each FOCUS is part of a cachebust function's name ("row_unchanged"): the
+share of samples with such a function on the stack (inlined or not, its
+lambdas and everything it calls included), as µs per transaction and per
+row, and the leaf functions of those samples.
 """
 import collections
+import math
 import re
 import subprocess
 import sys
@@ -128,6 +133,10 @@ def main():
     us = float(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4] else None
     so = sys.argv[5] if len(sys.argv) > 5 else None
     clients = int(sys.argv[6]) if len(sys.argv) > 6 else 1
+    rows = int(sys.argv[7]) if len(sys.argv) > 7 and sys.argv[7] else 1
+    focus = sys.argv[8:]
+    focus_hits = collections.Counter()
+    focus_leaves = {f: collections.Counter() for f in focus}
     n = 0
     complete = 0
     self_dso = collections.Counter()
@@ -150,8 +159,15 @@ def main():
         for name, _ in CONTEXT:
             if name in names:
                 context[name] += 1
-        for sym in {s for s, d in named if d == "cachebust.so"}:
+        ours_named = {s for s, d in named if d == "cachebust.so"}
+        for sym in ours_named:
             inclusive[sym] += 1
+        for f in focus:
+            if any(f in sym for sym in ours_named):
+                focus_hits[f] += 1
+                # PostgreSQL's static functions have no symbol here: name their caller.
+                caller = f" ← {chain[1][0]}" if leaf[0] == "[unknown]" and len(chain) > 1 else ""
+                focus_leaves[f][f"{leaf[0]} ({leaf[1]}){caller}"] += 1
         if ours:
             on_stack += 1
             entries[ours[-1]] += 1  # the outermost: what PostgreSQL called
@@ -186,6 +202,29 @@ def main():
            f"| PostgreSQL's trigger machinery without cachebust on the stack | {pct(trigger_not_ours)} |"]
     for name, what in CONTEXT:
         out.append(f"| `{name}` on the stack: {what} | {pct(context[name])} |")
+    if focus:
+        per_row = us is not None and rows > 1
+        out += ["", "Focus: samples with a cachebust function of that name on the stack (inlined or not, its lambdas "
+                "and everything it calls included)" + (f"; µs per row = µs per transaction ÷ {rows} rows" if per_row else "")
+                + ". ± is the 95 % interval of the sampling alone (binomial), not of the measured µs per transaction.", "",
+                f"| function | samples | share{' | µs/txn' if us is not None else ''}{' | µs/row' if per_row else ''} |",
+                f"|---|---:|---:|{sep}{'---:|' if per_row else ''}"]
+        for f in focus:
+            k = focus_hits[f]
+            p = k / n
+            h = 1.96 * math.sqrt(p * (1 - p) / n)
+            cells = [str(k), f"{100 * p:.2f} ± {100 * h:.2f} %"]
+            if us is not None:
+                cells.append(f"{us * p:.2f} ± {us * h:.2f}")
+            if per_row:
+                cells.append(f"{us * p / rows:.4f} ± {us * h / rows:.4f}")
+            out.append(f"| `{f}` | " + " | ".join(cells) + " |")
+        for f in focus:
+            if focus_hits[f]:
+                out += ["", f"Leaf functions of the samples with `{f}` on the stack:", "",
+                        f"| leaf function (object) | share of all samples | share of `{f}` |", "|---|---:|---:|"]
+                for sym, k in focus_leaves[f].most_common(10):
+                    out.append(f"| `{short(sym)}` | {100 * k / n:.2f} % | {100 * k / focus_hits[f]:.0f} % |")
     out += ["", "Entry points (the outermost cachebust frame of each sample):", "",
             f"| cachebust entry point | share{col} |", f"|---|---:|{sep}"]
     for sym, k in entries.most_common(8):

@@ -5,6 +5,9 @@
     cpu_stats.py --compare A.csv B.csv [BASE]
                                           B against A (e.g. before/after a change):
                                           the extra over BASE (none) per row
+    cpu_stats.py --paired A.csv B.csv [BASE]
+                                          the same, paired by repetition, for runs
+                                          that took turns (bench/cpu_ab.sh)
 
 A run's value per repetition is backend CPU ns / measured transactions.
 Means carry a 95 % confidence half-width, Student t over repetitions. Extra
@@ -269,9 +272,48 @@ def compare(path_a, path_b, base="none"):
     return "\n".join(out)
 
 
+def sign_test(d):
+    """Two-sided p of as many or more repetitions on one side (ties dropped)."""
+    pos, neg = sum(x > 0 for x in d), sum(x < 0 for x in d)
+    n, k = pos + neg, min(pos, neg)
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+
+
+def compare_paired(path_a, path_b, base="none"):
+    """B against A, repetition by repetition. When the builds took turns
+    (bench/cpu_ab.sh), repetition r of each ran minutes apart on the same
+    rows, so the difference of their extras per repetition leaves out the
+    drift between repetitions. A burst of other load in one run moves the
+    mean far; the median and the sign test are not moved by it."""
+    a, la = load(path_a)
+    b, lb = load(path_b)
+    la, lb = la or "A", lb or "B"
+    out = [f"### {lb} against {la}, paired by repetition", "",
+           f"Per repetition r: (config − {base}) of {lb} minus the same of {la}, µs per row; mean ± 95 % CI, "
+           f"median, and the repetitions where {lb}'s extra is higher, with the two-sided sign test's p.", "",
+           "| workload | clients | config | reps | mean ± CI | median | higher in " + lb + " | sign test p |",
+           "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for k in sorted(set(a) & set(b)):
+        for c in ordered(set(a[k]) & set(b[k])):
+            if c == base:
+                continue
+            reps = sorted(set(a[k][c]) & set(a[k].get(base, {})) & set(b[k][c]) & set(b[k].get(base, {})))
+            if not reps:
+                continue
+            d = [(per_row(b[k][c][r]) - per_row(b[k][base][r])) - (per_row(a[k][c][r]) - per_row(a[k][base][r]))
+                 for r in reps]
+            out.append(f"| {k[0]} | {k[1]} | {c} | {len(d)} | {pm(*mean_ci(d))} | {fmt(statistics.median(d))} | "
+                       f"{sum(x > 0 for x in d)} of {len(d)} | {sign_test(d):.3f} |")
+    return "\n".join(out)
+
+
 if __name__ == "__main__":
     if len(sys.argv) in (4, 5) and sys.argv[1] == "--compare":
         print(compare(*sys.argv[2:]))
+    elif len(sys.argv) in (4, 5) and sys.argv[1] == "--paired":
+        print(compare_paired(*sys.argv[2:]))
     elif len(sys.argv) == 2:
         print(report(sys.argv[1]))
     else:
