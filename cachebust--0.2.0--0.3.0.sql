@@ -100,8 +100,16 @@ CREATE FUNCTION stats(
     OUT standbys_absent text,
     OUT journal_replayed_batches bigint,
     OUT journal_replay_ms bigint,
-    OUT slot_lag_bytes bigint)
+    OUT slot_lag_bytes bigint,
+    OUT delivered_lsn pg_lsn,
+    OUT delivery_lag_bytes bigint)
 AS 'MODULE_PATHNAME', 'cachebust_stats' LANGUAGE C STRICT VOLATILE;
 
 CREATE VIEW stats AS SELECT * FROM stats();
 GRANT SELECT ON stats TO PUBLIC;
+
+-- Read-your-writes by LSN (pooler-safe, and on a standby that delivers to
+-- its own Redis): everything committed up to lsn has been delivered by
+-- this server's worker. Needs the WAL journal.
+CREATE FUNCTION wait_for_lsn(lsn pg_lsn, timeout_ms integer DEFAULT 5000) RETURNS boolean
+AS 'MODULE_PATHNAME', 'cachebust_wait_for_lsn' LANGUAGE C STRICT VOLATILE;

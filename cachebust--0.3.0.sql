@@ -31,6 +31,12 @@ AS 'MODULE_PATHNAME', 'cachebust_wait_for_delivery' LANGUAGE C STRICT VOLATILE;
 CREATE FUNCTION barrier(timeout_ms integer DEFAULT 5000) RETURNS boolean
 AS 'MODULE_PATHNAME', 'cachebust_barrier' LANGUAGE C STRICT VOLATILE;
 
+-- Read-your-writes by LSN (pooler-safe, and on a standby that delivers to
+-- its own Redis): everything committed up to lsn has been delivered by
+-- this server's worker. Needs the WAL journal.
+CREATE FUNCTION wait_for_lsn(lsn pg_lsn, timeout_ms integer DEFAULT 5000) RETURNS boolean
+AS 'MODULE_PATHNAME', 'cachebust_wait_for_lsn' LANGUAGE C STRICT VOLATILE;
+
 -- The Redis name a key target gets in this session (key_prefix applied).
 CREATE FUNCTION full_key(key text) RETURNS text
 AS 'MODULE_PATHNAME', 'cachebust_full_key' LANGUAGE C STRICT STABLE;
@@ -79,7 +85,9 @@ CREATE FUNCTION stats(
     OUT standbys_absent text,
     OUT journal_replayed_batches bigint,
     OUT journal_replay_ms bigint,
-    OUT slot_lag_bytes bigint)
+    OUT slot_lag_bytes bigint,
+    OUT delivered_lsn pg_lsn,
+    OUT delivery_lag_bytes bigint)
 AS 'MODULE_PATHNAME', 'cachebust_stats' LANGUAGE C STRICT VOLATILE;
 
 CREATE VIEW stats AS SELECT * FROM stats();

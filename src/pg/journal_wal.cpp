@@ -388,6 +388,7 @@ JournalReader::read(uint64_t to_lsn, size_t max_records, const Deliver &deliver)
 					if (!taken.empty()) {
 						JournalCommit commit;
 						commit.commit_lsn = next_lsn_;
+						commit.first_lsn = taken.front().first;
 						commit.commit_time_us = parsed.xact_time;
 						commit.xid = xid;
 						commit.batches.reserve(taken.size());

@@ -86,6 +86,7 @@ uint64_t journal_insert_end();
 /* A committed transaction's journal messages, as its commit record says. */
 struct JournalCommit {
 	uint64_t commit_lsn = 0;	/* end of the commit record (what the ring calls commit_lsn) */
+	uint64_t first_lsn = 0;		/* where its first message starts */
 	int64_t commit_time_us = 0; /* commit timestamp, microseconds since the Unix epoch */
 	uint32_t xid = 0;			/* top-level transaction id */
 	/* Encoded batches (core/batch_codec.hpp, seq/time/LSN zero) in WAL order:

@@ -61,6 +61,7 @@ queue_shmem_startup()
 		 * still recorded with its prefixes when the queue is full. */
 		q->lost_reserve = Min(q->capacity / 8, static_cast<uint64>(64 * 1024));
 		pg_atomic_init_u64(&q->delivered_seq, 0);
+		pg_atomic_init_u64(&q->delivered_lsn, 0);
 		pg_atomic_init_u32(&q->flush_requested, 0);
 		SpinLockInit(&q->stats_mutex);
 		q->stats_reset = GetCurrentTimestamp();
@@ -252,6 +253,49 @@ queue_last_seq(void)
 	uint64 seq = shared_queue->last_seq;
 	LWLockRelease(shared_queue->lock);
 	return seq;
+}
+
+uint64
+queue_reserve_seq(void)
+{
+	LWLockAcquire(shared_queue->lock, LW_EXCLUSIVE);
+	uint64 seq = ++shared_queue->last_seq;
+	LWLockRelease(shared_queue->lock);
+	return seq;
+}
+
+bool
+queue_wait_until_lsn(uint64 lsn, int timeout_ms)
+{
+	SharedQueue *q = shared_queue;
+	instr_time start, now;
+	INSTR_TIME_SET_CURRENT(start);
+	bool delivered;
+
+	ConditionVariablePrepareToSleep(&q->delivered_cv);
+	for (;;) {
+		delivered = pg_atomic_read_u64(&q->delivered_lsn) >= lsn;
+		if (delivered)
+			break;
+		INSTR_TIME_SET_CURRENT(now);
+		INSTR_TIME_SUBTRACT(now, start);
+		long remaining = timeout_ms - static_cast<long>(INSTR_TIME_GET_MILLISEC(now));
+		if (remaining <= 0)
+			break;
+		ConditionVariableTimedSleep(&q->delivered_cv, Min(remaining, 100L), PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+	return delivered;
+}
+
+void
+queue_publish_delivered_lsn(uint64 lsn)
+{
+	SharedQueue *q = shared_queue;
+	if (lsn <= pg_atomic_read_u64(&q->delivered_lsn))
+		return;
+	pg_atomic_write_u64(&q->delivered_lsn, lsn);
+	ConditionVariableBroadcast(&q->delivered_cv);
 }
 
 bool

@@ -100,6 +100,10 @@ struct SharedQueue {
 	uint64 undrained_targets;
 	pg_atomic_uint64 delivered_seq;
 	pg_atomic_uint32 flush_requested;
+	/* Every commit whose commit record ends at or before this LSN is
+	 * delivered (with the journal; 0: not known). On a standby that
+	 * delivers to its own Redis: every such commit replayed. */
+	pg_atomic_uint64 delivered_lsn;
 
 	/* Commits above delivered_seq and <= accounted_seq still held back. */
 	uint64 accounted_seq;
@@ -175,6 +179,16 @@ bool queue_wait_until_delivered(uint64 upto, const uint64 *seqs, size_t n, int t
 
 /* The sequence number of the newest commit handed over so far. */
 uint64 queue_last_seq(void);
+
+/* A sequence number for a commit the worker read from WAL (a standby
+ * delivering to its own Redis): the ring's numbering goes on after it. */
+uint64 queue_reserve_seq(void);
+
+/* Waits until delivered_lsn >= lsn; false on timeout. */
+bool queue_wait_until_lsn(uint64 lsn, int timeout_ms);
+
+/* The worker's delivered-through LSN (never moves back). */
+void queue_publish_delivered_lsn(uint64 lsn);
 
 /* Whether any of seqs is uncovered. */
 bool queue_any_uncovered(const uint64 *seqs, size_t n);

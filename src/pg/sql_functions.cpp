@@ -9,6 +9,7 @@
 #include "pg/capture.hpp"
 #include "pg/guard.hpp"
 #include "pg/guc.hpp"
+#include "pg/journal_wal.hpp"
 #include "pg/queue.hpp"
 #include "pg/trigger.hpp"
 
@@ -16,6 +17,8 @@ extern "C" {
 #include "access/relation.h"
 #include "catalog/pg_authid.h"
 #include "access/xlog.h"
+#include "access/xlogrecovery.h"
+#include "utils/pg_lsn.h"
 #include "mb/pg_wchar.h"
 #include "utils/acl.h"
 #include "catalog/pg_type_d.h"
@@ -95,6 +98,7 @@ PG_FUNCTION_INFO_V1(cachebust_pending);
 PG_FUNCTION_INFO_V1(cachebust_flush);
 PG_FUNCTION_INFO_V1(cachebust_wait_for_delivery);
 PG_FUNCTION_INFO_V1(cachebust_barrier);
+PG_FUNCTION_INFO_V1(cachebust_wait_for_lsn);
 PG_FUNCTION_INFO_V1(cachebust_full_key);
 PG_FUNCTION_INFO_V1(cachebust_version);
 PG_FUNCTION_INFO_V1(cachebust_stats);
@@ -219,7 +223,33 @@ cachebust_barrier(PG_FUNCTION_ARGS)
 		ereport(WARNING,
 				(errmsg("barrier() does not wait for this transaction's own targets"),
 				 errdetail("They are sent only after COMMIT.")));
+	/* A standby commits nothing: everything replayed before the call. */
+	if (RecoveryInProgress())
+		PG_RETURN_BOOL(queue_wait_until_lsn(GetXLogReplayRecPtr(nullptr), timeout_ms));
 	PG_RETURN_BOOL(queue_wait_until_delivered(queue_last_seq(), nullptr, 0, timeout_ms));
+}
+
+/*
+ * wait_for_lsn(lsn, timeout_ms): everything committed up to lsn is
+ * delivered by this server's worker — on a primary, and on a standby that
+ * delivers what it replays to its own Redis. Needs the WAL journal, which
+ * is how the worker knows where each commit lies in WAL.
+ */
+PGDLLEXPORT Datum
+cachebust_wait_for_lsn(PG_FUNCTION_ARGS)
+{
+	XLogRecPtr lsn = PG_GETARG_LSN(0);
+	int timeout_ms = PG_GETARG_INT32(1);
+
+	queue_require_preloaded("cachebust.wait_for_lsn()");
+	check_timeout(timeout_ms);
+	if (!journal_active())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cachebust.wait_for_lsn() needs the WAL journal"),
+				 errdetail("cachebust.journal is off, or wal_level is \"minimal\"."),
+				 errhint("Use cachebust.barrier() on the primary instead.")));
+	PG_RETURN_BOOL(queue_wait_until_lsn(lsn, timeout_ms));
 }
 
 /* full_key(text): the Redis name a key target gets in this session. */
@@ -306,8 +336,8 @@ cachebust_stats(PG_FUNCTION_ARGS)
 		snprintf(last_error + strlen(last_error), sizeof(last_error) - strlen(last_error), " (at %s)",
 				 w.last_error_endpoint);
 
-	Datum values[38];
-	bool nulls[38] = {};
+	Datum values[40];
+	bool nulls[40] = {};
 	int i = 0;
 	values[i++] = Int64GetDatum(transactions);
 	values[i++] = Int64GetDatum(targets);
@@ -348,6 +378,13 @@ cachebust_stats(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum(w.journal_replayed_batches);
 	values[i++] = Int64GetDatum(w.journal_replay_us / 1000);
 	values[i++] = Int64GetDatum(w.slot_lag_bytes);
+	/* Delivered through: on a standby, of what it replayed. */
+	uint64 delivered_lsn = pg_atomic_read_u64(&q->delivered_lsn);
+	XLogRecPtr end = RecoveryInProgress() ? GetXLogReplayRecPtr(nullptr) : GetXLogInsertRecPtr();
+	nulls[i] = delivered_lsn == 0;
+	values[i++] = LSNGetDatum(delivered_lsn);
+	nulls[i] = delivered_lsn == 0;
+	values[i++] = Int64GetDatum(end > delivered_lsn ? static_cast<int64>(end - delivered_lsn) : 0);
 	/* (0.1.0's stats() declares fewer columns: they are the first ones.) */
 	Assert(i >= tupdesc->natts);
 

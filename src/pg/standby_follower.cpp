@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "pg/guard.hpp"
+#include "pg/guc.hpp"
 #include "pg/journal_wal.hpp"
 #include "pg/postgres.hpp"
 
@@ -98,6 +99,10 @@ follow_standby(volatile const sig_atomic_t &shutdown_requested)
 		});
 		if (shutdown_requested || !in_recovery)
 			break;
+		if (journal_active() && guc_redis_url != nullptr && guc_redis_url[0] != '\0') {
+			out.deliver_replayed = true;
+			return out;
+		}
 		bool more = journal_active() && follower.step(out, 0);
 		if (!more)
 			pg_call([] {

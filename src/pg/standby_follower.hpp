@@ -9,6 +9,10 @@
  * not delivered); here the standby's worker reads them as they are
  * replayed and keeps a slot of its own at the last one, so that WAL stays
  * and the promoted server's worker knows where to start.
+ *
+ * A standby with a cachebust.redis_url of its own (a regional cache) does
+ * more: its worker delivers what it replays (worker.cpp, standby mode);
+ * following stops as soon as redis_url is set.
  */
 #pragma once
 
@@ -23,12 +27,14 @@ struct StandbyFollowing {
 	 * replay from it. False when the primary's last run was not known to
 	 * write the journal (no progress record yet, or one saying it does not). */
 	bool replayable = false;
+	/* Still in recovery, with a redis_url: deliver what is replayed. */
+	bool deliver_replayed = false;
 };
 
 /*
- * Runs while the server is in recovery; returns once it is promoted, or
- * when a shutdown is requested (shutdown_requested then set by the caller's
- * SIGTERM handler, read through the flag passed in).
+ * Runs while the server is in recovery; returns once it is promoted, once
+ * it has a redis_url to deliver to, or when a shutdown is requested
+ * (shutdown_requested, the caller's SIGTERM flag).
  */
 StandbyFollowing follow_standby(volatile const sig_atomic_t &shutdown_requested);
 

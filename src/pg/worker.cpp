@@ -82,7 +82,8 @@ class Worker final : private DispatcherHost
 {
   public:
 	explicit Worker(const StandbyFollowing &following)
-		: dispatcher_(*this, static_cast<uint64_t>(MyProcPid)), following_(following)
+		: dispatcher_(*this, static_cast<uint64_t>(MyProcPid)), following_(following),
+		  standby_(following.deliver_replayed)
 	{
 	}
 	void run();
@@ -98,8 +99,12 @@ class Worker final : private DispatcherHost
 	void warn_if_empty_prefix_recorded();
 	void start();
 	bool start_journal(const PreviousRun &p, std::string &why_not);
+	void start_standby();
+	void promoted();
 	void drain();
+	void read_replayed();
 	void read_journal();
+	uint64 delivered_bound() const;
 	void advance_slot(bool now);
 	void turn();
 	void publish();
@@ -120,6 +125,11 @@ class Worker final : private DispatcherHost
 
 	/* The WAL journal (journal_wal.hpp) */
 	StandbyFollowing following_; /* what this worker saw before a promotion */
+	/* A standby delivering to its own Redis: batches come from the WAL it
+	 * replays (replayed_), not from the ring; until it is promoted. */
+	bool standby_ = false;
+	std::unique_ptr<JournalReader> replayed_;
+	bool replayed_caught_up_ = false;
 	std::unique_ptr<JournalReader> reader_;
 	bool journal_waits_for_wal_ = false; /* the read needs WAL not flushed yet */
 	bool slot_usable_ = false;			 /* the slot exists and is not invalidated */
@@ -220,6 +230,7 @@ Worker::load_settings()
 	d.standby_max_wait_us = static_cast<int64>(guc_standby_max_wait_ms) * 1000;
 	d.max_pending = static_cast<size_t>(guc_max_pending);
 	d.journal = journal_active();
+	d.source_throttled = standby_;
 
 	EngineSettings s;
 	std::string url = setting(guc_redis_url);
@@ -316,7 +327,8 @@ take_over_shared_state()
 	SeqRange uncovered[kMaxUncoveredRanges];
 	pg_call([&] {
 		SharedQueue *q = shared_queue;
-		p.timeline = GetWALInsertionTimeLine();
+		/* (A standby has none yet: set when it is promoted.) */
+		p.timeline = RecoveryInProgress() ? 0 : GetWALInsertionTimeLine();
 		LWLockAcquire(q->lock, LW_EXCLUSIVE);
 		p.handled = q->previous_run_handled;
 		p.recorded = q->state_recorded;
@@ -536,6 +548,37 @@ Worker::read_journal()
 }
 
 /*
+ * Everything whose commit record ends at or before the returned LSN is
+ * delivered (0: not known now). On a primary: the oldest of what the
+ * dispatcher holds or must read, what transactions writing now have put in
+ * WAL before their batch reached the ring, and otherwise the insert
+ * position read before the last drain — only after a drain that reached
+ * the end of the ring (a batch still in it is accounted for by nobody). On
+ * a standby delivering what it replays: the oldest of what the dispatcher
+ * holds and what the reader holds of transactions still open.
+ */
+uint64
+Worker::delivered_bound() const
+{
+	if (!journal_active())
+		return 0;
+	uint64 bound;
+	if (standby_) {
+		if (replayed_ == nullptr)
+			return 0;
+		bound = replayed_->safe_restart_lsn();
+	} else {
+		if (drain_blocked_ || insert_before_drain_ == 0)
+			return 0;
+		bound = insert_before_drain_;
+		if (open_before_drain_ != 0 && open_before_drain_ < bound)
+			bound = open_before_drain_;
+	}
+	uint64 held = dispatcher_.journal_restart_lsn();
+	return held != 0 && held < bound ? held : bound;
+}
+
+/*
  * Moves the slot to the oldest WAL anything may still need: what the
  * dispatcher holds or must read, what transactions writing now have put in
  * WAL before their batch reached the ring, and otherwise the insert
@@ -546,13 +589,10 @@ void
 Worker::advance_slot(bool now)
 {
 	int64 t = monotonic_us();
-	if (!journal_active() || drain_blocked_ || (!now && t < next_slot_advance_us_))
+	uint64 bound = delivered_bound();
+	if (bound == 0 || (!now && t < next_slot_advance_us_))
 		return;
 	next_slot_advance_us_ = t + kSlotAdvanceUs;
-	uint64 bound = insert_before_drain_;
-	for (uint64 lsn : {open_before_drain_, dispatcher_.journal_restart_lsn()})
-		if (lsn != 0 && lsn < bound)
-			bound = lsn;
 	JournalSlot slot;
 	uint64 insert = 0;
 	pg_call([&] {
@@ -576,7 +616,7 @@ Worker::advance_slot(bool now)
 
 	/* Said to the standbys when the slot moved for WAL other than our own
 	 * last record: an idle server writes nothing. */
-	if (slot_usable_ && slot.restart_lsn > progress_lsn_ && insert_before_drain_ > progress_end_)
+	if (!standby_ && slot_usable_ && slot.restart_lsn > progress_lsn_ && insert_before_drain_ > progress_end_)
 		pg_call([&] {
 			progress_lsn_ = slot.restart_lsn;
 			progress_end_ = journal_write_progress(progress_lsn_);
@@ -589,17 +629,149 @@ Worker::turn()
 {
 	if (pg_atomic_exchange_u32(&shared_queue->flush_requested, 0) != 0)
 		dispatcher_.request_flush();
-	if (journal_active()) {
-		/* In this order (see advance_slot): a transaction not published yet
-		 * writes its first message after this insert position. */
-		insert_before_drain_ = journal_insert_end();
-		open_before_drain_ = journal_oldest_open();
+	if (standby_) {
+		read_replayed();
+	} else {
+		if (journal_active()) {
+			/* In this order (see delivered_bound): a transaction not published
+			 * yet writes its first message after this insert position. */
+			insert_before_drain_ = journal_insert_end();
+			open_before_drain_ = journal_oldest_open();
+		}
+		drain();
+		read_journal();
 	}
-	drain();
-	read_journal();
 	dispatcher_.turn(monotonic_us(), GetCurrentTimestamp());
 	advance_slot(false);
+	/* (Uncovered commits are not delivered: the LSN waits while there are any.) */
+	uint64 delivered = delivered_bound();
+	if (delivered != 0 && dispatcher_.uncovered().empty())
+		pg_call([&] { queue_publish_delivered_lsn(delivered); });
 	publish();
+}
+
+/*
+ * A standby delivering to its own Redis: the batches of the transactions
+ * it has replayed, read from WAL (never past the replay position), get
+ * sequence numbers of the ring's numbering and go to the dispatcher as if
+ * drained. Read only while the engine has room: the slot keeps the rest.
+ */
+void
+Worker::read_replayed()
+{
+	size_t room = std::max<size_t>(static_cast<size_t>(guc_max_pending) / 2, 1);
+	if (replayed_ == nullptr || dispatcher_.pending_targets() >= room)
+		return;
+	std::string batches;
+	uint64 upto = 0;
+	size_t collected = 0;
+	int64 wall = GetCurrentTimestamp();
+	DecodedBatch decoded;
+	auto deliver = [&](JournalCommit &&commit) {
+		std::vector<Target> targets;
+		for (const std::string &bytes : commit.batches) {
+			decode_batch(bytes.data(), bytes.size(), decoded);
+			for (Target &t : decoded.targets)
+				targets.push_back(std::move(t));
+		}
+		collected += targets.size();
+		std::string batch = encode_targets(targets, 0);
+		uint64 seq = 0;
+		pg_call([&] { seq = queue_reserve_seq(); });
+		/* Stamped with the time it was read, about when it was replayed:
+		 * latencies are replay to delivery. */
+		stamp_batch(batch.data(), seq, wall, commit.commit_lsn, commit.first_lsn);
+		batches += batch;
+		upto = seq;
+		return dispatcher_.pending_targets() + collected < room;
+	};
+	int64 until = monotonic_us() + kJournalReadBudgetUs;
+	JournalReadStatus status;
+	do
+		status = replayed_->read(0, kJournalRecordsPerRead, deliver);
+	while (status == JournalReadStatus::more && dispatcher_.pending_targets() + collected < room &&
+		   monotonic_us() < until);
+	replayed_caught_up_ = status == JournalReadStatus::caught_up;
+	if (!batches.empty())
+		dispatcher_.add_drained(batches, upto, monotonic_us());
+
+	if (status == JournalReadStatus::wal_missing || status == JournalReadStatus::failed) {
+		std::string error = replayed_->error();
+		log(LogLine{LogLevel::Warning, "cachebust worker cannot read the WAL this standby replayed: " + error,
+					"The fallback covers this server's key prefixes in its Redis; it goes on from the replay position.",
+					"Keep max_slot_wal_keep_size large enough for the longest Redis outage, or -1."});
+		uint64 seq = 0;
+		uint64 from = 0;
+		pg_call([&] {
+			seq = queue_reserve_seq();
+			JournalSlot slot = journal_slot_recreate();
+			from = slot.restart_lsn;
+		});
+		dispatcher_.add_drained(std::string(), seq, monotonic_us());
+		dispatcher_.fallback_for_all_registered(seq, seq, "the WAL this standby had to deliver is gone");
+		replayed_ = std::make_unique<JournalReader>(from);
+	}
+}
+
+/* The first turn of a standby that delivers what it replays: from its slot on. */
+void
+Worker::start_standby()
+{
+	PreviousRun p = take_over_shared_state();
+	dispatcher_.resume_after(p.drained);
+	JournalSlot slot;
+	pg_call([&] { slot = journal_slot_ensure(); });
+	if (slot.invalidated) {
+		log(LogLine{LogLevel::Warning,
+					"cachebust journal slot \"" + std::string(kJournalSlotName) +
+						"\" on this standby was invalidated: the WAL it kept was removed",
+					"The fallback covers this server's key prefixes in its Redis.",
+					"Raise max_slot_wal_keep_size (or set it to -1)."});
+		pg_call([&] { slot = journal_slot_recreate(); });
+		uint64 seq = 0;
+		pg_call([&] { seq = queue_reserve_seq(); });
+		dispatcher_.add_drained(std::string(), seq, monotonic_us());
+		dispatcher_.fallback_for_all_registered(seq, seq, "the WAL this standby had to deliver is gone");
+	}
+	slot_usable_ = slot.exists && !slot.invalidated;
+	slot_restart_lsn_ = slot.restart_lsn;
+	replayed_ = std::make_unique<JournalReader>(slot.restart_lsn);
+	log(LogLine{LogLevel::Log, "cachebust worker delivers what this standby replays, from WAL " +
+								   lsn_text(slot.restart_lsn) + " on"});
+}
+
+/*
+ * The standby was promoted: what was replayed up to the end of recovery is
+ * read, and from here on batches come from the ring, with no gap (a commit
+ * after the promotion is in both: delivered twice at most) and no fallback.
+ */
+void
+Worker::promoted()
+{
+	uint64 end = 0;
+	pg_call([&] { end = journal_readable_end(); });
+	while (replayed_ != nullptr && replayed_->position() < end) {
+		turn(); /* (reads, bounded by the engine's room, and delivers) */
+		if (replayed_caught_up_ || shutdown_requested)
+			break;
+		wait(dispatcher_.deadline_us(monotonic_us()));
+	}
+	standby_ = false;
+	replayed_.reset();
+	load_settings();
+	TimeLineID timeline = 0;
+	pg_call([&] {
+		timeline = GetWALInsertionTimeLine();
+		worker_state_record_running(timeline);
+		LWLockAcquire(shared_queue->lock, LW_EXCLUSIVE);
+		shared_queue->timeline = timeline;
+		shared_queue->state_recorded = true;
+		shared_queue->previous_run_handled = true;
+		LWLockRelease(shared_queue->lock);
+		progress_lsn_ = slot_restart_lsn_;
+		progress_end_ = journal_write_progress(progress_lsn_);
+	});
+	log(LogLine{LogLevel::Log, "cachebust worker: this server was promoted; it goes on delivering as a primary"});
 }
 
 /* Progress and counters to shared memory. */
@@ -647,7 +819,8 @@ Worker::wait(int64 deadline_us)
 	 * waiting unseen.
 	 */
 	bool deadline_ahead = dispatcher_.waits_for_window(now);
-	if (journal_waits_for_wal_)
+	/* (Replay does not set our latch: a standby looks again soon.) */
+	if (journal_waits_for_wal_ || standby_)
 		timeout_ms = Min(timeout_ms, static_cast<long>(kJournalWalWaitUs / 1000));
 	bool arrived = false;
 	pg_call([&] {
@@ -673,7 +846,10 @@ void
 Worker::run()
 {
 	load_settings();
-	start();
+	if (standby_)
+		start_standby();
+	else
+		start();
 
 	for (;;) {
 		bool reload = false;
@@ -693,6 +869,12 @@ Worker::run()
 		if (shutdown_requested) {
 			shut_down();
 			return;
+		}
+		if (standby_) {
+			bool in_recovery = true;
+			pg_call([&] { in_recovery = RecoveryInProgress(); });
+			if (!in_recovery)
+				promoted();
 		}
 		turn();
 		wait(dispatcher_.deadline_us(monotonic_us()));

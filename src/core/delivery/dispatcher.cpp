@@ -446,7 +446,7 @@ void
 Dispatcher::enforce_max_pending()
 {
 	size_t waiting = coalescer_.size() + engine_.unsent_targets();
-	if (waiting <= settings_.max_pending)
+	if (waiting <= settings_.max_pending || settings_.source_throttled)
 		return;
 	if (settings_.journal) {
 		let_go_to_journal(waiting);

@@ -85,6 +85,9 @@ struct DispatcherSettings {
 	/* Every commit is also in the WAL journal (cachebust.journal, fixed for
 	 * a run of the server): what cannot be held is read back from WAL. */
 	bool journal = false;
+	/* The worker reads no more than max_pending allows (a standby reading
+	 * replayed WAL, which its slot keeps): nothing to let go or cover. */
+	bool source_throttled = false;
 };
 
 /* What the worker adds to the shared counters after a turn. */
