@@ -80,7 +80,7 @@ SELECT * FROM cachebust.pending();
 ROLLBACK;
 
 -- A transaction larger than the queue (64kB here) spills its targets to WAL (the journal) and commits
--- as lost: the fallback covers its prefixes; pending() says so.
+-- as lost (a marker): the worker reads its targets back from WAL; pending() shows its prefixes.
 BEGIN;
 SET LOCAL cachebust.key_prefix = 'big:';
 SELECT cachebust.invalidate_key(VARIADIC array_agg(repeat('x', 100) || g)) FROM generate_series(1, 2000) g;
@@ -89,3 +89,8 @@ SELECT cachebust.invalidate_key('more');
 SELECT * FROM cachebust.pending();
 ROLLBACK;
 SELECT count(*) FROM cachebust.pending();
+
+-- wait_for_lsn(): the timeout is checked; an LSN long past is delivered (the worker publishes
+-- how far every commit is delivered, with the journal).
+SELECT cachebust.wait_for_lsn('0/0', -1);
+SELECT cachebust.wait_for_lsn('0/1', 10000);
