@@ -59,7 +59,8 @@ refuse_during_recovery(const char *fname)
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("%s cannot run during recovery", fname),
-				 errdetail("A standby delivers no invalidations; its changes come from the primary, whose triggers invalidate them."),
+				 errdetail("A standby commits nothing: its changes come from the primary, whose triggers invalidate them "
+						   "(delivered by the standby too when it has a cachebust.redis_url of its own)."),
 				 errhint("Run it on the primary.")));
 }
 
