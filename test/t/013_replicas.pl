@@ -28,7 +28,10 @@ $primary->backup('base');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
 $standby->init_from_backup($primary, 'base', has_streaming => 1);
 # (Its walreceiver connects with application_name 'standby', the node's name.)
+# It shares the primary's Redis and has no worker delivering of its own (a
+# copied redis_url would make it delete after replay itself: 019_regional.pl).
 $standby->append_conf('postgresql.conf', qq{
+cachebust.redis_url = ''
 recovery_min_apply_delay = '300ms'
 wal_receiver_status_interval = '100ms'
 hot_standby_feedback = on
