@@ -185,17 +185,23 @@ queue_request_flush(void)
 	wake_worker(latch);
 }
 
-/* Whether any commit <= upto is uncovered. */
+/*
+ * barrier(): every commit <= upto is delivered or covered, and so is every
+ * commit of the previous run of the server (seq 0 while a replay or a
+ * fallback holds them), which a worker must first have taken over.
+ */
 static bool
-uncovered_upto(uint64 upto)
+all_delivered_upto(uint64 upto)
 {
 	SharedQueue *q = shared_queue;
-	bool found = false;
+	if (pg_atomic_read_u64(&q->delivered_seq) < upto)
+		return false;
 	LWLockAcquire(q->lock, LW_SHARED);
-	for (int r = 0; r < q->n_uncovered && !found; r++)
-		found = q->uncovered_lo[r] <= upto;
+	bool done = q->previous_run_handled && !(q->n_held > 0 && q->held_lo[0] == 0);
+	for (int r = 0; r < q->n_uncovered && done; r++)
+		done = q->uncovered_lo[r] > upto;
 	LWLockRelease(q->lock);
-	return found;
+	return done;
 }
 
 /* Whether each of seqs is delivered: below the watermark, or accounted for and not held. */
@@ -230,8 +236,7 @@ queue_wait_until_delivered(uint64 upto, const uint64 *seqs, size_t n, int timeou
 	ConditionVariablePrepareToSleep(&q->delivered_cv);
 	for (;;) {
 		/* A session's own commits (n > 0) one by one; barrier() everything up to upto. */
-		delivered = n > 0 ? each_delivered(seqs, n) && !queue_any_uncovered(seqs, n)
-						  : pg_atomic_read_u64(&q->delivered_seq) >= upto && !uncovered_upto(upto);
+		delivered = n > 0 ? each_delivered(seqs, n) && !queue_any_uncovered(seqs, n) : all_delivered_upto(upto);
 		if (delivered)
 			break;
 		INSTR_TIME_SET_CURRENT(now);

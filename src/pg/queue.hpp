@@ -170,7 +170,9 @@ void queue_request_flush(void);
 
 /*
  * Waits until delivered_seq >= upto and no uncovered range holds one of
- * seqs (n > 0) or any commit <= upto (n == 0); false on timeout. A commit
+ * seqs (n > 0) or any commit <= upto (n == 0: barrier(), which also waits
+ * for the previous run's commits — taken over by a worker, and not held
+ * by a replay or a fallback); false on timeout. A commit
  * the worker delivered uncovered may still be covered by a later fallback
  * (the operator changes cachebust.fallback, a retry succeeds): the wait
  * goes on for that too.

@@ -35,12 +35,13 @@ sub journal_since
 	              FROM cachebust._journal_scan('$from') WHERE target LIKE '$like'});
 }
 
-# Logical-message records in WAL since $from (whatever the reader makes of them).
+# Journal records (logical messages) in WAL since $from, whatever the
+# reader makes of them; not the worker's progress records.
 sub messages_since
 {
 	my ($from) = @_;
 	return sql(qq{SELECT count(*) FROM pg_get_wal_records_info('$from', pg_current_wal_flush_lsn())
-	              WHERE resource_manager = 'LogicalMessage'});
+	              WHERE resource_manager = 'LogicalMessage' AND description NOT LIKE '%cachebust.progress%'});
 }
 
 # The reader's NOTICE after a scan from $from: (read to, open transactions, safe restart).

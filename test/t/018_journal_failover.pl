@@ -27,6 +27,9 @@ SELECT cachebust.watch('kv', keys => ARRAY['kv:{id}']);
 $primary->backup('base');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
 $standby->init_from_backup($primary, 'base', has_streaming => 1);
+# No Redis of its own while it is a standby (it only follows the primary's
+# progress; with one it would deliver what it replays: 019_regional.pl).
+$standby->append_conf('postgresql.conf', "cachebust.redis_url = ''\n");
 $standby->start;
 $primary->wait_for_catchup($standby, 'replay');
 
@@ -67,6 +70,9 @@ is($primary->safe_psql('postgres', 'SELECT cachebust.barrier(0)'), 'f', 'the pri
 $primary->stop('immediate');
 
 $standby->promote;
+# The new primary delivers to the Redis the old one used.
+$standby->safe_psql('postgres', "ALTER SYSTEM SET cachebust.redis_url = '" . $redis->url . "'");
+$standby->reload;
 $redis->start;
 unlink("$redis->{dir}/dump.rdb");
 
