@@ -283,3 +283,24 @@ TEST_F(JournalDispatch, AReplayedTransactionLargerThanMaxPendingIsDeliveredOnce)
 	EXPECT_FALSE(exists("app:big:29"));
 	EXPECT_FALSE(host.logged("lets them go"));
 }
+
+/* A standby reading replayed WAL throttles itself: more than max_pending
+ * waiting is neither let go nor covered by a fallback. */
+TEST_F(JournalDispatch, AThrottledSourceIsNeverLetGoNorCovered)
+{
+	settings.source_throttled = true;
+	d.configure(settings, engine);
+	server.stop();
+	for (uint64_t seq = 1; seq <= 30; seq++) {
+		d.add_drained(ring_batch(seq, {key("app:s" + std::to_string(seq))}, 100 * seq, 100 * seq + 50), seq,
+					  monotonic_us());
+		d.turn(monotonic_us() + 2000 * seq, 0);
+	}
+	EXPECT_FALSE(d.journal_backlog().active());
+	EXPECT_EQ(d.pending_targets(), 30u) << "held until Redis is back";
+	EXPECT_EQ(d.take_counters().fallbacks, 0u);
+	EXPECT_EQ(d.journal_restart_lsn(), 100u) << "the slot stays at the oldest undelivered commit";
+	server.start_on(server.port());
+	admin.connect(server.url(), RedisTimeouts{});
+	ASSERT_TRUE(run_until([&] { return d.delivered_seq() == 30; }));
+}
