@@ -396,12 +396,15 @@ overflows=$(psql -Atc "SELECT overflows FROM cachebust.stats")
 # ---- perf profile of one backend -------------------------------------------------------
 perf_notes=()
 if [ "$do_perf" = 1 ] && [ -x /usr/bin/perf ]; then
+	# With several CPU_SYNC or CPU_JOURNAL values, the profile is of the first.
+	perf_sync=${sync_list%% *} perf_journal=${journal_list%% *}
+	[ -z "$perf_journal" ] || set_journal "$perf_journal"
 	for pc in $perf_configs; do
-		echo "== perf record of one backend: $pc, $perf_workload, $perf_clients client(s), ${perf_seconds}s" >&2
+		echo "== perf record of one backend: $pc, $perf_workload, $perf_clients client(s), ${perf_seconds}s, sync $perf_sync${perf_journal:+, journal $perf_journal}" >&2
 		script "$perf_workload" "cpu_$pc" >"$work/script.sql"
 		psql -c "VACUUM cpu_$pc"
 		psql -Atc "SELECT cachebust.barrier(60000)" >/dev/null
-		taskset -c "$client_cpus" "$pgbin/pgbench" -n -M prepared -c "$perf_clients" -j "$perf_clients" -T $((perf_seconds + 3)) -D n=0 -D warm=0 -D total=0 -D run=0 \
+		PGOPTIONS="-c synchronous_commit=$perf_sync" taskset -c "$client_cpus" "$pgbin/pgbench" -n -M prepared -c "$perf_clients" -j "$perf_clients" -T $((perf_seconds + 3)) -D n=0 -D warm=0 -D total=0 -D run=0 \
 			-f "$work/script.sql" -h "$work" -p "$pg_port" -U postgres postgres >"$work/pgbench-perf.out" 2>&1 &
 		bench_pid=$!
 		backend=""
@@ -419,7 +422,8 @@ if [ "$do_perf" = 1 ] && [ -x /usr/bin/perf ]; then
 		wait "$bench_pid" || true
 		# The same configuration's measured backend µs per transaction (as
 		# many clients, without perf), to turn shares into µs.
-		us=$(awk -F, -v w="$perf_workload" -v c="$pc" -v n="$perf_clients" '$3 == w && $4 == c && $5 == n { ns += $8; t += $6 }
+		us=$(awk -F, -v w="$perf_workload" -v c="$pc" -v n="$perf_clients" -v s="$perf_sync" -v j="$perf_journal" \
+			'$3 == w && $4 == c && $5 == n && $15 == s && $16 == j { ns += $8; t += $6 }
 			END { if (t > 0) printf "%.3f", ns / t / 1000 }' "$csv")
 		/usr/bin/python3 "$root/bench/cpu_perf.py" "$work/perf.data" "$pc" "$perf_workload" "$us" "$work/cachebust-loaded.so" "$perf_clients" \
 			>"$out/perf-$pc-$perf_workload-c$perf_clients.md" 2>>"$work/perf.log" || true
