@@ -9,7 +9,7 @@
 # default PostgreSQL and pgbench are pinned to one vCPU (CPU_PIN).
 #
 # How: pgbench runs a fixed number of transactions (-t) per client with
-# synchronous_commit = off. The pgbench script itself makes the backend read
+# synchronous_commit = off (CPU_SYNC). The pgbench script itself makes the backend read
 # its own /proc/self/schedstat (first field: ns on the CPU, the scheduler's
 # own clock), /proc/self/stat (utime + stime, in clock ticks, a coarse
 # cross-check) and /proc/self/status (context switches): once right before
@@ -58,6 +58,11 @@
 #   CPU_COPY_ROWS (100000)   rows per COPY in W5
 #   CPU_CONFIGS ("none empty_c empty_stmt key key_tag three key_tag_row")
 #   CPU_CLIENTS ("1")        e.g. "1 2"
+#   CPU_SYNC ("off")         synchronous_commit of the measured sessions, e.g. "on off"
+#   CPU_JOURNAL ("")         e.g. "on off": cachebust.journal, a postmaster
+#                            setting, so each repetition restarts the server
+#                            once per value (order alternating); the report
+#                            then pairs journal on with off (issue 23)
 #   CPU_PIN (same)           same: PostgreSQL and pgbench pinned to one vCPU;
 #                            split: on different vCPUs; none: not pinned
 #   CPU_LABEL ("")           names the run (results dir, CSV), for comparing
@@ -72,6 +77,8 @@
 #                            "row_unchanged") whose inclusive share, µs per
 #                            transaction and per row each profile reports
 #   CPU_OUT ("")             results directory instead of bench/results/<timestamp>-cpu[-label]
+# Every run also records its WAL bytes (pg_current_wal_lsn() before the run
+# and after its delivery, so the worker's progress records are counted too).
 # Output: a markdown table on stdout and in
 # bench/results/<timestamp>-cpu[-label]/results.md, raw per-run CSV raw.csv,
 # perf summaries. Runs under flock /tmp/cachebust-bench.lock (taken here;
@@ -107,6 +114,8 @@ first_rep=${CPU_REP_FIRST:-1}
 workloads=${CPU_WORKLOADS:-"W1 W2 W3 W4 W5"}
 configs=${CPU_CONFIGS:-"none empty_c empty_stmt key key_tag three key_tag_row"}
 clients_list=${CPU_CLIENTS:-"1"}
+sync_list=${CPU_SYNC:-"off"}
+journal_list=${CPU_JOURNAL:-}
 label=${CPU_LABEL:-}
 warmup_pct=${CPU_WARMUP:-10}
 pin=${CPU_PIN:-same}
@@ -133,6 +142,8 @@ for c in $configs; do
 	*) echo "unknown config $c" >&2; exit 2 ;;
 	esac
 done
+for s in $sync_list; do case $s in on | off | local | remote_write) ;; *) echo "CPU_SYNC: on, off, local or remote_write" >&2; exit 2 ;; esac; done
+for j in $journal_list; do case $j in on | off) ;; *) echo "CPU_JOURNAL: on and/or off" >&2; exit 2 ;; esac; done
 for cmd in pg_config redis-server redis-cli /usr/bin/python3 make; do
 	command -v "$cmd" >/dev/null || { echo "$cmd is missing (test/install_deps.sh installs it)" >&2; exit 1; }
 done
@@ -170,8 +181,8 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
 for _ in $(seq 1 50); do [ -s "$work/redis.pid" ] && break; sleep 0.1; done
 redis_pid=$(cat "$work/redis.pid")
 
-# synchronous_commit = off: no wait for the WAL flush, which the walwriter
-# does anyway. autovacuum = off: each run VACUUMs its table first instead,
+# synchronous_commit = off (the measured sessions set CPU_SYNC's value): no
+# wait for the WAL flush, which the walwriter does anyway. autovacuum = off: each run VACUUMs its table first instead,
 # so every run starts from the same table state and no autovacuum worker
 # competes for the CPUs. jit = off: no compile time in a 10k-row UPDATE.
 bench_initdb "$work/pgdata" "$pg_port" <<CONF
@@ -211,6 +222,27 @@ cp "/proc/$pm_pid/map_files/$so_map" "$work/cachebust-loaded.so"
 so_md5=$(md5sum "$work/cachebust-loaded.so" | cut -c1-12)
 so_time=$(stat -c %y "$so" | cut -d. -f1)
 psql() { "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -h "$work" -p "$pg_port" -U postgres -d postgres "$@"; }
+# The worker's pid, once it delivers (again, after a restart).
+find_worker() {
+	worker_pid=""
+	for _ in $(seq 1 100); do
+		worker_pid=$(psql -Atc "SELECT pid FROM pg_stat_activity WHERE backend_type = 'cachebust worker'")
+		[ -n "$worker_pid" ] && break
+		sleep 0.1
+	done
+	[ -n "$worker_pid" ] || { echo "the cachebust worker is not running" >&2; exit 1; }
+	[ "$(psql -Atc "SELECT cachebust.barrier(10000)")" = t ] || { echo "the worker does not deliver to Redis" >&2; exit 1; }
+}
+# cachebust.journal takes a restart (fast stop: a clean one, nothing to
+# replay). Every value gets one, even the one already set: each starts after
+# the same shutdown checkpoint, so each pays the same full-page images.
+set_journal() { # on|off
+	psql -c "ALTER SYSTEM SET cachebust.journal = $1"
+	as_pg "$pgbin/pg_ctl" -D "$work/pgdata" -m fast stop >/dev/null
+	taskset -c "$pg_cpus" runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pgdata" -l "$work/postgres.log" -w start >/dev/null
+	[ "$(psql -Atc "SHOW cachebust.journal")" = "$1" ] || { echo "cachebust.journal did not become $1" >&2; exit 1; }
+	find_worker
+}
 
 # ---- tables --------------------------------------------------------------------
 all_cfgs=$configs
@@ -273,9 +305,7 @@ WHERE c.relname ~ '^cpu_' AND c.relname NOT IN ('cpu_marks', 'cpu_template') AND
 GROUP BY c.relname ORDER BY c.relname
 SQL
 )
-worker_pid=$(psql -Atc "SELECT pid FROM pg_stat_activity WHERE backend_type = 'cachebust worker'")
-[ -n "$worker_pid" ] || { echo "the cachebust worker is not running" >&2; exit 1; }
-[ "$(psql -Atc "SELECT cachebust.barrier(10000)")" = t ] || { echo "the worker does not deliver to Redis" >&2; exit 1; }
+find_worker
 
 # ---- pgbench scripts ---------------------------------------------------------------
 # n counts this client's transactions (pgbench keeps \set variables between
@@ -308,8 +338,8 @@ ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # One measured run; appends a CSV line.
 run_id=0
-measure() { # rep workload config clients
-	local rep=$1 w=$2 c=$3 n=$4 total warm mode=prepared
+measure() { # rep workload config clients sync journal
+	local rep=$1 w=$2 c=$3 n=$4 sync=$5 journal=$6 total warm mode=prepared
 	run_id=$((run_id + 1))
 	warm=$(( (txns[$w] * warmup_pct + 99) / 100 ))
 	[ "$warm" -ge 1 ] || warm=1
@@ -323,15 +353,17 @@ measure() { # rep workload config clients
 		psql -c "VACUUM cpu_$c"
 	fi
 	psql -Atc "SELECT cachebust.barrier(60000)" | grep -q t || echo "warning: delivery not done before run $run_id" >&2
-	local w0 wt0 t0 t1 w1 wt1
+	local w0 wt0 t0 t1 w1 wt1 lsn0 wal
+	lsn0=$(psql -Atc "SELECT pg_current_wal_lsn()")
 	w0=$(sched_ns "$worker_pid") wt0=$(ticks "$worker_pid") t0=$(date +%s.%N)
-	taskset -c "$client_cpus" "$pgbin/pgbench" -n -M "$mode" -c "$n" -j "$n" -t "$total" --random-seed="$rep" \
+	PGOPTIONS="-c synchronous_commit=$sync" taskset -c "$client_cpus" "$pgbin/pgbench" -n -M "$mode" -c "$n" -j "$n" -t "$total" --random-seed="$rep" \
 		-D n=0 -D warm="$warm" -D total="$total" -D run="$run_id" -f "$work/script.sql" \
 		-h "$work" -p "$pg_port" -U postgres postgres >"$work/pgbench.out" 2>&1 ||
 		{ cat "$work/pgbench.out" >&2; exit 1; }
 	t1=$(date +%s.%N)
 	psql -Atc "SELECT cachebust.barrier(60000)" | grep -q t || echo "warning: delivery not done after run $run_id" >&2
 	w1=$(sched_ns "$worker_pid") wt1=$(ticks "$worker_pid")
+	wal=$(psql -Atc "SELECT pg_current_wal_lsn() - '$lsn0'")
 	# The marks: ns from schedstat's first field, ticks from stat's 14th +
 	# 15th, context switches from status (involuntary: preempted, e.g. by
 	# the walwriter or the cachebust worker sharing the vCPU).
@@ -346,19 +378,26 @@ measure() { # rep workload config clients
 	local got ns tk vcs ivcs
 	IFS=, read -r got ns tk vcs ivcs <"$work/marks"
 	[ "$got" = "$n" ] || { echo "run $run_id: $got marks for $n clients" >&2; cat "$work/pgbench.out" >&2; exit 1; }
-	echo "$label,$rep,$w,$c,$n,$((n * txns[$w])),$(rows_per_txn "$w"),$ns,$tk,$((w1 - w0)),$((wt1 - wt0)),$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'),$vcs,$ivcs" >>"$csv"
-	awk -F, '{ printf "  rep %s %s %-7s %s client(s): %8.2f µs/txn backend, %8.3f µs/txn worker\n", $2, $3, $4, $5, $8 / $6 / 1000, $10 / $6 / 1000 }' <(tail -1 "$csv") >&2
+	echo "$label,$rep,$w,$c,$n,$((n * txns[$w])),$(rows_per_txn "$w"),$ns,$tk,$((w1 - w0)),$((wt1 - wt0)),$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'),$vcs,$ivcs,$sync,$journal,$wal,$((n * total))" >>"$csv"
+	awk -F, '{ printf "  rep %s %s %-7s %s client(s) sync %s%s: %8.2f µs/txn backend, %8.3f µs/txn worker, %6.0f WAL bytes/txn\n", $2, $3, $4, $5, $15, ($16 == "" ? "" : " journal " $16), $8 / $6 / 1000, $10 / $6 / 1000, $17 / $18 }' <(tail -1 "$csv") >&2
 }
 
 csv="$out/raw.csv"
-echo "label,rep,workload,config,clients,txns,rows_per_txn,backend_ns,backend_ticks,worker_ns,worker_ticks,wall_s,backend_vcsw,backend_ivcsw" >"$csv"
+echo "label,rep,workload,config,clients,txns,rows_per_txn,backend_ns,backend_ticks,worker_ns,worker_ticks,wall_s,backend_vcsw,backend_ivcsw,sync,journal,wal_bytes,wal_txns" >"$csv"
 start=$(date +%s)
 for r in $(seq "$first_rep" $((first_rep + reps - 1))); do
 	# Rotate the order each repetition so no configuration always goes first.
 	order=$(echo $configs | tr ' ' '\n' | awk -v r="$r" '{ a[NR] = $0 } END { for (i = 0; i < NR; i++) print a[(i + r - 1) % NR + 1] }')
-	for w in $workloads; do
-		for n in $clients_list; do
-			for c in $order; do measure "$r" "$w" "$c" "$n"; done
+	# Journal values alternate their order too (one restart each).
+	journals=$(echo ${journal_list:--} | tr ' ' '\n' | awk -v r="$r" '{ a[NR] = $0 } END { for (i = 0; i < NR; i++) print a[(i + r - 1) % NR + 1] }')
+	for j in $journals; do
+		[ "$j" = - ] && j="" || set_journal "$j"
+		for s in $sync_list; do
+			for w in $workloads; do
+				for n in $clients_list; do
+					for c in $order; do measure "$r" "$w" "$c" "$n" "$s" "$j"; done
+				done
+			done
 		done
 	done
 	echo "== repetition $r ($((r - first_rep + 1)) of $reps) done after $(( $(date +%s) - start )) s" >&2
@@ -369,13 +408,16 @@ overflows=$(psql -Atc "SELECT overflows FROM cachebust.stats")
 # ---- perf profile of one backend -------------------------------------------------------
 perf_notes=()
 if [ "$do_perf" = 1 ] && [ -x /usr/bin/perf ]; then
+	# With several CPU_SYNC or CPU_JOURNAL values, the profile is of the first.
+	perf_sync=${sync_list%% *} perf_journal=${journal_list%% *}
+	[ -z "$perf_journal" ] || set_journal "$perf_journal"
 	for pw in $perf_workload; do
 		for pc in $perf_configs; do
-			echo "== perf record of one backend: $pc, $pw, $perf_clients client(s), ${perf_seconds}s" >&2
+			echo "== perf record of one backend: $pc, $pw, $perf_clients client(s), ${perf_seconds}s, sync $perf_sync${perf_journal:+, journal $perf_journal}" >&2
 			script "$pw" "cpu_$pc" >"$work/script.sql"
 			psql -c "VACUUM cpu_$pc"
 			psql -Atc "SELECT cachebust.barrier(60000)" >/dev/null
-			taskset -c "$client_cpus" "$pgbin/pgbench" -n -M prepared -c "$perf_clients" -j "$perf_clients" -T $((perf_seconds + 3)) -D n=0 -D warm=0 -D total=0 -D run=0 \
+			PGOPTIONS="-c synchronous_commit=$perf_sync" taskset -c "$client_cpus" "$pgbin/pgbench" -n -M prepared -c "$perf_clients" -j "$perf_clients" -T $((perf_seconds + 3)) -D n=0 -D warm=0 -D total=0 -D run=0 \
 				-f "$work/script.sql" -h "$work" -p "$pg_port" -U postgres postgres >"$work/pgbench-perf.out" 2>&1 &
 			bench_pid=$!
 			backend=""
@@ -393,7 +435,8 @@ if [ "$do_perf" = 1 ] && [ -x /usr/bin/perf ]; then
 			wait "$bench_pid" || true
 			# The same configuration's measured backend µs per transaction (as
 			# many clients, without perf), to turn shares into µs.
-			us=$(awk -F, -v w="$pw" -v c="$pc" -v n="$perf_clients" '$3 == w && $4 == c && $5 == n { ns += $8; t += $6 }
+			us=$(awk -F, -v w="$pw" -v c="$pc" -v n="$perf_clients" -v s="$perf_sync" -v j="$perf_journal" \
+				'$3 == w && $4 == c && $5 == n && $15 == s && $16 == j { ns += $8; t += $6 }
 				END { if (t > 0) printf "%.3f", ns / t / 1000 }' "$csv")
 			/usr/bin/python3 "$root/bench/cpu_perf.py" "$work/perf.data" "$pc" "$pw" "$us" "$work/cachebust-loaded.so" "$perf_clients" \
 				"$(rows_per_txn "$pw")" $perf_focus \
@@ -407,14 +450,14 @@ fi
 
 # ---- report ------------------------------------------------------------------------------
 cpu=$(lscpu | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2; exit }')
-repro="env CPU_REPS=$reps CPU_TXNS='$(for w in $workloads; do printf '%s=%s ' "$w" "${txns[$w]}"; done | sed 's/ $//')' CPU_WORKLOADS='$workloads' CPU_CONFIGS='$configs' CPU_CLIENTS='$clients_list' CPU_WARMUP=$warmup_pct CPU_PIN=$pin CPU_PERF=$do_perf CPU_PERF_CONFIGS='$perf_configs' CPU_PERF_WORKLOAD='$perf_workload' CPU_PERF_CLIENTS=$perf_clients${perf_focus:+ CPU_PERF_FOCUS='$perf_focus'}$([ "$first_rep" = 1 ] || echo " CPU_REP_FIRST=$first_rep")${label:+ CPU_LABEL=$label} bench/cpu_cost.sh"
+repro="env CPU_REPS=$reps CPU_TXNS='$(for w in $workloads; do printf '%s=%s ' "$w" "${txns[$w]}"; done | sed 's/ $//')' CPU_WORKLOADS='$workloads' CPU_CONFIGS='$configs' CPU_CLIENTS='$clients_list' CPU_SYNC='$sync_list'${journal_list:+ CPU_JOURNAL='$journal_list'} CPU_WARMUP=$warmup_pct CPU_PIN=$pin CPU_PERF=$do_perf CPU_PERF_CONFIGS='$perf_configs' CPU_PERF_WORKLOAD='$perf_workload' CPU_PERF_CLIENTS=$perf_clients${perf_focus:+ CPU_PERF_FOCUS='$perf_focus'}$([ "$first_rep" = 1 ] || echo " CPU_REP_FIRST=$first_rep")${label:+ CPU_LABEL=$label} bench/cpu_cost.sh"
 {
 	echo "# cachebust backend CPU cost${label:+ ($label)}, $(date -u +%Y-%m-%d)"
 	echo
 	echo "Machine: $(nproc) vCPU ($cpu), $(free -g | awk '/Mem:/ { print $2 }') GiB RAM; PostgreSQL $("$pgbin/postgres" -V | awk '{ print $3 }'), Redis $(redis-server -v | grep -o 'v=[0-9.]*' | cut -d= -f2)."
 	echo "cachebust.so run by this server: md5 $so_md5 (installed $so_time$([ "$(md5sum "$so" | cut -c1-12)" = "$so_md5" ] || echo ', replaced by another install during the run')); working tree at $tree."
 	echo
-	echo "Method: pgbench -M prepared (W5 -M simple), synchronous_commit = off, a fixed number of transactions per client after $warmup_pct % unmeasured warm-up;"
+	echo "Method: pgbench -M prepared (W5 -M simple), synchronous_commit = $(echo $sync_list | sed 's/ / and /')${journal_list:+, cachebust.journal = $(echo $journal_list | sed 's/ / and /') (a restart each)}, a fixed number of transactions per client after $warmup_pct % unmeasured warm-up;"
 	echo "CPU placement: $pin (PostgreSQL on vCPU $pg_cpus, pgbench on vCPU $client_cpus)."
 	echo "each backend reads its own /proc/self/schedstat (ns on the CPU) right before the first and after the last measured transaction."
 	echo "Configurations interleaved within each of $reps repetitions, order rotated; mean ± 95 % CI half-width (Student t over repetitions)."

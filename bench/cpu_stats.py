@@ -14,6 +14,11 @@ Means carry a 95 % confidence half-width, Student t over repetitions. Extra
 costs are paired: the difference with the baseline *of the same repetition*
 (the same rows, minutes apart), which removes the drift between repetitions.
 Comparisons of two runs are unpaired (Welch).
+
+Runs with more than one synchronous_commit or cachebust.journal value
+(CPU_SYNC, CPU_JOURNAL) get the tables once per combination; with journal
+on and off, a last table pairs them: backend CPU, throughput and WAL bytes
+per transaction of journal on against off in the same repetition.
 """
 import csv
 import math
@@ -84,20 +89,28 @@ def pm(m, h):
 
 
 def load(path):
-    """{(workload, clients): {config: {rep: row}}} and the run's label."""
-    runs = defaultdict(lambda: defaultdict(dict))
+    """{(synchronous_commit, journal): {(workload, clients): {config: {rep: row}}}}
+    and the run's label. (Runs before CPU_SYNC and CPU_JOURNAL: ("off", "").)"""
+    variants = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
     label = ""
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
             label = r["label"] or label
+            runs = variants[(r.get("sync") or "off", r.get("journal") or "")]
             key = (r["workload"], int(r["clients"]))
             runs[key][r["config"]][int(r["rep"])] = {
                 "txns": int(r["txns"]), "rows": int(r["rows_per_txn"]),
                 "ns": int(r["backend_ns"]), "ticks": int(r["backend_ticks"]),
                 "worker_ns": int(r["worker_ns"]), "wall": float(r["wall_s"]),
                 "vcsw": int(r.get("backend_vcsw") or 0), "ivcsw": int(r.get("backend_ivcsw") or 0),
+                "wal_bytes": int(r.get("wal_bytes") or 0), "wal_txns": int(r.get("wal_txns") or 0),
             }
-    return runs, label
+    return variants, label
+
+
+def variant_title(v):
+    sync, journal = v
+    return f"synchronous_commit = {sync}" + (f", cachebust.journal = {journal}" if journal else "")
 
 
 def ordered(configs):
@@ -159,9 +172,52 @@ def throughput(runs):
 
 
 def report(path):
-    runs, _ = load(path)
-    if not runs:
+    variants, _ = load(path)
+    if not variants:
         return "(no measured runs)"
+    if len(variants) == 1:
+        return report_runs(next(iter(variants.values())))
+    out = []
+    for v in sorted(variants):
+        out += [f"## {variant_title(v)}", "", report_runs(variants[v]), ""]
+    out += journal_report(variants)
+    return "\n".join(out)
+
+
+def journal_report(variants):
+    """cachebust.journal on against off, paired by repetition (issue 23)."""
+    syncs = sorted({s for s, j in variants if (s, "on") in variants and (s, "off") in variants})
+    if not syncs:
+        return []
+    out = ["## WAL journal: on against off (paired by repetition)", "",
+           "Each cell: mean ± 95 % CI over the repetitions. Extra CPU: backend µs per transaction with the journal "
+           "on − off in the same repetition (each repetition restarts the server once per setting). Throughput: "
+           "wall time off ÷ wall time on for the same transactions. WAL: bytes from pg_current_wal_lsn() before the "
+           "run to after its delivery, over all its transactions (warm-up included).", "",
+           "| sync | workload | clients | config | reps | µs/txn, off | µs/txn, on | extra µs/txn | throughput on ÷ off "
+           "| WAL bytes/txn, off | WAL bytes/txn, on | extra WAL bytes/txn |",
+           "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in syncs:
+        off, on = variants[(s, "off")], variants[(s, "on")]
+        for k in sorted(set(off) & set(on), key=lambda k: (k[0], k[1])):
+            for c in ordered(set(off[k]) & set(on[k])):
+                common = sorted(set(off[k][c]) & set(on[k][c]))
+                if not common:
+                    continue
+                a = [off[k][c][r] for r in common]
+                b = [on[k][c][r] for r in common]
+                wal = lambda x: x["wal_bytes"] / x["wal_txns"] if x["wal_txns"] else float("nan")
+                out.append(f"| {s} | {k[0]} | {k[1]} | {c} | {len(common)} | "
+                           f"{pm(*mean_ci([per_txn(x) for x in a]))} | {pm(*mean_ci([per_txn(x) for x in b]))} | "
+                           f"{pm(*mean_ci([per_txn(y) - per_txn(x) for x, y in zip(a, b)]))} | "
+                           f"{pm(*mean_ci([x['wall'] / y['wall'] for x, y in zip(a, b)]))} | "
+                           f"{pm(*mean_ci([wal(x) for x in a]))} | {pm(*mean_ci([wal(y) for y in b]))} | "
+                           f"{pm(*mean_ci([wal(y) - wal(x) for x, y in zip(a, b)]))} |")
+    out.append("")
+    return out
+
+
+def report_runs(runs):
     out = []
     for clients in sorted({k[1] for k in runs}):
         keys = sorted(k for k in runs if k[1] == clients)
@@ -244,9 +300,18 @@ def compare(path_a, path_b, base="none"):
     """B against A. Absolute levels drift between runs (the machine, other
     load), so the change that matters is that of the extra over a baseline
     measured in the same run, per repetition; both are shown."""
-    a, la = load(path_a)
-    b, lb = load(path_b)
+    va, la = load(path_a)
+    vb, lb = load(path_b)
     la, lb = la or "A", lb or "B"
+    out = []
+    for v in sorted(set(va) & set(vb)):
+        if len(va) > 1 or len(vb) > 1:
+            out += [f"## {variant_title(v)}", ""]
+        out += compare_runs(va[v], vb[v], la, lb, path_a, path_b, base)
+    return "\n".join(out)
+
+
+def compare_runs(a, b, la, lb, path_a, path_b, base):
 
     def extras(runs, k, c):
         common = sorted(set(runs[k].get(base, {})) & set(runs[k][c]))
@@ -269,7 +334,8 @@ def compare(path_a, path_b, base="none"):
                 ex = "– | – | –"
             out.append(f"| {k[0]} | {k[1]} | {c} | {ex} | {pm(*mean_ci(xa))} | {pm(*mean_ci(xb))} | "
                        f"{pm(d, h)} ({100 * d / statistics.fmean(xa):+.1f} %) |")
-    return "\n".join(out)
+    out.append("")
+    return out
 
 
 def sign_test(d):
