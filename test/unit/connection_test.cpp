@@ -407,8 +407,11 @@ TEST(HostileServer, OneWakeupReadsABoundedAmount)
 	size_t first = conn.input_buffered();
 	EXPECT_GT(first, 0u);
 	EXPECT_LE(first, Connection::kMaxReadPerWakeup);
-	EXPECT_NE(conn.deadline_us(), 0);
-	EXPECT_LE(conn.deadline_us(), monotonic_us());
+	/* (The deadline first, the clock after: the two arguments of one
+	 * EXPECT_LE may be evaluated in either order.) */
+	int64_t deadline = conn.deadline_us();
+	EXPECT_NE(deadline, 0);
+	EXPECT_LE(deadline, monotonic_us());
 	conn.on_timer(); /* more input was left: read on without waiting for the socket */
 	EXPECT_GT(conn.input_buffered(), first);
 	EXPECT_LE(conn.input_buffered(), 2 * Connection::kMaxReadPerWakeup);
