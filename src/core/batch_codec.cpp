@@ -180,6 +180,96 @@ decode_batch(const char *data, size_t available, DecodedBatch &out)
 	return header.total_len;
 }
 
+namespace {
+
+void
+put_varint(std::string &out, uint64_t v)
+{
+	while (v >= 0x80) {
+		out.push_back(static_cast<char>((v & 0x7F) | 0x80));
+		v >>= 7;
+	}
+	out.push_back(static_cast<char>(v));
+}
+
+uint64_t
+get_varint(const unsigned char *&p, const unsigned char *end)
+{
+	uint64_t v = 0;
+	for (int shift = 0; shift < 64; shift += 7) {
+		if (p == end)
+			throw std::runtime_error("corrupt journal message: truncated length");
+		uint8_t b = *p++;
+		v |= static_cast<uint64_t>(b & 0x7F) << shift;
+		if ((b & 0x80) == 0)
+			return v;
+	}
+	throw std::runtime_error("corrupt journal message: length too long");
+}
+
+} // namespace
+
+void
+encode_journal_into(const PendingSet &pending, int nest_level, std::string &out)
+{
+	const std::vector<PendingSet::Entry> &entries = pending.entries();
+	/* Levels only grow towards the end of the set, so a level is a tail. */
+	size_t from = entries.size();
+	if (nest_level > 0)
+		while (from > 0 && entries[from - 1].nest_level >= nest_level)
+			from--;
+	else
+		from = 0;
+	out.clear();
+	out.push_back(static_cast<char>(kJournalFormat));
+	for (size_t i = from; i < entries.size(); i++) {
+		const Target &t = entries[i].target;
+		out.push_back(static_cast<char>(t.kind));
+		out.push_back(static_cast<char>((t.glob ? kTargetGlob : 0) | (t.immediate ? kTargetImmediate : 0)));
+		put_varint(out, t.tag_prefix_len);
+		put_varint(out, t.prefix_len);
+		put_varint(out, t.key.size());
+		out.append(t.key);
+	}
+}
+
+void
+decode_journal_message(const char *data, size_t len, std::vector<Target> &out)
+{
+	if (len == 0)
+		throw std::runtime_error("empty journal message");
+	if (static_cast<uint8_t>(data[0]) != kJournalFormat) {
+		DecodedBatch batch;
+		decode_batch(data, len, batch);
+		for (Target &t : batch.targets)
+			out.push_back(std::move(t));
+		return;
+	}
+	const auto *p = reinterpret_cast<const unsigned char *>(data) + 1;
+	const auto *end = reinterpret_cast<const unsigned char *>(data) + len;
+	while (p != end) {
+		if (end - p < 2)
+			throw std::runtime_error("corrupt journal message: truncated target");
+		Target t;
+		uint8_t kind = *p++;
+		uint8_t flags = *p++;
+		uint64_t tag_prefix_len = get_varint(p, end);
+		uint64_t prefix_len = get_varint(p, end);
+		uint64_t key_len = get_varint(p, end);
+		if (kind > static_cast<uint8_t>(TargetKind::Bump) || key_len > static_cast<uint64_t>(end - p) ||
+			tag_prefix_len > key_len || prefix_len > key_len)
+			throw std::runtime_error("corrupt journal message: bad target");
+		t.kind = static_cast<TargetKind>(kind);
+		t.glob = (flags & kTargetGlob) != 0;
+		t.immediate = (flags & kTargetImmediate) != 0;
+		t.tag_prefix_len = static_cast<uint32_t>(tag_prefix_len);
+		t.prefix_len = static_cast<uint32_t>(prefix_len);
+		t.key.assign(reinterpret_cast<const char *>(p), static_cast<size_t>(key_len));
+		p += key_len;
+		out.push_back(std::move(t));
+	}
+}
+
 void
 ring_copy_in(char *ring, uint64_t capacity, uint64_t pos, const char *src, size_t len)
 {

@@ -92,6 +92,28 @@ std::string encode_lost_batch(const std::vector<std::string> &prefixes);
 /* Fills in what is only known at commit; `batch` is an encoded batch. */
 void stamp_batch(char *batch, uint64_t seq, int64_t commit_time_us, uint64_t commit_lsn, uint64_t first_lsn = 0);
 
+/*
+ * The journal's message (a transaction's targets in WAL) has a compact
+ * format of its own: none of the ring's fields (state, length, sequence
+ * number, times, LSNs) mean anything in WAL, and every byte there is
+ * written, checksummed and kept:
+ *
+ *   kJournalFormat | per target: kind | flags | varint tag_prefix_len |
+ *                    varint prefix_len | varint key_len | key bytes
+ *
+ * (varint: 7 bits per byte, low first, high bit = more.) A message in
+ * the ring's format (what the first 0.3.0 builds wrote) is read too.
+ */
+constexpr uint8_t kJournalFormat = 0xCB;
+
+/* The whole set, or (nest_level > 0) only the entries at that level or
+ * deeper, as one journal message, into out (its memory reused). */
+void encode_journal_into(const PendingSet &pending, int nest_level, std::string &out);
+
+/* Appends the targets of one journal message to out. Throws
+ * std::runtime_error when the bytes are not a journal message. */
+void decode_journal_message(const char *data, size_t len, std::vector<Target> &out);
+
 /* A batch copied out of the ring. */
 struct DecodedBatch {
 	uint64_t seq = 0;

@@ -20,9 +20,9 @@
  * of it, so wait_for_delivery() and barrier() cover it.
  *
  * With the WAL journal (cachebust.journal, journal_wal.hpp), PRE_COMMIT
- * also writes the encoded batch — the very bytes the ring gets, before the
- * hand-off stamps seq, time and LSN into them — as a transactional logical
- * message: it is durable exactly when the commit is, and gone with an abort.
+ * also writes the same targets, in the journal's compact format
+ * (batch_codec.hpp), as a transactional logical message: it is durable
+ * exactly when the commit is, and gone with an abort.
  * From just before its first message until its batch is in the ring, the
  * transaction publishes where that message starts (journal_open_here), so
  * that the worker never lets the slot pass WAL it may still have to read.
@@ -74,6 +74,9 @@ static std::vector<std::string> encoded_lost_prefixes;
 /* The key prefixes this transaction's targets were built with (almost always one). */
 static std::vector<std::string> prefixes_used;
 
+/* The journal message being written (its own compact format, batch_codec.hpp). */
+static std::string journal_message;
+
 /* At or before this transaction's first journal message (0: none written yet);
  * published for the worker until the batch is in the ring (journal_open_here). */
 static uint64 journal_first_lsn = 0;
@@ -119,8 +122,8 @@ spill_to_journal()
 	int level = GetCurrentTransactionNestLevel();
 	if (pending.empty() || pending.entries().back().nest_level < level)
 		return;
-	encode_level_into(pending, level, encoded_batch);
-	pg_call([&] { write_journal_message(encoded_batch); });
+	encode_journal_into(pending, level, journal_message);
+	pg_call([&] { write_journal_message(journal_message); });
 	/* In WAL now, tied to this subtransaction: drop them as its rollback would. */
 	pending.abort_subtransaction(level);
 }
@@ -247,6 +250,10 @@ reset_transaction_state() noexcept
 		std::string().swap(encoded_batch);
 	else
 		encoded_batch.clear();
+	if (journal_message.capacity() > 64 * 1024)
+		std::string().swap(journal_message);
+	else
+		journal_message.clear();
 }
 
 /* XactLastCommitEnd before this transaction's commit record, if it writes one. */
@@ -271,6 +278,8 @@ prepare_for_commit()
 			encoded_targets = pending.size();
 			encoded_immediate = pending.any_immediate();
 		}
+		if (journal_it)
+			encode_journal_into(pending, 0, journal_message);
 		if (prefixes_used != encoded_lost_prefixes) {
 			encoded_lost = encode_lost_batch(prefixes_used);
 			encoded_lost_prefixes = prefixes_used;
@@ -290,7 +299,7 @@ prepare_for_commit()
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("cachebust could not prepare %zu invalidation targets for commit", pending.size())));
 	if (journal_it)
-		write_journal_message(encoded_batch);
+		write_journal_message(journal_message);
 }
 
 /* After COMMIT: the transaction is already visible; nothing here may ERROR. */

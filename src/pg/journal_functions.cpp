@@ -52,11 +52,12 @@ cachebust_journal_scan(PG_FUNCTION_ARGS)
 		uint64_t to = 0;
 		pg_call([&] { to = journal_readable_end(); });
 		JournalReader reader(from);
-		DecodedBatch batch;
+		std::vector<Target> targets;
 		auto deliver = [&](JournalCommit &&commit) {
 			for (const std::string &bytes : commit.batches) {
-				decode_batch(bytes.data(), bytes.size(), batch);
-				for (const Target &t : batch.targets) {
+				targets.clear();
+				decode_journal_message(bytes.data(), bytes.size(), targets);
+				for (const Target &t : targets) {
 					pg_call([&] {
 						Datum values[4];
 						bool nulls[4] = {false, false, false, false};

@@ -518,14 +518,10 @@ Worker::read_journal()
 	}
 	int64 now = monotonic_us();
 	int64 until = now + kJournalReadBudgetUs;
-	DecodedBatch decoded;
 	auto deliver = [&](JournalCommit &&commit) {
 		std::vector<Target> targets;
-		for (const std::string &bytes : commit.batches) {
-			decode_batch(bytes.data(), bytes.size(), decoded);
-			for (Target &t : decoded.targets)
-				targets.push_back(std::move(t));
-		}
+		for (const std::string &bytes : commit.batches)
+			decode_journal_message(bytes.data(), bytes.size(), targets);
 		dispatcher_.add_replayed(std::move(targets), commit.commit_lsn, now);
 		return dispatcher_.journal_wants_read(); /* (the engine's room, commit by commit) */
 	};
@@ -666,14 +662,10 @@ Worker::read_replayed()
 	uint64 upto = 0;
 	size_t collected = 0;
 	int64 wall = GetCurrentTimestamp();
-	DecodedBatch decoded;
 	auto deliver = [&](JournalCommit &&commit) {
 		std::vector<Target> targets;
-		for (const std::string &bytes : commit.batches) {
-			decode_batch(bytes.data(), bytes.size(), decoded);
-			for (Target &t : decoded.targets)
-				targets.push_back(std::move(t));
-		}
+		for (const std::string &bytes : commit.batches)
+			decode_journal_message(bytes.data(), bytes.size(), targets);
 		collected += targets.size();
 		std::string batch = encode_targets(targets, 0);
 		uint64 seq = 0;
