@@ -558,7 +558,7 @@ redisver=$(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')
 	echo
 	echo "Machine: $(nproc) vCPU, $(free -g | awk '/^Mem:/ { print $2 }') GiB RAM; PostgreSQL $pgver, Redis $redisver."
 	if [ "$mode" = regional ]; then
-		echo "One primary (cachebust.redis_url = Redis A, standby_names = the standby) + one streaming standby (pg_basebackup, hot_standby_feedback = on, cachebust.redis_url = Redis B; apply delay per cell) + Redis A + Redis B, all local; debounce_ms per cell on both servers; cachebust defaults otherwise (standby_max_wait_ms 60 s)."
+		echo "One primary (cachebust.redis_url = Redis A, standby_names = the standby) + one streaming standby (pg_basebackup, hot_standby_feedback = on, max_standby_streaming_delay = -1, cachebust.redis_url = Redis B; apply delay per cell) + Redis A + Redis B, all local; debounce_ms per cell on both servers; cachebust defaults otherwise (standby_max_wait_ms 60 s)."
 	else
 		echo "One primary + one streaming standby (pg_basebackup, hot_standby_feedback = on; apply delay and wal_receiver_status_interval per variant) + one Redis, all local; cachebust defaults otherwise (debounce_ms ${debounce_ms:-50}, standby_max_wait_ms 60 s)."
 	fi
