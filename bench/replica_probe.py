@@ -35,6 +35,15 @@ next probe so commits do not line up with the worker's windows.
 
 Appends one CSV line per probe to CSV_PATH and prints one summary line of
 key=value pairs (times in ms, "-" where no probe had one).
+
+Regional caches (bench/replica_staleness.sh BENCH_MODE=regional): REDIS_PORT
+may name several caches, NAME=PORT[,NAME=PORT...], e.g.
+regional=6380,standby_names=6379. Each probe then caches the row in every one
+of them before its one commit and runs one reader per cache, all in the same
+poll loop, each with its own GET / standby read / SET: the caches are
+measured on the same commit and the same replay (paired). The CSV gets the
+cache's name after LABEL, and one summary line per cache, starting with
+cache=NAME.
 """
 import csv
 import random
@@ -58,7 +67,9 @@ class Runner:
     def __init__(self, args):
         (self.primary_dsn, self.standby_dsn, redis_port, first_id, count, threads,
          poll_ms, cap_s, self.label, self.csv_path) = args
-        self.redis_port = int(redis_port)
+        # "PORT", or "NAME=PORT,NAME=PORT..." (several caches, named in the CSV)
+        self.named = "=" in redis_port
+        self.caches = [tuple(c.split("=", 1)) for c in redis_port.split(",")] if self.named else [("", redis_port)]
         self.first_id, self.count, self.threads = int(first_id), int(count), int(threads)
         self.poll = float(poll_ms) / 1000.0
         self.cap = float(cap_s)
@@ -81,14 +92,14 @@ class Runner:
             standby = psycopg2.connect(self.standby_dsn)
             standby.autocommit = True
             pcur, scur = primary.cursor(), standby.cursor()
-            r = redis.Redis(host="127.0.0.1", port=self.redis_port)
+            caches = [(name, redis.Redis(host="127.0.0.1", port=int(port))) for name, port in self.caches]
             while True:
                 row_id = self.take()
                 if row_id is None:
                     break
-                row = self.probe(pcur, scur, r, row_id)
+                rows = self.probe(pcur, scur, caches, row_id)
                 with self.lock:
-                    self.rows.append(row)
+                    self.rows.extend(rows)
                 time.sleep(random.uniform(0.0, 0.05))
             primary.close()
             standby.close()
@@ -96,12 +107,13 @@ class Runner:
             with self.lock:
                 self.errors.append(repr(e))
 
-    def probe(self, pcur, scur, r, row_id):
+    def probe(self, pcur, scur, caches, row_id):
         key = "bench:item:%d" % row_id
         pcur.execute("SELECT v FROM items WHERE id = %s", (row_id,))
         old = str(pcur.fetchone()[0])
         new = str(int(old) + 1)
-        r.set(key, old)
+        for _, r in caches:
+            r.set(key, old)
         pcur.execute("UPDATE items SET v = %s WHERE id = %s", (int(new), row_id))
         t0 = time.monotonic()
         t0_unix = time.time()  # to line up with Redis' own clock (MONITOR, BENCH_TRACE)
@@ -109,48 +121,70 @@ class Runner:
         def since():
             return (time.monotonic() - t0) * 1000.0
 
+        standby_new = [None]  # when a read of the standby first returned the new value (any reader's)
+
         def read_standby():
             scur.execute("SELECT v FROM items WHERE id = %s", (row_id,))
-            return str(scur.fetchone()[0])
+            value = str(scur.fetchone()[0])
+            if value == new and standby_new[0] is None:
+                standby_new[0] = since()
+            return value
 
-        first_gone = standby_new = last_stale = fresh = None
-        stale_refills = 0
-        refill_read = refill_set = None  # the last refill of the old value: read started, SET done
-        while since() < self.cap * 1000.0:
-            cached = r.get(key)
-            seen = since()
-            if cached is None:
-                if first_gone is None:
-                    first_gone = seen
-                read_at = since()
-                value = read_standby()
-                if value == new and standby_new is None:
-                    standby_new = since()
-                r.set(key, value)
-                if value == old:
-                    stale_refills += 1
-                    last_stale = refill_set = since()
-                    refill_read = read_at
-                else:
-                    fresh = since()
-                    break
-            elif cached.decode() == old:
-                last_stale = seen
-                if standby_new is None and read_standby() == new:
-                    standby_new = since()
-            elif cached.decode() == new:
-                fresh = seen
-                break
-            else:
+        class Reader:
+            """One cache-aside reader of one cache (its state for this probe)."""
+
+            def __init__(self, r):
+                self.r = r
+                self.first_gone = self.last_stale = self.fresh = None
+                self.stale_refills = 0
+                self.refill_read = self.refill_set = None  # the last refill of the old value: read started, SET done
+
+            def step(self):
+                """One poll; True once fresh."""
+                cached = self.r.get(key)
+                seen = since()
+                if cached is None:
+                    if self.first_gone is None:
+                        self.first_gone = seen
+                    read_at = since()
+                    value = read_standby()
+                    self.r.set(key, value)
+                    if value == old:
+                        self.stale_refills += 1
+                        self.last_stale = self.refill_set = since()
+                        self.refill_read = read_at
+                        return False
+                    self.fresh = since()
+                    return True
+                if cached.decode() == old:
+                    self.last_stale = seen
+                    if standby_new[0] is None:
+                        read_standby()
+                    return False
+                if cached.decode() == new:
+                    self.fresh = seen
+                    return True
                 raise RuntimeError("key %s holds %r, neither %s nor %s" % (key, cached, old, new))
-            time.sleep(self.poll)
+
+        readers = [Reader(r) for _, r in caches]
+        waiting = list(readers)
+        while waiting and since() < self.cap * 1000.0:
+            random.shuffle(waiting)  # (no cache always polled first)
+            waiting = [reader for reader in waiting if not reader.step()]
+            if waiting:
+                time.sleep(self.poll)
 
         def ms(v):
             return "" if v is None else "%.2f" % v
 
-        return [self.label, row_id, "fresh" if fresh is not None else "stale_forever", ms(fresh),
-                ms(last_stale), ms(first_gone), ms(standby_new), stale_refills, ms(refill_read), ms(refill_set),
-                "%.6f" % t0_unix]
+        rows = []
+        for (name, _), reader in zip(caches, readers):
+            row = [self.label] + ([name] if self.named else []) + [
+                row_id, "fresh" if reader.fresh is not None else "stale_forever", ms(reader.fresh),
+                ms(reader.last_stale), ms(reader.first_gone), ms(standby_new[0]), reader.stale_refills,
+                ms(reader.refill_read), ms(reader.refill_set), "%.6f" % t0_unix]
+            rows.append(row)
+        return rows
 
     def run(self):
         threads = [threading.Thread(target=self.thread_main) for _ in range(self.threads)]
@@ -161,25 +195,30 @@ class Runner:
         if self.errors:
             sys.exit("replica_probe: " + "; ".join(self.errors))
         with open(self.csv_path, "a", newline="") as f:
-            csv.writer(f).writerows(sorted(self.rows, key=lambda row: row[1]))
+            csv.writer(f).writerows(sorted(self.rows, key=lambda row: row[:3] if self.named else row[1]))
+        for name, _ in self.caches:
+            rows = [row[1:] if self.named else row for row in self.rows if not self.named or row[1] == name]
+            print(("cache=%s " % name if self.named else "") + self.summary(rows))
 
+    @staticmethod
+    def summary(rows):
         def col(i):
-            return sorted(float(row[i]) for row in self.rows if row[i] != "")
+            return sorted(float(row[i]) for row in rows if row[i] != "")
 
         fresh = col(3)
-        stale_forever = sum(1 for row in self.rows if row[2] == "stale_forever")
-        raced = sum(1 for row in self.rows if row[7] > 0)
+        stale_forever = sum(1 for row in rows if row[2] == "stale_forever")
+        raced = sum(1 for row in rows if row[7] > 0)
         gone = col(5)
         visible = col(6)
 
         def f(v):
             return "-" if v != v else "%.1f" % v  # nan (no such probe) as "-"
 
-        print("probes=%d stale_forever=%d raced=%d fresh_p50=%s fresh_p99=%s fresh_max=%s "
-              "first_gone_p50=%s standby_visible_p50=%s standby_visible_max=%s" % (
-                  len(self.rows), stale_forever, raced, f(percentile(fresh, 50)), f(percentile(fresh, 99)),
-                  f(fresh[-1] if fresh else float("nan")), f(percentile(gone, 50)), f(percentile(visible, 50)),
-                  f(visible[-1] if visible else float("nan"))))
+        return ("probes=%d stale_forever=%d raced=%d fresh_p50=%s fresh_p99=%s fresh_max=%s "
+                "first_gone_p50=%s standby_visible_p50=%s standby_visible_max=%s" % (
+                    len(rows), stale_forever, raced, f(percentile(fresh, 50)), f(percentile(fresh, 99)),
+                    f(fresh[-1] if fresh else float("nan")), f(percentile(gone, 50)), f(percentile(visible, 50)),
+                    f(visible[-1] if visible else float("nan"))))
 
 
 if __name__ == "__main__":
