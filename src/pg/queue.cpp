@@ -224,19 +224,23 @@ each_delivered(const uint64 *seqs, size_t n)
 	return all;
 }
 
-bool
-queue_wait_until_delivered(uint64 upto, const uint64 *seqs, size_t n, int timeout_ms)
+/*
+ * Sleeps on delivered_cv until done() or timeout_ms pass; returns done()'s
+ * last answer. Monotonic: a wall clock stepped back must not stretch the
+ * timeout. Bounded sleeps: a lost wakeup costs at most 100 ms.
+ */
+template <typename Done>
+static bool
+wait_on_delivered(Done done, int timeout_ms)
 {
 	SharedQueue *q = shared_queue;
-	/* Monotonic: a wall clock stepped back must not stretch the timeout. */
 	instr_time start, now;
 	INSTR_TIME_SET_CURRENT(start);
 	bool delivered;
 
 	ConditionVariablePrepareToSleep(&q->delivered_cv);
 	for (;;) {
-		/* A session's own commits (n > 0) one by one; barrier() everything up to upto. */
-		delivered = n > 0 ? each_delivered(seqs, n) && !queue_any_uncovered(seqs, n) : all_delivered_upto(upto);
+		delivered = done();
 		if (delivered)
 			break;
 		INSTR_TIME_SET_CURRENT(now);
@@ -244,11 +248,19 @@ queue_wait_until_delivered(uint64 upto, const uint64 *seqs, size_t n, int timeou
 		long remaining = timeout_ms - static_cast<long>(INSTR_TIME_GET_MILLISEC(now));
 		if (remaining <= 0)
 			break;
-		/* Bounded sleeps: a lost wakeup costs at most 100 ms. */
 		ConditionVariableTimedSleep(&q->delivered_cv, Min(remaining, 100L), PG_WAIT_EXTENSION);
 	}
 	ConditionVariableCancelSleep();
 	return delivered;
+}
+
+bool
+queue_wait_until_delivered(uint64 upto, const uint64 *seqs, size_t n, int timeout_ms)
+{
+	/* A session's own commits (n > 0) one by one; barrier() everything up to upto. */
+	return wait_on_delivered(
+		[&] { return n > 0 ? each_delivered(seqs, n) && !queue_any_uncovered(seqs, n) : all_delivered_upto(upto); },
+		timeout_ms);
 }
 
 uint64
@@ -272,25 +284,7 @@ queue_reserve_seq(void)
 bool
 queue_wait_until_lsn(uint64 lsn, int timeout_ms)
 {
-	SharedQueue *q = shared_queue;
-	instr_time start, now;
-	INSTR_TIME_SET_CURRENT(start);
-	bool delivered;
-
-	ConditionVariablePrepareToSleep(&q->delivered_cv);
-	for (;;) {
-		delivered = pg_atomic_read_u64(&q->delivered_lsn) >= lsn;
-		if (delivered)
-			break;
-		INSTR_TIME_SET_CURRENT(now);
-		INSTR_TIME_SUBTRACT(now, start);
-		long remaining = timeout_ms - static_cast<long>(INSTR_TIME_GET_MILLISEC(now));
-		if (remaining <= 0)
-			break;
-		ConditionVariableTimedSleep(&q->delivered_cv, Min(remaining, 100L), PG_WAIT_EXTENSION);
-	}
-	ConditionVariableCancelSleep();
-	return delivered;
+	return wait_on_delivered([&] { return pg_atomic_read_u64(&shared_queue->delivered_lsn) >= lsn; }, timeout_ms);
 }
 
 void
