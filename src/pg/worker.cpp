@@ -100,6 +100,8 @@ class Worker final : private DispatcherHost
 	void start();
 	bool start_journal(const PreviousRun &p, std::string &why_not);
 	void start_standby();
+	void cover_lost_standby_wal();
+	void warn_slot_invalidated(const JournalSlot &slot, const char *detail);
 	void promoted();
 	void drain();
 	void read_replayed();
@@ -385,12 +387,8 @@ Worker::start_journal(const PreviousRun &p, std::string &why_not)
 			  : !trusted ? "the run before did not write the WAL journal"
 						 : "";
 	if (slot.invalidated) {
-		log(LogLine{LogLevel::Warning,
-					"cachebust journal slot \"" + std::string(kJournalSlotName) + "\" was invalidated: the WAL it kept from " +
-						lsn_text(slot.invalidated_at) + " on was removed",
-					"max_slot_wal_keep_size was exceeded. Invalidations that WAL held are covered by the fallback; "
-					"the slot is created again.",
-					"Raise max_slot_wal_keep_size (or set it to -1), or keep Redis outages shorter."});
+		warn_slot_invalidated(slot, "max_slot_wal_keep_size was exceeded. Invalidations that WAL held are covered by "
+									"the fallback; the slot is created again.");
 		pg_call([&] { slot = journal_slot_recreate(); });
 	} else if (before.exists && !before.invalidated && !p.handled && !trusted) {
 		/* Kept by a run without the journal, or by one before it: its position says nothing. */
@@ -596,12 +594,8 @@ Worker::advance_slot(bool now)
 		insert = journal_insert_end();
 	});
 	if (slot.invalidated) {
-		log(LogLine{LogLevel::Warning,
-					"cachebust journal slot \"" + std::string(kJournalSlotName) + "\" was invalidated: the WAL it kept from " +
-						lsn_text(slot.invalidated_at) + " on was removed",
-					"max_slot_wal_keep_size was exceeded while Redis could not take the backlog. What only that WAL "
-					"held is covered by the fallback; the slot is created again.",
-					"Raise max_slot_wal_keep_size (or set it to -1), or keep Redis outages shorter."});
+		warn_slot_invalidated(slot, "max_slot_wal_keep_size was exceeded while Redis could not take the backlog. What "
+									"only that WAL held is covered by the fallback; the slot is created again.");
 		reader_.reset();
 		dispatcher_.journal_lost("the slot was invalidated by max_slot_wal_keep_size");
 		pg_call([&] { slot = journal_slot_recreate(); });
@@ -692,17 +686,34 @@ Worker::read_replayed()
 		log(LogLine{LogLevel::Warning, "cachebust worker cannot read the WAL this standby replayed: " + error,
 					"The fallback covers this server's key prefixes in its Redis; it goes on from the replay position.",
 					"Keep max_slot_wal_keep_size large enough for the longest Redis outage, or -1."});
-		uint64 seq = 0;
 		uint64 from = 0;
-		pg_call([&] {
-			seq = queue_reserve_seq();
-			JournalSlot slot = journal_slot_recreate();
-			from = slot.restart_lsn;
-		});
-		dispatcher_.add_drained(std::string(), seq, monotonic_us());
-		dispatcher_.fallback_for_all_registered(seq, seq, "the WAL this standby had to deliver is gone");
+		pg_call([&] { from = journal_slot_recreate().restart_lsn; });
+		cover_lost_standby_wal();
 		replayed_ = std::make_unique<JournalReader>(from);
 	}
+}
+
+/* The slot says its WAL was removed (max_slot_wal_keep_size). */
+void
+Worker::warn_slot_invalidated(const JournalSlot &slot, const char *detail)
+{
+	log(LogLine{LogLevel::Warning,
+				"cachebust journal slot \"" + std::string(kJournalSlotName) + "\" was invalidated: the WAL it kept from " +
+					lsn_text(slot.invalidated_at) + " on was removed",
+				detail, "Raise max_slot_wal_keep_size (or set it to -1), or keep Redis outages shorter."});
+}
+
+/*
+ * A standby lost WAL it had still to deliver: the fallback covers this
+ * server's prefixes, under a sequence number of its own (so waits see it).
+ */
+void
+Worker::cover_lost_standby_wal()
+{
+	uint64 seq = 0;
+	pg_call([&] { seq = queue_reserve_seq(); });
+	dispatcher_.add_drained(std::string(), seq, monotonic_us());
+	dispatcher_.fallback_for_all_registered(seq, seq, "the WAL this standby had to deliver is gone");
 }
 
 /* The first turn of a standby that delivers what it replays: from its slot on. */
@@ -720,10 +731,7 @@ Worker::start_standby()
 					"The fallback covers this server's key prefixes in its Redis.",
 					"Raise max_slot_wal_keep_size (or set it to -1)."});
 		pg_call([&] { slot = journal_slot_recreate(); });
-		uint64 seq = 0;
-		pg_call([&] { seq = queue_reserve_seq(); });
-		dispatcher_.add_drained(std::string(), seq, monotonic_us());
-		dispatcher_.fallback_for_all_registered(seq, seq, "the WAL this standby had to deliver is gone");
+		cover_lost_standby_wal();
 	}
 	slot_usable_ = slot.exists && !slot.invalidated;
 	slot_restart_lsn_ = slot.restart_lsn;
