@@ -49,6 +49,7 @@ CORE_SRCS = \
 	src/core/delivery/engine_cluster.cpp \
 	src/core/delivery/failover_memory.cpp \
 	src/core/delivery/fallback.cpp \
+	src/core/delivery/refresh_waits.cpp \
 	src/core/delivery/redelete_schedule.cpp \
 	src/core/delivery/standby_sends.cpp \
 	src/core/delivery/journal_backlog.cpp \

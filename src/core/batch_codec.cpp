@@ -18,6 +18,13 @@ pad8(size_t n)
 
 namespace {
 
+/* The kinds a committed transaction can carry (Set is the refresh worker's own). */
+bool
+ring_kind(uint8_t kind)
+{
+	return kind <= static_cast<uint8_t>(TargetKind::Refresh);
+}
+
 template <typename Targets, typename Get>
 void
 encode(const Targets &targets, Get get, uint32_t flags, std::string &buf)
@@ -44,7 +51,7 @@ encode(const Targets &targets, Get get, uint32_t flags, std::string &buf)
 		TargetHeader th{};
 		th.kind = static_cast<uint8_t>(t.kind);
 		th.flags = (t.glob ? kTargetGlob : 0) | (t.immediate ? kTargetImmediate : 0);
-		th.tag_prefix_len = t.tag_prefix_len;
+		th.kind_detail = target_kind_detail(t);
 		th.prefix_len = t.prefix_len;
 		th.key_len = static_cast<uint32_t>(t.key.size());
 		memcpy(p, &th, sizeof(th));
@@ -55,6 +62,26 @@ encode(const Targets &targets, Get get, uint32_t flags, std::string &buf)
 }
 
 } // namespace
+
+uint32_t
+target_kind_detail(const Target &t)
+{
+	return t.kind == TargetKind::Tag ? t.tag_prefix_len : t.kind == TargetKind::Refresh ? t.database : 0;
+}
+
+bool
+set_target_kind_detail(Target &t, uint64_t detail)
+{
+	if (t.kind == TargetKind::Refresh) {
+		t.database = static_cast<uint32_t>(detail);
+		return detail != 0 && detail <= UINT32_MAX;
+	}
+	if (t.kind == TargetKind::Tag) {
+		t.tag_prefix_len = static_cast<uint32_t>(detail);
+		return detail <= t.key.size();
+	}
+	return detail <= t.key.size(); /* (ignored, as older builds wrote it) */
+}
 
 void
 encode_batch_into(const PendingSet &pending, std::string &out)
@@ -161,17 +188,15 @@ decode_batch(const char *data, size_t available, DecodedBatch &out)
 		TargetHeader th;
 		memcpy(&th, data + off, sizeof(th));
 		off += sizeof(th);
-		if (th.kind > static_cast<uint8_t>(TargetKind::Bump) ||
-			off + pad8(th.key_len) > header.total_len || th.tag_prefix_len > th.key_len ||
-			th.prefix_len > th.key_len)
-			throw std::runtime_error("corrupt batch: bad target");
 		Target t;
 		t.kind = static_cast<TargetKind>(th.kind);
+		t.key.assign(data + off, std::min<size_t>(th.key_len, header.total_len - off));
+		if (!ring_kind(th.kind) || off + pad8(th.key_len) > header.total_len || th.prefix_len > th.key_len ||
+			!set_target_kind_detail(t, th.kind_detail))
+			throw std::runtime_error("corrupt batch: bad target");
 		t.glob = (th.flags & kTargetGlob) != 0;
 		t.immediate = (th.flags & kTargetImmediate) != 0;
-		t.tag_prefix_len = th.tag_prefix_len;
 		t.prefix_len = th.prefix_len;
-		t.key.assign(data + off, th.key_len);
 		off += pad8(th.key_len);
 		out.targets.push_back(std::move(t));
 	}
@@ -226,7 +251,7 @@ encode_journal_into(const PendingSet &pending, int nest_level, std::string &out)
 		const Target &t = entries[i].target;
 		out.push_back(static_cast<char>(t.kind));
 		out.push_back(static_cast<char>((t.glob ? kTargetGlob : 0) | (t.immediate ? kTargetImmediate : 0)));
-		put_varint(out, t.tag_prefix_len);
+		put_varint(out, target_kind_detail(t));
 		put_varint(out, t.prefix_len);
 		put_varint(out, t.key.size());
 		out.append(t.key);
@@ -253,18 +278,18 @@ decode_journal_message(const char *data, size_t len, std::vector<Target> &out)
 		Target t;
 		uint8_t kind = *p++;
 		uint8_t flags = *p++;
-		uint64_t tag_prefix_len = get_varint(p, end);
+		uint64_t detail = get_varint(p, end);
 		uint64_t prefix_len = get_varint(p, end);
 		uint64_t key_len = get_varint(p, end);
-		if (kind > static_cast<uint8_t>(TargetKind::Bump) || key_len > static_cast<uint64_t>(end - p) ||
-			tag_prefix_len > key_len || prefix_len > key_len)
+		if (!ring_kind(kind) || key_len > static_cast<uint64_t>(end - p) || prefix_len > key_len)
 			throw std::runtime_error("corrupt journal message: bad target");
 		t.kind = static_cast<TargetKind>(kind);
+		t.key.assign(reinterpret_cast<const char *>(p), static_cast<size_t>(key_len));
+		if (!set_target_kind_detail(t, detail))
+			throw std::runtime_error("corrupt journal message: bad target");
 		t.glob = (flags & kTargetGlob) != 0;
 		t.immediate = (flags & kTargetImmediate) != 0;
-		t.tag_prefix_len = static_cast<uint32_t>(tag_prefix_len);
 		t.prefix_len = static_cast<uint32_t>(prefix_len);
-		t.key.assign(reinterpret_cast<const char *>(p), static_cast<size_t>(key_len));
 		p += key_len;
 		out.push_back(std::move(t));
 	}

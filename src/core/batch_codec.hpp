@@ -56,7 +56,7 @@ struct TargetHeader {
 	uint8_t kind;
 	uint8_t flags; /* kTargetGlob | kTargetImmediate */
 	uint16_t reserved;
-	uint32_t tag_prefix_len;
+	uint32_t kind_detail; /* target_kind_detail() */
 	uint32_t key_len;
 	uint32_t prefix_len;
 };
@@ -66,6 +66,12 @@ constexpr uint8_t kTargetImmediate = 2;
 
 static_assert(sizeof(BatchHeader) == 48, "BatchHeader layout is part of the ring format");
 static_assert(sizeof(TargetHeader) == 16, "TargetHeader layout is part of the ring format");
+
+/* The one kind-specific number a target carries in the ring and the
+ * journal: a tag's tag_prefix_len, a refresh's database OID (0 otherwise). */
+uint32_t target_kind_detail(const Target &t);
+/* Sets it on a decoded target; false when it does not fit the target. */
+bool set_target_kind_detail(Target &t, uint64_t detail);
 
 /* Bytes a target takes in an encoded batch. */
 inline size_t
@@ -98,7 +104,7 @@ void stamp_batch(char *batch, uint64_t seq, int64_t commit_time_us, uint64_t com
  * number, times, LSNs) mean anything in WAL, and every byte there is
  * written, checksummed and kept:
  *
- *   kJournalFormat | per target: kind | flags | varint tag_prefix_len |
+ *   kJournalFormat | per target: kind | flags | varint kind_detail |
  *                    varint prefix_len | varint key_len | key bytes
  *
  * (varint: 7 bits per byte, low first, high bit = more.) A message in

@@ -19,6 +19,10 @@ target_kind_name(TargetKind kind, bool glob)
 		return glob ? "tag_pattern" : "tag";
 	case TargetKind::Bump:
 		return glob ? "bump_pattern" : "bump";
+	case TargetKind::Refresh:
+		return "refresh";
+	case TargetKind::Set:
+		return "set";
 	}
 	return "unknown";
 }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -19,6 +20,19 @@ enum class TargetKind : uint8_t {
 	Key = 0,  /* UNLINK key */
 	Tag = 1,  /* remove the members of set `key` and the set itself */
 	Bump = 2, /* INCR key */
+	/* A materialized key (src/pg/materialize.cpp) whose tables changed: the
+	 * refresh worker of `database` recomputes it. Never sent as it is. */
+	Refresh = 3,
+	/* SET key to a refresh's value; only the refresh worker's own engine
+	 * sends these (they never pass through the ring or the journal). */
+	Set = 4,
+};
+
+/* What a Set target writes. */
+struct SetValue {
+	std::string value;
+	int64_t ttl_ms = 0;			/* > 0: PX ttl_ms */
+	bool only_if_exists = false; /* XX: a refresh ahead of the TTL must not revive a removed key */
 };
 
 /* Longest key (prefixes included) we accept; longer ones are a user error. */
@@ -36,7 +50,11 @@ struct Target {
 	/* Tag only: bytes of key that are key_prefix + tag_prefix; a set member
 	 * starting with them is itself a tag set and is expanded. */
 	uint32_t tag_prefix_len = 0;
+	/* Refresh only: the OID of the database whose query computes the key. */
+	uint32_t database = 0;
 	std::string key;
+	/* Set only. */
+	std::shared_ptr<const SetValue> set;
 
 	/* Delivery state, kept by the worker only (never in the ring). */
 	uint8_t depth = 0;		 /* Tag: nesting level below the invalidated tag */
@@ -48,7 +66,7 @@ struct Target {
 
 	bool operator==(const Target &o) const
 	{
-		return kind == o.kind && glob == o.glob && key == o.key;
+		return kind == o.kind && glob == o.glob && key == o.key && database == o.database;
 	}
 };
 
@@ -59,7 +77,7 @@ constexpr uint8_t kDeliverKeepSets = 4;	  /* Tag: leave sets alone, remove other
 constexpr uint8_t kDeliverSubstitute = 8; /* stands in for a refused target (counted once) */
 constexpr uint8_t kDeliverAsking = 16;	  /* Cluster: ASKING first (the slot is migrating) */
 
-/* "key", "pattern", "tag", "tag_pattern", "bump" or "bump_pattern". */
+/* "key", "pattern", "tag", "tag_pattern", "bump", "bump_pattern", "refresh" or "set". */
 const char *target_kind_name(TargetKind kind, bool glob);
 
 /* Escapes *, ?, [, ] and \ so that SCAN MATCH treats them literally. */

@@ -46,6 +46,7 @@ Dispatcher::configure(const DispatcherSettings &settings, const EngineSettings &
 	bool mode_changed = configured_ && settings.fallback != settings_.fallback;
 	settings_ = settings;
 	configured_ = true;
+	refreshes_.set_timeout_us(settings.refresh_wait_us);
 	engine_.configure(engine);
 	if (mode_changed)
 		retry_uncovered();
@@ -116,9 +117,16 @@ Dispatcher::add_unrecorded(uint64_t lo, uint64_t hi, uint64_t first_lsn, uint64_
 }
 
 void
-Dispatcher::close_window()
+Dispatcher::close_window(int64_t now_us)
 {
 	Coalescer::Batch batch = coalescer_.take();
+	/* Materialized keys are recomputed by their refresh workers, not sent. */
+	for (RefreshNeed &need : split_refreshes(batch.targets, batch.contributions)) {
+		Target removal = removal_of(need.target);
+		SeqSet seqs = need.seqs;
+		if (!refreshes_.add(std::move(need), now_us, host_))
+			engine_.submit({std::move(removal)}, Stream::First, seqs);
+	}
 	ClosedWindow w;
 	w.lo = window_hi_ + 1;
 	w.hi = drained_upto_;
@@ -135,12 +143,28 @@ Dispatcher::close_window()
 	windows_.push_back(std::move(w));
 }
 
+void
+Dispatcher::poll_refreshes(int64_t now_us)
+{
+	if (refreshes_.empty())
+		return;
+	std::vector<RefreshNeed> expired;
+	refreshes_.poll(now_us, host_, expired);
+	for (RefreshNeed &need : expired) {
+		log(LogLevel::Warning, "cachebust removed materialized key \"" + need.target.key +
+								   "\": its refresh did not finish in time",
+			{}, "See cachebust.materialized.last_error and the server log of the refresh worker.");
+		engine_.submit({removal_of(need.target)}, Stream::First, need.seqs);
+	}
+}
+
 /* The commits not yet delivered once. */
 SeqSet
 Dispatcher::first_held() const
 {
 	SeqSet held = coalescer_.seqs();
 	engine_.add_held(Stream::First, held);
+	refreshes_.add_held(held);
 	return held;
 }
 
@@ -575,7 +599,8 @@ void
 Dispatcher::turn(int64_t now_us, int64_t wall_us)
 {
 	if (coalescer_.window_closed(now_us, settings_.window))
-		close_window();
+		close_window(now_us);
+	poll_refreshes(now_us);
 	engine_.on_timer();
 	handle_report();
 	send_due_redeletes(now_us);
@@ -610,6 +635,8 @@ Dispatcher::deadline_us(int64_t now_us) const
 		deadline = std::min(deadline, now_us + kStandbyPollUs);
 	if (journal_wants_read())
 		deadline = now_us;
+	if (!refreshes_.empty())
+		deadline = std::min(deadline, refreshes_.next_expiry_us());
 	return deadline;
 }
 
@@ -624,6 +651,7 @@ Dispatcher::take_counters()
 {
 	DispatchCounters out = std::move(counters_);
 	counters_ = DispatchCounters();
+	out.refreshes = refreshes_.take_counters();
 	return out;
 }
 
@@ -638,7 +666,7 @@ Dispatcher::take_engine_report()
 bool
 Dispatcher::all_delivered() const
 {
-	return coalescer_.empty() && windows_.empty() && !jobs_.busy() && !backlog_.active() &&
+	return coalescer_.empty() && windows_.empty() && !jobs_.busy() && !backlog_.active() && refreshes_.empty() &&
 		   engine_.min_held_seq(Stream::First) == kNoSeq && engine_.min_held_seq(Stream::Standby) == kNoSeq;
 }
 

@@ -47,6 +47,7 @@
 #include "core/delivery/fallback.hpp"
 #include "core/delivery/journal_backlog.hpp"
 #include "core/delivery/redelete_schedule.hpp"
+#include "core/delivery/refresh_waits.hpp"
 #include "core/delivery/standby_sends.hpp"
 #include "core/latency_histogram.hpp"
 
@@ -58,11 +59,16 @@ struct PrefixList {
 	bool incomplete = false; /* more prefixes were used than could be remembered */
 };
 
-/* What the dispatcher asks of its surroundings (PostgreSQL, in the worker). */
-class DispatcherHost
+/* What the dispatcher asks of its surroundings (PostgreSQL, in the worker).
+ * Refresh requests go to the refresh workers (by default there are none,
+ * and a materialized key whose tables changed is removed instead). */
+class DispatcherHost : public RefreshHost
 {
   public:
-	virtual ~DispatcherHost() = default;
+	~DispatcherHost() override = default;
+	uint64_t request_refresh(uint32_t, const std::string &) override { return 0; }
+	uint64_t refresh_done(uint32_t, const std::string &) override { return 0; }
+	void refresh_forget(uint32_t, const std::string &) override {}
 	virtual void log(const LogLine &line) = 0;
 	/* Every key prefix in use (the registry, and this server's own). */
 	virtual PrefixList registered_prefixes() = 0;
@@ -88,6 +94,9 @@ struct DispatcherSettings {
 	/* The worker reads no more than max_pending allows (a standby reading
 	 * replayed WAL, which its slot keeps): nothing to let go or cover. */
 	bool source_throttled = false;
+	/* How long a materialized key's refresh may take before the key is
+	 * removed instead (core/delivery/refresh_waits.hpp). */
+	int64_t refresh_wait_us = 15 * 1000 * 1000;
 };
 
 /* What the worker adds to the shared counters after a turn. */
@@ -103,6 +112,7 @@ struct DispatchCounters {
 	int64_t last_delivery_wall_us = 0;
 	uint64_t journal_replayed_batches = 0; /* transactions read back from WAL */
 	uint64_t journal_replay_us = 0;		   /* time from a replay's start to its end */
+	RefreshWaits::Counters refreshes;
 };
 
 class Dispatcher
@@ -140,6 +150,8 @@ class Dispatcher
 	 * batches between first_lsn and commit_lsn, when they are not 0). */
 	void add_unrecorded(uint64_t lo, uint64_t hi, uint64_t first_lsn = 0, uint64_t commit_lsn = 0);
 	void request_flush() { coalescer_.request_flush(); }
+	/* A refresh worker reported progress: see what it released. */
+	void poll_refreshes(int64_t now_us);
 	/* A target that could not be applied even in substitute form (the
 	 * engine's report), or a prefix a failover made the engine forget:
 	 * the fallback covers its prefix on the target's stream. */
@@ -210,7 +222,7 @@ class Dispatcher
 	};
 
 	void log(LogLevel level, std::string message, std::string detail = {}, std::string hint = {});
-	void close_window();
+	void close_window(int64_t now_us);
 	void handle_report();
 	void advance(int64_t now_us, int64_t wall_us);
 	void wait_for_standbys(StandbySends::Entry &&entry);
@@ -234,6 +246,7 @@ class Dispatcher
 	FallbackJobs jobs_;
 	RedeleteSchedule redeletes_;
 	StandbySends standby_sends_;
+	RefreshWaits refreshes_;
 	std::deque<ClosedWindow> windows_;
 	DispatchCounters counters_;
 	DeliveryReport engine_report_; /* counters and errors, for the worker's stats */

@@ -24,7 +24,7 @@ starts_with(std::string_view s, std::string_view prefix)
 const char *
 op_name(int op)
 {
-	static const char *const names[] = {"UNLINK", "INCR", "the tag script"};
+	static const char *const names[] = {"UNLINK", "INCR", "the tag script", "SET"};
 	return names[op];
 }
 
@@ -249,6 +249,23 @@ Lane::finish(const std::shared_ptr<InFlight> &flight)
 	}
 }
 
+/* SET key value [PX ttl] [XX]: a materialized key's new value. */
+void
+Lane::send_set(const std::shared_ptr<InFlight> &flight, uint32_t index)
+{
+	const Target &t = flight->targets[index];
+	std::vector<std::string_view> argv{"SET", t.key, t.set->value};
+	std::string ttl;
+	if (t.set->ttl_ms > 0) {
+		ttl = std::to_string(t.set->ttl_ms);
+		argv.push_back("PX");
+		argv.push_back(ttl);
+	}
+	if (t.set->only_if_exists)
+		argv.push_back("XX");
+	send_for(flight, Op::Set, {index}, argv);
+}
+
 void
 Lane::send_targets(Stream s)
 {
@@ -271,6 +288,10 @@ Lane::send_targets(Stream s)
 		if (t.delivery & kDeliverAsking)
 			send_raw({"ASKING"}, [](Reply &) {});
 		switch (t.kind) {
+		case TargetKind::Set:
+			send_set(flight, i);
+			break;
+		case TargetKind::Refresh: /* (the dispatcher hands these to refresh workers; never sent) */
 		case TargetKind::Key:
 			if (t.delivery & kDeliverAlone)
 				send_for(flight, Op::Unlink, {i}, {"UNLINK", t.key});

@@ -162,7 +162,7 @@ class Lane
 	};
 	/* Whether this node keeps tag receipts (the ACL may refuse their commands). */
 	enum class Receipts { Unknown, Kept, Refused };
-	enum class Op { Unlink, Incr, TagPop };
+	enum class Op { Unlink, Incr, TagPop, Set };
 
 	void connect();
 	void connection_lost(const std::string &why);
@@ -171,6 +171,7 @@ class Lane
 	void send_for(const std::shared_ptr<InFlight> &flight, Op op, std::vector<uint32_t> indices,
 				  const std::vector<std::string_view> &argv, std::string attempt = std::string());
 	void send_tag(const std::shared_ptr<InFlight> &flight, uint32_t index);
+	void send_set(const std::shared_ptr<InFlight> &flight, uint32_t index);
 	void on_reply(InFlight &flight, Op op, const std::vector<uint32_t> &indices, Reply &reply,
 				  const std::string &attempt);
 	void on_refused(InFlight &flight, Op op, const std::vector<uint32_t> &indices, const Reply &reply);
