@@ -72,6 +72,10 @@ PG_SRCS = \
 	src/pg/worker_stats.cpp \
 	src/pg/standby_progress.cpp \
 	src/pg/standby_follower.cpp \
+	src/pg/engine_settings.cpp \
+	src/pg/refresh_requests.cpp \
+	src/pg/refresh_worker.cpp \
+	src/pg/materialize.cpp \
 	src/pg/worker.cpp
 
 OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)

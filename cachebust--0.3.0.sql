@@ -87,7 +87,13 @@ CREATE FUNCTION stats(
     OUT journal_replay_ms bigint,
     OUT slot_lag_bytes bigint,
     OUT delivered_lsn pg_lsn,
-    OUT delivery_lag_bytes bigint)
+    OUT delivery_lag_bytes bigint,
+    OUT refreshes bigint,
+    OUT refresh_failures bigint,
+    OUT refreshes_coalesced bigint,
+    OUT refresh_p50_ms double precision,
+    OUT refresh_p99_ms double precision,
+    OUT refresh_max_ms double precision)
 AS 'MODULE_PATHNAME', 'cachebust_stats' LANGUAGE C STRICT VOLATILE;
 
 CREATE VIEW stats AS SELECT * FROM stats();
@@ -523,3 +529,55 @@ AS 'MODULE_PATHNAME', 'cachebust_journal_slot' LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION _journal_scan(pg_lsn) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _journal_slot(pg_lsn) FROM PUBLIC;
 -- ---- end of the WAL journal block ----
+
+-- ---- 0.3.0, materialized keys (README, "Materialized keys") ----
+-- Registrations. Only the extension's owner reads this table; users see the
+-- materialized view. Written by materialize()/dematerialize() and, for the
+-- status columns, by the refresh workers.
+CREATE TABLE _materialized (
+    full_key text PRIMARY KEY,      -- key_prefix || key: the Redis name
+    key text NOT NULL,
+    prefix_len integer NOT NULL,
+    query text NOT NULL,
+    depends_on regclass[] NOT NULL,
+    ttl_ms integer NOT NULL DEFAULT 0,
+    owner regrole NOT NULL,
+    search_path text NOT NULL,      -- the registering session's, used by its refreshes
+    registered timestamptz NOT NULL DEFAULT now(),
+    last_refreshed timestamptz,
+    last_error text,
+    refreshes bigint NOT NULL DEFAULT 0,
+    failures bigint NOT NULL DEFAULT 0
+);
+REVOKE ALL ON _materialized FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('_materialized', '');
+
+CREATE FUNCTION materialize(key text, query text, depends_on regclass[], ttl_ms integer DEFAULT 0)
+RETURNS void
+AS 'MODULE_PATHNAME', 'cachebust_materialize' LANGUAGE C VOLATILE;
+CREATE FUNCTION dematerialize(key text) RETURNS void
+AS 'MODULE_PATHNAME', 'cachebust_dematerialize' LANGUAGE C STRICT VOLATILE;
+-- The statement trigger materialize() attaches to each depends_on table.
+CREATE FUNCTION _materialized_changed() RETURNS trigger
+AS 'MODULE_PATHNAME', 'cachebust_materialized_changed' LANGUAGE C;
+
+-- A role sees every registration, but the query text and the last error
+-- only of its own (a superuser: all).
+CREATE VIEW materialized AS
+SELECT m.key,
+       m.full_key,
+       CASE WHEN pg_catalog.pg_has_role(m.owner, 'MEMBER') THEN m.query END AS query,
+       m.depends_on,
+       m.ttl_ms,
+       m.owner,
+       m.registered,
+       m.last_refreshed,
+       CASE WHEN pg_catalog.pg_has_role(m.owner, 'MEMBER') THEN m.last_error END AS last_error,
+       m.refreshes AS refresh_count,
+       m.failures AS failure_count
+FROM _materialized m;
+GRANT SELECT ON materialized TO PUBLIC;
+REVOKE ALL ON FUNCTION materialize(text, text, regclass[], integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dematerialize(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _materialized_changed() FROM PUBLIC;
+-- ---- end of the materialized keys block ----

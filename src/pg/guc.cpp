@@ -43,6 +43,8 @@ int guc_failover_repeat_ms = 10000;
 int guc_redelete_ms = 0;
 int guc_fallback = FALLBACK_PREFIX;
 bool guc_journal = true;
+int guc_refresh_timeout_ms = 5000;
+int guc_refresh_workers = 1;
 
 /*
  * cachebust_internal.*: switches of cachebust's own SQL, not settings for
@@ -195,6 +197,16 @@ define_gucs()
 			"Needs wal_level replica or higher and one replication slot.",
 			&guc_journal, true, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
 	}
+
+	DefineCustomIntVariable(
+		"cachebust.refresh_timeout_ms", "Statement timeout of the queries that recompute materialized keys.",
+		"A refresh that takes longer fails, and its key is removed.", &guc_refresh_timeout_ms, 5000, 1,
+		24 * 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+
+	DefineCustomIntVariable(
+		"cachebust.refresh_workers", "Materialized keys recomputed at the same time, per database.",
+		"Each is a background worker connected to the database (max_worker_processes bounds them all).",
+		&guc_refresh_workers, 1, 1, 64, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
 	DefineCustomIntVariable(
 		"cachebust.max_pending", "Distinct targets the worker holds while Redis is unreachable before falling back.",

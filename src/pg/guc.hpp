@@ -48,6 +48,8 @@ extern int guc_failover_repeat_ms;
 extern int guc_redelete_ms;
 extern int guc_fallback;
 extern bool guc_journal;
+extern int guc_refresh_timeout_ms;
+extern int guc_refresh_workers;
 
 /* Defines every cachebust.* setting; called once from _PG_init. */
 void define_gucs();

@@ -14,6 +14,7 @@
 #include "pg/guc.hpp"
 #include "pg/journal_wal.hpp"
 #include "pg/prefix_registry.hpp"
+#include "pg/refresh_requests.hpp"
 #include "pg/worker_state.hpp"
 
 namespace cachebust::pg {
@@ -34,10 +35,11 @@ queue_shmem_request()
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(
-		add_size(add_size(queue_shmem_size(), prefix_registry_shmem_size()), journal_open_shmem_size()));
-	/* [0]: the queue, [1]: the prefix registry */
-	RequestNamedLWLockTranche("cachebust", 2);
+	RequestAddinShmemSpace(add_size(
+		add_size(add_size(queue_shmem_size(), prefix_registry_shmem_size()), journal_open_shmem_size()),
+		refresh_shmem_size()));
+	/* [0]: the queue, [1]: the prefix registry, [2]: refresh requests */
+	RequestNamedLWLockTranche("cachebust", 3);
 }
 
 /* Runs in the postmaster at start and again after every crash restart. */
@@ -69,6 +71,7 @@ queue_shmem_startup()
 	worker_state_shmem_startup(q);
 	prefix_registry_shmem_init(&(GetNamedLWLockTranche("cachebust"))[1].lock);
 	journal_open_shmem_init();
+	refresh_shmem_init(&(GetNamedLWLockTranche("cachebust"))[2].lock);
 	LWLockRelease(AddinShmemInitLock);
 	shared_queue = q;
 }
@@ -171,6 +174,16 @@ queue_enqueue_committed(char *batch, uint32 len, uint32 target_count, bool immed
 	}
 	wake_worker(latch);
 	return seq;
+}
+
+void
+queue_wake_worker(void)
+{
+	SharedQueue *q = shared_queue;
+	LWLockAcquire(q->lock, LW_SHARED);
+	Latch *latch = q->worker_latch;
+	LWLockRelease(q->lock);
+	wake_worker(latch);
 }
 
 void

@@ -57,6 +57,9 @@ struct WorkerStats {
 	uint64 journal_replayed_batches; /* transactions read back from WAL */
 	uint64 journal_replay_us;		 /* time replays took, start to delivered */
 	uint64 slot_lag_bytes;			 /* gauge: WAL the slot keeps behind the insert position */
+	uint64 refreshes;				 /* materialized keys' queries run (refresh workers) */
+	uint64 refresh_failures;		 /* ... that failed, or keys removed for want of a refresh */
+	uint64 refreshes_coalesced;		 /* commits whose refresh another commit's query covered */
 	uint64 pending_targets;	  /* gauge */
 	uint64 uncovered_batches; /* gauge */
 	bool connected;			  /* gauge */
@@ -68,6 +71,7 @@ struct WorkerStats {
 	char standbys_absent[256];	   /* gauge: listed in standby_names, not streaming */
 	LatencyHistogram latency;
 	LatencyHistogram standby_lag; /* first delivery until the standbys replayed it */
+	LatencyHistogram refresh_latency; /* refresh requested until its value is in Redis */
 };
 
 struct SharedQueue {
@@ -167,6 +171,8 @@ uint64 queue_enqueue_committed(char *batch, uint32 len, uint32 target_count, boo
 							   uint32 lost_len, uint64 commit_lsn, uint64 first_lsn);
 
 void queue_request_flush(void);
+/* Sets the worker's latch (a refresh worker finished a request). */
+void queue_wake_worker(void);
 
 /*
  * Waits until delivered_seq >= upto and no uncovered range holds one of

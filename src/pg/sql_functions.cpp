@@ -337,8 +337,8 @@ cachebust_stats(PG_FUNCTION_ARGS)
 		snprintf(last_error + strlen(last_error), sizeof(last_error) - strlen(last_error), " (at %s)",
 				 w.last_error_endpoint);
 
-	Datum values[40];
-	bool nulls[40] = {};
+	Datum values[46];
+	bool nulls[46] = {};
 	int i = 0;
 	values[i++] = Int64GetDatum(transactions);
 	values[i++] = Int64GetDatum(targets);
@@ -386,6 +386,10 @@ cachebust_stats(PG_FUNCTION_ARGS)
 	values[i++] = LSNGetDatum(delivered_lsn);
 	nulls[i] = delivered_lsn == 0;
 	values[i++] = Int64GetDatum(end > delivered_lsn ? static_cast<int64>(end - delivered_lsn) : 0);
+	values[i++] = Int64GetDatum(w.refreshes);
+	values[i++] = Int64GetDatum(w.refresh_failures);
+	values[i++] = Int64GetDatum(w.refreshes_coalesced);
+	put_quantiles_ms(w.refresh_latency, values, nulls, i);
 	/* (0.1.0's stats() declares fewer columns: they are the first ones.) */
 	Assert(i >= tupdesc->natts);
 
@@ -415,6 +419,8 @@ cachebust_reset_stats(PG_FUNCTION_ARGS)
 	w.fallbacks = w.fallbacks_refused = 0;
 	w.second_sends = w.standby_timeouts = 0;
 	w.journal_replayed_batches = w.journal_replay_us = 0;
+	w.refreshes = w.refresh_failures = w.refreshes_coalesced = 0;
+	w.refresh_latency.reset();
 	w.latency.reset();
 	w.standby_lag.reset();
 	SpinLockRelease(&q->stats_mutex);

@@ -32,12 +32,15 @@
 
 #include "core/batch_codec.hpp"
 #include "core/delivery/dispatcher.hpp"
+#include "pg/engine_settings.hpp"
 #include "pg/guard.hpp"
 #include "pg/guc.hpp"
 #include "pg/journal_wal.hpp"
 #include "pg/postgres.hpp"
 #include "pg/prefix_registry.hpp"
 #include "pg/queue.hpp"
+#include "pg/refresh_requests.hpp"
+#include "pg/refresh_worker.hpp"
 #include "pg/standby_follower.hpp"
 #include "pg/standby_progress.hpp"
 #include "pg/wait_set.hpp"
@@ -62,6 +65,8 @@ constexpr int64 kSlotAdvanceUs = 1000 * 1000;
 /* WAL records read per call, and the time a turn may spend reading. */
 constexpr size_t kJournalRecordsPerRead = 1024;
 constexpr int64 kJournalReadBudgetUs = 50 * 1000;
+/* How often to look for databases whose refresh workers must be started. */
+constexpr int64 kRefreshStartCheckUs = 1000 * 1000;
 /* How soon to look again when the WAL a read needs is not flushed yet. */
 constexpr int64 kJournalWalWaitUs = 10 * 1000;
 
@@ -94,6 +99,10 @@ class Worker final : private DispatcherHost
 	PrefixList registered_prefixes() override;
 	uint64_t wal_insert_lsn() override;
 	StandbyReplay standby_replay(std::vector<std::string> &absent) override;
+	uint64_t request_refresh(uint32_t database, const std::string &key) override;
+	uint64_t refresh_done(uint32_t database, const std::string &key) override;
+	void refresh_forget(uint32_t database, const std::string &key) override;
+	void start_refresh_workers();
 
 	void load_settings();
 	void warn_if_empty_prefix_recorded();
@@ -119,6 +128,7 @@ class Worker final : private DispatcherHost
 	bool first_load_ = true;
 	bool prefix_mode_ = false; /* cachebust.fallback was prefix at the last load */
 	bool drain_blocked_ = false;
+	int64 next_refresh_start_us_ = 0; /* when to look for databases needing a refresh worker */
 	std::string drain_buffer_;
 	StatsDelta stats_;
 	WaitSet wait_set_;
@@ -196,6 +206,65 @@ Worker::standby_replay(std::vector<std::string> &absent)
 	return cachebust::pg::standby_replay(standby_names_, absent); /* guards its own calls */
 }
 
+/*
+ * Materialized keys are recomputed by refresh workers connected to their
+ * database (refresh_worker.hpp). A standby's worker has none: a key whose
+ * tables changed is removed there instead (the dispatcher does that when
+ * a request returns 0).
+ */
+uint64_t
+Worker::request_refresh(uint32_t database, const std::string &key)
+{
+	if (standby_)
+		return 0;
+	uint64 generation = 0;
+	pg_call([&] { generation = refresh_request(database, key); });
+	next_refresh_start_us_ = 0; /* a worker may have to be started now */
+	return generation;
+}
+
+uint64_t
+Worker::refresh_done(uint32_t database, const std::string &key)
+{
+	uint64 done = 0;
+	pg_call([&] { done = cachebust::pg::refresh_done(database, key); });
+	return done;
+}
+
+void
+Worker::refresh_forget(uint32_t database, const std::string &key)
+{
+	pg_call([&] { cachebust::pg::refresh_forget(database, key); });
+}
+
+/* Starts refresh workers for databases with work and too few of them (at
+ * most every kRefreshStartCheckUs unless a request just came). */
+void
+Worker::start_refresh_workers()
+{
+	int64 now = monotonic_us();
+	if (standby_ || now < next_refresh_start_us_)
+		return;
+	next_refresh_start_us_ = now + kRefreshStartCheckUs;
+	for (;;) {
+		Oid database = InvalidOid;
+		pg_call([&] { database = refresh_database_needing_worker(guc_refresh_workers); });
+		if (database == InvalidOid)
+			return;
+		bool started = false;
+		pg_call([&] { started = refresh_worker_start(database); });
+		if (!started) {
+			pg_call([&] { refresh_start_failed(database); });
+			log(LogLine{LogLevel::Warning, "cachebust could not start a refresh worker for database " +
+											   std::to_string(database),
+						"Every background worker slot is taken; its materialized keys are removed instead of "
+						"recomputed until one is free.",
+						"Raise max_worker_processes."});
+			return;
+		}
+	}
+}
+
 static FallbackMode
 fallback_mode_setting()
 {
@@ -233,29 +302,10 @@ Worker::load_settings()
 	d.max_pending = static_cast<size_t>(guc_max_pending);
 	d.journal = journal_active();
 	d.source_throttled = standby_;
+	/* A refresh's query, and the time to start a refresh worker and deliver its value. */
+	d.refresh_wait_us = (static_cast<int64>(guc_refresh_timeout_ms) + 10 * 1000) * 1000;
 
-	EngineSettings s;
-	std::string url = setting(guc_redis_url);
-	s.configured = !url.empty();
-	if (s.configured)
-		s.url = RedisUrl::parse(url); /* the check hook accepted it */
-	if (s.url.sentinel_password.empty())
-		s.url.sentinel_password = setting(guc_sentinel_password);
-	s.tls.ca_file = setting(guc_tls_ca_file);
-	s.tls.cert_file = setting(guc_tls_cert_file);
-	s.tls.key_file = setting(guc_tls_key_file);
-	s.tls.server_name = setting(guc_tls_server_name);
-	s.tls.verify = guc_tls_verify == TLS_VERIFY_NONE ? TlsSettings::Verify::None
-				   : guc_tls_verify == TLS_VERIFY_CA ? TlsSettings::Verify::Ca
-													 : TlsSettings::Verify::Full;
-	s.connect_timeout_ms = guc_connect_timeout_ms;
-	s.command_timeout_ms = guc_command_timeout_ms;
-	s.retry_max_ms = guc_retry_max_ms;
-	s.tag_depth = guc_tag_depth;
-	s.publish_channel = setting(guc_publish_channel);
-	s.publish_sharded = guc_publish_sharded;
-	s.max_pending = d.max_pending;
-	s.failover_repeat_ms = guc_failover_repeat_ms;
+	EngineSettings s = engine_settings_from_gucs();
 
 	bool endpoint_changed = first_load_ || !(s.url == engine_settings_.url) || s.configured != engine_settings_.configured;
 	first_load_ = false;
@@ -632,6 +682,7 @@ Worker::turn()
 		read_journal();
 	}
 	dispatcher_.turn(monotonic_us(), GetCurrentTimestamp());
+	start_refresh_workers();
 	advance_slot(false);
 	/* (Uncovered commits are not delivered: the LSN waits while there are any.) */
 	uint64 delivered = delivered_bound();
@@ -795,6 +846,12 @@ Worker::publish()
 
 	stats_.counters.journal_replayed_batches += c.journal_replayed_batches;
 	stats_.counters.journal_replay_us += c.journal_replay_us;
+	stats_.counters.refresh_failures += c.refreshes.removed;
+	stats_.counters.refreshes_coalesced += c.refreshes.coalesced;
+	stats_.counters.refresh_latency.merge(c.refreshes.latency);
+	/* What a fallback removed includes materialized keys: compute them again. */
+	if (c.fallbacks > 0 && !standby_)
+		pg_call([] { refresh_warm_all(); });
 	StatsGauges gauges{dispatcher_.pending_targets(), dispatcher_.uncovered_batches(), slot_lag_bytes_,
 					   dispatcher_.engine().connected(), dispatcher_.standbys_absent()};
 	pg_call([&] {
@@ -848,8 +905,14 @@ Worker::run()
 	load_settings();
 	if (standby_)
 		start_standby();
-	else
+	else {
 		start();
+		/* Startup warming: every materialized key is computed again. */
+		pg_call([] {
+			refresh_load_databases();
+			refresh_warm_all();
+		});
+	}
 
 	for (;;) {
 		bool reload = false;

@@ -47,7 +47,7 @@ worker_state_path(const char *name)
  * replaced.) false, logged at elevel, on failure. No C++ allocation: the
  * postmaster calls this.
  */
-static bool
+bool
 write_file_durably(const char *path, const char *contents, size_t len, int elevel)
 {
 	char tmp[MAXPGPATH];

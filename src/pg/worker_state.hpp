@@ -65,4 +65,8 @@ bool worker_state_save_standby_sends(const std::vector<StandbySends::Entry> &ent
 /* Path of a file of ours, e.g. "pg_cachebust/prefixes". */
 std::string worker_state_path(const char *name);
 
+/* Writes contents to path (under PGDATA) atomically and durably; false,
+ * logged at elevel, on failure. */
+bool write_file_durably(const char *path, const char *contents, size_t len, int elevel);
+
 } // namespace cachebust::pg

@@ -62,6 +62,9 @@ worker_stats_publish(StatsDelta &delta, const StatsGauges &gauges)
 	w.standby_timeouts += d.standby_timeouts;
 	w.latency.merge(d.latency);
 	w.standby_lag.merge(d.standby_lag);
+	w.refresh_failures += d.refresh_failures;
+	w.refreshes_coalesced += d.refreshes_coalesced;
+	w.refresh_latency.merge(d.refresh_latency);
 	if (delta.last_delivery != 0)
 		w.last_delivery = delta.last_delivery;
 	if (delta.have_error) {
@@ -78,6 +81,17 @@ worker_stats_publish(StatsDelta &delta, const StatsGauges &gauges)
 	SpinLockRelease(&q->stats_mutex);
 
 	delta = StatsDelta();
+}
+
+void
+worker_stats_count_refresh(bool failed)
+{
+	SharedQueue *q = shared_queue;
+	SpinLockAcquire(&q->stats_mutex);
+	q->worker.refreshes++;
+	if (failed)
+		q->worker.refresh_failures++;
+	SpinLockRelease(&q->stats_mutex);
 }
 
 } // namespace cachebust::pg

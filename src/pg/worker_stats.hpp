@@ -43,4 +43,7 @@ struct StatsGauges {
 /* Adds delta to the shared counters, sets the gauges, and clears delta. */
 void worker_stats_publish(StatsDelta &delta, const StatsGauges &gauges);
 
+/* A refresh worker ran a materialized key's query (shared counters). */
+void worker_stats_count_refresh(bool failed);
+
 } // namespace cachebust::pg

@@ -96,7 +96,7 @@ RefreshWaits::add(RefreshNeed &&need, int64_t now_us, RefreshHost &host)
 		counters_.coalesced += need.commits > 0 ? 1 : 0;
 		return true;
 	}
-	key.requests.push_back(Request{generation, std::move(need.seqs), now_us + timeout_us_});
+	key.requests.push_back(Request{generation, std::move(need.seqs), now_us, now_us + timeout_us_});
 	return true;
 }
 
@@ -107,6 +107,7 @@ RefreshWaits::poll(int64_t now_us, RefreshHost &host, std::vector<RefreshNeed> &
 		Key &key = it->second;
 		uint64_t done = host.refresh_done(it->first.first, it->first.second);
 		while (!key.requests.empty() && key.requests.front().generation <= done) {
+			counters_.latency.record(static_cast<uint64_t>(std::max<int64_t>(now_us - key.requests.front().requested_us, 0)));
 			key.requests.pop_front();
 			counters_.done++;
 		}

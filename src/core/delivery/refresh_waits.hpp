@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "core/coalescer.hpp"
+#include "core/latency_histogram.hpp"
 #include "core/target.hpp"
 
 namespace cachebust {
@@ -64,6 +65,7 @@ class RefreshWaits
 		uint64_t done = 0;			/* requests reported done */
 		uint64_t coalesced = 0;		/* commits whose request another one's covered */
 		uint64_t removed = 0;		/* keys removed instead (no refresh worker, or too late) */
+		LatencyHistogram latency;	/* request (window closed) to value in Redis, µs */
 	};
 
 	/* How long a request may take before the key is removed instead. */
@@ -82,7 +84,7 @@ class RefreshWaits
 	int64_t next_expiry_us() const;
 	Counters take_counters()
 	{
-		Counters c = counters_;
+		Counters c = std::move(counters_);
 		counters_ = Counters();
 		return c;
 	}
@@ -91,6 +93,7 @@ class RefreshWaits
 	struct Request {
 		uint64_t generation;
 		SeqSet seqs;
+		int64_t requested_us;
 		int64_t expires_us;
 	};
 	struct Key {

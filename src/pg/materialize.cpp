@@ -1,0 +1,440 @@
+/*
+ * materialize.cpp — materialized keys: cachebust.materialize(),
+ * dematerialize(), and the statement trigger that asks for a refresh when
+ * a table they depend on changes.
+ *
+ * A registration is a row of cachebust._materialized (readable only by the
+ * extension's owner; users see the cachebust.materialized view). The
+ * functions check everything as the calling role — SELECT on each table,
+ * permission to run the query, a single read-only SELECT with one column
+ * of an accepted type — and then write the registration and attach the
+ * triggers as the bootstrap superuser, so a role needs neither access to
+ * the registry nor TRIGGER privilege on the tables. A change to a
+ * depends_on table adds a Refresh target per key that depends on it; it
+ * travels as any target (ring, journal, window) and the worker hands it
+ * to a refresh worker of this database (refresh_worker.hpp).
+ */
+#include <string>
+#include <vector>
+
+#include "pg/capture.hpp"
+#include "pg/guard.hpp"
+#include "pg/guc.hpp"
+#include "pg/queue.hpp"
+#include "pg/refresh_requests.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type_d.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/plannodes.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/plancache.h"
+#include "utils/rel.h"
+}
+
+namespace cachebust::pg {
+
+static const char *const kTriggerName = "cachebust_materialized";
+
+/* The calling role's key_prefix + key: the Redis name of a materialized key. */
+static std::string
+full_key_of(const std::string &key, uint32_t &prefix_len)
+{
+	std::string prefix = guc_key_prefix != nullptr ? guc_key_prefix : "";
+	prefix_len = static_cast<uint32_t>(prefix.size());
+	if (key.empty())
+		throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, "a materialized key must not be empty");
+	std::string full = prefix + key;
+	if (full.size() > static_cast<size_t>(kMaxMaterializedKeyLength))
+		throw UserError(ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+						"materialized key \"" + key + "\" is too long",
+						"With cachebust.key_prefix it has " + std::to_string(full.size()) + " bytes; the limit is " +
+							std::to_string(kMaxMaterializedKeyLength) + ".");
+	return full;
+}
+
+static void
+refuse_during_recovery_or_unloaded(const char *fname)
+{
+	queue_require_preloaded(fname);
+	pg_call([&] {
+		if (RecoveryInProgress())
+			ereport(ERROR, (errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION), errmsg("%s cannot run during recovery", fname),
+							errhint("Run it on the primary.")));
+	});
+}
+
+/* The types a materialized value may have (domains over them too). */
+static bool
+accepted_value_type(Oid type)
+{
+	Oid base = getBaseType(type);
+	return base == TEXTOID || base == VARCHAROID || base == BPCHAROID || base == JSONOID || base == JSONBOID ||
+		   base == BYTEAOID;
+}
+
+/*
+ * As the caller: the query parses, is one SELECT returning one column of an
+ * accepted type, modifies nothing, locks nothing, and the caller may read
+ * everything it reads (the refresh runs it as the caller, later).
+ */
+static void
+check_query(const char *query)
+{
+	const char *problem = nullptr;
+	Oid bad_type = InvalidOid;
+	pg_call([&] {
+		SPI_connect();
+		SPIPlanPtr plan = SPI_prepare(query, 0, nullptr);
+		if (plan == nullptr)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		List *sources = SPI_plan_get_plan_sources(plan);
+		CachedPlanSource *source = list_length(sources) == 1 ? static_cast<CachedPlanSource *>(linitial(sources))
+															 : nullptr;
+		if (source == nullptr || source->commandTag != CMDTAG_SELECT)
+			problem = "the query must be a single SELECT";
+		else if (source->resultDesc == nullptr || source->resultDesc->natts != 1)
+			problem = "the query must return exactly one column";
+		else if (!accepted_value_type(TupleDescAttr(source->resultDesc, 0)->atttypid)) {
+			problem = "the query's column must be of type text, varchar, json, jsonb or bytea";
+			bad_type = TupleDescAttr(source->resultDesc, 0)->atttypid;
+		} else {
+			CachedPlan *cplan = SPI_plan_get_cached_plan(plan);
+			ListCell *lc;
+			foreach (lc, cplan->stmt_list) {
+				PlannedStmt *stmt = lfirst_node(PlannedStmt, lc);
+				if (stmt->commandType != CMD_SELECT || stmt->hasModifyingCTE)
+					problem = "the query must not modify data";
+				else if (stmt->rowMarks != NIL)
+					problem = "the query must not lock rows (FOR UPDATE/SHARE)";
+				else
+					(void) ExecCheckRTPerms(stmt->rtable, true);
+			}
+			ReleaseCachedPlan(cplan, CurrentResourceOwner);
+		}
+		SPI_finish();
+	});
+	if (problem != nullptr) {
+		std::string detail;
+		if (bad_type != InvalidOid) {
+			char *name = nullptr;
+			pg_call([&] { name = format_type_be(bad_type); });
+			detail = std::string("It returns ") + name + ".";
+		}
+		throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, std::string("cachebust.materialize(): ") + problem, detail,
+						"The query's one row and one column is the key's value; no row or NULL removes the key.");
+	}
+}
+
+/* Runs body as the bootstrap superuser (the registry is not the caller's to touch). */
+template <typename F>
+static void
+as_superuser(F &&body)
+{
+	Oid saved_user;
+	int saved_context;
+	pg_call([&] {
+		GetUserIdAndSecContext(&saved_user, &saved_context);
+		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID, saved_context | SECURITY_LOCAL_USERID_CHANGE);
+	});
+	/* (On an ERROR the transaction's abort restores the user.) */
+	body();
+	pg_call([&] { SetUserIdAndSecContext(saved_user, saved_context); });
+}
+
+/* The owner of the registration of full_key (InvalidOid: none); locks it. */
+static Oid
+registration_owner(const char *full_key)
+{
+	Oid owner = InvalidOid;
+	pg_call([&] {
+		Oid types[1] = {TEXTOID};
+		Datum args[1] = {CStringGetTextDatum(full_key)};
+		SPI_execute_with_args("SELECT owner::oid FROM cachebust._materialized WHERE full_key = $1 FOR UPDATE", 1, types,
+							  args, nullptr, false, 1);
+		if (SPI_processed == 1) {
+			bool isnull;
+			owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		}
+	});
+	return owner;
+}
+
+static void
+check_may_change(const char *full_key, Oid owner, Oid caller)
+{
+	if (owner == InvalidOid || owner == caller)
+		return;
+	bool super = false;
+	pg_call([&] { super = superuser_arg(caller); });
+	if (super)
+		return;
+	char *name = nullptr;
+	pg_call([&] { name = GetUserNameFromId(owner, true); });
+	throw UserError(ERRCODE_INSUFFICIENT_PRIVILEGE,
+					std::string("materialized key \"") + full_key + "\" belongs to role \"" +
+						(name != nullptr ? name : "?") + "\"",
+					{}, "Only its owner or a superuser can change or remove it.");
+}
+
+/* Attaches the statement trigger to tables a registration depends on, and
+ * removes it from those none does any more. */
+static void
+sync_triggers(const std::vector<Oid> &tables)
+{
+	for (Oid relid : tables) {
+		pg_call([&] {
+			char *name = get_rel_name(relid);
+			if (name == nullptr)
+				return; /* dropped */
+			char *qualified = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), name);
+			Oid types[1] = {OIDOID};
+			Datum args[1] = {ObjectIdGetDatum(relid)};
+			SPI_execute_with_args("SELECT 1 FROM cachebust._materialized WHERE $1::regclass = ANY (depends_on) LIMIT 1",
+								  1, types, args, nullptr, false, 1);
+			StringInfoData sql;
+			initStringInfo(&sql);
+			if (SPI_processed > 0)
+				appendStringInfo(&sql,
+								 "CREATE OR REPLACE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s "
+								 "FOR EACH STATEMENT EXECUTE FUNCTION cachebust._materialized_changed()",
+								 kTriggerName, qualified);
+			else
+				appendStringInfo(&sql, "DROP TRIGGER IF EXISTS %s ON %s", kTriggerName, qualified);
+			SPI_execute(sql.data, false, 0);
+		});
+	}
+}
+
+static std::vector<Oid>
+table_array(ArrayType *array)
+{
+	Datum *elems = nullptr;
+	bool *nulls = nullptr;
+	int n = 0;
+	pg_call([&] { deconstruct_array(array, REGCLASSOID, sizeof(Oid), true, TYPALIGN_INT, &elems, &nulls, &n); });
+	std::vector<Oid> out;
+	for (int i = 0; i < n; i++) {
+		if (nulls[i])
+			throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "cachebust.materialize(): depends_on must not contain NULL");
+		out.push_back(DatumGetObjectId(elems[i]));
+	}
+	if (out.empty())
+		throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, "cachebust.materialize(): depends_on must name a table",
+						{}, "The key is recomputed after every committed change to these tables.");
+	return out;
+}
+
+static Target
+refresh_target(const std::string &full_key, uint32_t prefix_len)
+{
+	Target t;
+	t.kind = TargetKind::Refresh;
+	t.key = full_key;
+	t.prefix_len = prefix_len;
+	t.database = MyDatabaseId;
+	return t;
+}
+
+static std::string
+text_arg(FunctionCallInfo fcinfo, int n, const char *what)
+{
+	if (PG_ARGISNULL(n))
+		throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, std::string("cachebust.materialize(): ") + what +
+															" must not be NULL");
+	text *t = PG_GETARG_TEXT_PP(n);
+	return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+}
+
+} // namespace cachebust::pg
+
+using namespace cachebust;
+using namespace cachebust::pg;
+
+extern "C" {
+
+PG_FUNCTION_INFO_V1(cachebust_materialize);
+PG_FUNCTION_INFO_V1(cachebust_dematerialize);
+PG_FUNCTION_INFO_V1(cachebust_materialized_changed);
+
+PGDLLEXPORT Datum
+cachebust_materialize(PG_FUNCTION_ARGS)
+{
+	refuse_during_recovery_or_unloaded("cachebust.materialize()");
+	return guarded([&]() -> Datum {
+		std::string key = text_arg(fcinfo, 0, "key");
+		std::string query = text_arg(fcinfo, 1, "query");
+		if (PG_ARGISNULL(2))
+			throw UserError(ERRCODE_NULL_VALUE_NOT_ALLOWED, "cachebust.materialize(): depends_on must not be NULL");
+		std::vector<Oid> tables = table_array(PG_GETARG_ARRAYTYPE_P(2));
+		int ttl_ms = PG_ARGISNULL(3) ? 0 : PG_GETARG_INT32(3);
+		if (ttl_ms < 0)
+			throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, "cachebust.materialize(): ttl_ms must not be negative");
+		uint32_t prefix_len = 0;
+		std::string full_key = full_key_of(key, prefix_len);
+		Oid caller = InvalidOid;
+		pg_call([&] { caller = GetUserId(); });
+
+		for (Oid relid : tables) {
+			char kind = 0;
+			AclResult acl = ACLCHECK_OK;
+			pg_call([&] {
+				kind = get_rel_relkind(relid);
+				acl = pg_class_aclcheck(relid, caller, ACL_SELECT);
+			});
+			if (kind != RELKIND_RELATION && kind != RELKIND_PARTITIONED_TABLE)
+				throw UserError(ERRCODE_WRONG_OBJECT_TYPE,
+								"cachebust.materialize(): depends_on must list tables",
+								"A view or other relation has no triggers to say when it changed.",
+								"List the tables the query reads.");
+			if (acl != ACLCHECK_OK)
+				pg_call([&] { aclcheck_error(acl, OBJECT_TABLE, get_rel_name(relid)); });
+		}
+		check_query(query.c_str());
+
+		const char *search_path = nullptr;
+		pg_call([&] { search_path = GetConfigOption("search_path", false, false); });
+		std::vector<Oid> touched = tables;
+		pg_call([] { SPI_connect(); });
+		as_superuser([&] {
+			Oid owner = registration_owner(full_key.c_str());
+			check_may_change(full_key.c_str(), owner, caller);
+			if (owner != InvalidOid) {
+				/* Tables the old registration depended on may lose their trigger. */
+				pg_call([&] {
+					Oid types[1] = {TEXTOID};
+					Datum args[1] = {CStringGetTextDatum(full_key.c_str())};
+					SPI_execute_with_args("SELECT unnest(depends_on)::oid FROM cachebust._materialized "
+										  "WHERE full_key = $1",
+										  1, types, args, nullptr, false, 0);
+				});
+				for (uint64 i = 0; i < SPI_processed; i++) {
+					bool isnull;
+					touched.push_back(DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)));
+				}
+			}
+			pg_call([&] {
+				Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * tables.size()));
+				for (size_t i = 0; i < tables.size(); i++)
+					elems[i] = ObjectIdGetDatum(tables[i]);
+				ArrayType *deps = construct_array(elems, static_cast<int>(tables.size()), REGCLASSOID, sizeof(Oid), true,
+												  TYPALIGN_INT);
+				Oid types[8] = {TEXTOID, TEXTOID, INT4OID, TEXTOID, REGCLASSARRAYOID, INT4OID, OIDOID, TEXTOID};
+				Datum args[8] = {CStringGetTextDatum(full_key.c_str()),
+								 CStringGetTextDatum(key.c_str()),
+								 Int32GetDatum(static_cast<int32>(prefix_len)),
+								 CStringGetTextDatum(query.c_str()),
+								 PointerGetDatum(deps),
+								 Int32GetDatum(ttl_ms),
+								 ObjectIdGetDatum(caller),
+								 CStringGetTextDatum(search_path != nullptr ? search_path : "")};
+				SPI_execute_with_args(
+					"INSERT INTO cachebust._materialized AS m (full_key, key, prefix_len, query, depends_on, ttl_ms, "
+					"owner, search_path) VALUES ($1, $2, $3, $4, $5, $6, $7::regrole, $8) "
+					"ON CONFLICT (full_key) DO UPDATE SET key = $2, prefix_len = $3, query = $4, depends_on = $5, "
+					"ttl_ms = $6, owner = $7::regrole, search_path = $8, registered = now(), last_error = NULL",
+					8, types, args, nullptr, false, 0);
+			});
+			sync_triggers(touched);
+		});
+		pg_call([] { SPI_finish(); });
+		refresh_note_database(MyDatabaseId);
+		/* Computed once committed, like after any change. */
+		capture_add(refresh_target(full_key, prefix_len));
+		PG_RETURN_VOID();
+	});
+}
+
+PGDLLEXPORT Datum
+cachebust_dematerialize(PG_FUNCTION_ARGS)
+{
+	refuse_during_recovery_or_unloaded("cachebust.dematerialize()");
+	return guarded([&]() -> Datum {
+		std::string key = text_arg(fcinfo, 0, "key");
+		uint32_t prefix_len = 0;
+		std::string full_key = full_key_of(key, prefix_len);
+		Oid caller = InvalidOid;
+		pg_call([&] { caller = GetUserId(); });
+		std::vector<Oid> touched;
+		pg_call([] { SPI_connect(); });
+		as_superuser([&] {
+			Oid owner = registration_owner(full_key.c_str());
+			if (owner == InvalidOid)
+				throw UserError(ERRCODE_UNDEFINED_OBJECT, "materialized key \"" + full_key + "\" does not exist",
+								{}, "See cachebust.materialized (keys include cachebust.key_prefix).");
+			check_may_change(full_key.c_str(), owner, caller);
+			pg_call([&] {
+				Oid types[1] = {TEXTOID};
+				Datum args[1] = {CStringGetTextDatum(full_key.c_str())};
+				SPI_execute_with_args("DELETE FROM cachebust._materialized WHERE full_key = $1 "
+									  "RETURNING unnest(depends_on)::oid",
+									  1, types, args, nullptr, false, 0);
+			});
+			for (uint64 i = 0; i < SPI_processed; i++) {
+				bool isnull;
+				touched.push_back(DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)));
+			}
+			sync_triggers(touched);
+		});
+		pg_call([] { SPI_finish(); });
+		/* Nobody refreshes it any more: its last value must not linger. */
+		Target removal;
+		removal.key = full_key;
+		removal.prefix_len = prefix_len;
+		capture_add(std::move(removal));
+		PG_RETURN_VOID();
+	});
+}
+
+/* AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ... FOR EACH STATEMENT on a depends_on table. */
+PGDLLEXPORT Datum
+cachebust_materialized_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+						errmsg("cachebust._materialized_changed() must be called as a trigger")));
+	queue_require_preloaded("cachebust._materialized_changed()");
+	if (!guc_enabled)
+		return PointerGetDatum(nullptr);
+	Oid relid = RelationGetRelid(reinterpret_cast<TriggerData *>(fcinfo->context)->tg_relation);
+	return guarded([&]() -> Datum {
+		std::vector<Target> refreshes;
+		pg_call([] { SPI_connect(); });
+		as_superuser([&] {
+			pg_call([&] {
+				Oid types[1] = {OIDOID};
+				Datum args[1] = {ObjectIdGetDatum(relid)};
+				SPI_execute_with_args("SELECT full_key, prefix_len FROM cachebust._materialized "
+									  "WHERE $1::regclass = ANY (depends_on)",
+									  1, types, args, nullptr, true, 0);
+			});
+			for (uint64 i = 0; i < SPI_processed; i++) {
+				char *key = nullptr;
+				bool isnull;
+				int32 prefix_len = 0;
+				pg_call([&] {
+					key = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+					prefix_len = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+				});
+				refreshes.push_back(refresh_target(key, static_cast<uint32_t>(prefix_len)));
+			}
+		});
+		pg_call([] { SPI_finish(); });
+		for (Target &t : refreshes)
+			capture_add(std::move(t));
+		return PointerGetDatum(nullptr);
+	});
+}
+
+} // extern "C"
