@@ -58,7 +58,7 @@ full_key_of(const std::string &key, uint32_t &prefix_len)
 	std::string full = prefix + key;
 	if (full.size() > static_cast<size_t>(kMaxMaterializedKeyLength))
 		throw UserError(ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-						"materialized key \"" + key + "\" is too long",
+						"materialized key \"" + key.substr(0, 64) + "...\" is too long",
 						"With cachebust.key_prefix it has " + std::to_string(full.size()) + " bytes; the limit is " +
 							std::to_string(kMaxMaterializedKeyLength) + ".");
 	return full;
@@ -121,7 +121,7 @@ check_query(const char *query)
 				else
 					(void) ExecCheckRTPerms(stmt->rtable, true);
 			}
-			ReleaseCachedPlan(cplan, CurrentResourceOwner);
+			ReleaseCachedPlan(cplan, nullptr); /* (an unsaved plan's: no resource owner) */
 		}
 		SPI_finish();
 	});
@@ -377,8 +377,8 @@ cachebust_dematerialize(PG_FUNCTION_ARGS)
 			pg_call([&] {
 				Oid types[1] = {TEXTOID};
 				Datum args[1] = {CStringGetTextDatum(full_key.c_str())};
-				SPI_execute_with_args("DELETE FROM cachebust._materialized WHERE full_key = $1 "
-									  "RETURNING unnest(depends_on)::oid",
+				SPI_execute_with_args("WITH gone AS (DELETE FROM cachebust._materialized WHERE full_key = $1 "
+									  "RETURNING depends_on) SELECT unnest(depends_on)::oid FROM gone",
 									  1, types, args, nullptr, false, 0);
 			});
 			for (uint64 i = 0; i < SPI_processed; i++) {
