@@ -393,23 +393,23 @@ RefreshWorker::run()
 			worked = true;
 		}
 		int64_t now = monotonic_us();
-		int64_t next_due = INT64_MAX;
-		for (auto it = ahead_due_.begin(); it != ahead_due_.end();) {
-			std::string key = it->first;
-			int64_t due = it->second;
-			++it;
-			if (due <= now) {
-				refresh(key, true);
-				worked = true;
-			} else
-				next_due = Min(next_due, due);
+		std::vector<std::string> due;
+		for (const auto &entry : ahead_due_)
+			if (entry.second <= now)
+				due.push_back(entry.first);
+		for (const std::string &key : due) {
+			refresh(key, true);
+			worked = true;
 		}
+		int64_t next_due = INT64_MAX;
+		for (const auto &entry : ahead_due_)
+			next_due = Min(next_due, entry.second);
 		now = monotonic_us();
 		if (worked)
 			idle_since = now;
 		else if (ahead_due_.empty() && now - idle_since >= kIdleExitUs)
 			break;
-		long timeout_ms = static_cast<long>(Min(next_due - now, kIdleExitUs) / 1000) + 1;
+		long timeout_ms = static_cast<long>(Max(Min(next_due - now, kIdleExitUs), 0) / 1000) + 1;
 		int64_t deadline = engine_.deadline_us();
 		if (deadline != 0)
 			timeout_ms = Min(timeout_ms, static_cast<long>(Max((deadline - now + 999) / 1000, 0)));

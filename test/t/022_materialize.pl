@@ -1,0 +1,178 @@
+# Materialized keys (README, "Materialized keys"): a key whose value is a
+# query's result, recomputed by a refresh worker after commits to the tables
+# it depends on — coalesced, as its owner, failing closed.
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::Bin;
+use CachebustTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $redis = start_redis();
+my $node = cachebust_node('materialize', $redis, qq{
+cachebust.debounce_ms = 50
+cachebust.key_prefix = 'app:'
+cachebust.refresh_timeout_ms = 3000
+});
+
+$node->safe_psql('postgres', q{
+CREATE TABLE customers (id int PRIMARY KEY, name text);
+CREATE TABLE orders (id serial PRIMARY KEY, customer_id int, amount numeric);
+CREATE TABLE items (order_id int, sku text, qty int);
+CREATE TABLE users (id int PRIMARY KEY, name text);
+INSERT INTO customers SELECT g, 'c' || g FROM generate_series(1, 10) g;
+INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 10) g;
+SELECT cachebust.watch('users', keys => ARRAY['user:{id}']);
+CREATE ROLE dash_owner;
+GRANT SELECT ON customers, orders, items TO dash_owner;
+GRANT EXECUTE ON FUNCTION cachebust.materialize(text, text, regclass[], integer),
+    cachebust.dematerialize(text) TO dash_owner;
+});
+
+my $dashboard_query = q{SELECT json_build_object('customers', (SELECT count(*) FROM customers),
+  'orders', (SELECT count(*) FROM orders), 'revenue', (SELECT coalesce(sum(amount), 0) FROM orders),
+  'items', (SELECT coalesce(sum(qty), 0) FROM items))::text};
+
+sub as_owner
+{
+	my ($sql) = @_;
+	return $node->safe_psql('postgres', "SET ROLE dash_owner; $sql");
+}
+
+sub redis_get
+{
+	my ($key) = @_;
+	return $redis->cmd('GET', $key);
+}
+
+sub stat_number
+{
+	my ($column) = @_;
+	return $node->safe_psql('postgres', "SELECT $column FROM cachebust.stats");
+}
+
+sub refresh_count
+{
+	my ($key) = @_;
+	return $node->safe_psql('postgres', "SELECT refresh_count FROM cachebust.materialized WHERE key = '$key'");
+}
+
+# ---- registration: computed once committed; barrier() covers the refresh
+as_owner("SELECT cachebust.materialize('dashboard', \$q\$$dashboard_query\$q\$,
+    ARRAY['customers', 'orders', 'items']::regclass[])");
+is($node->safe_psql('postgres', 'SELECT cachebust.barrier(10000)'), 't', 'barrier() after the registration');
+my $fresh = $node->safe_psql('postgres', $dashboard_query);
+is(redis_get('app:dashboard'), $fresh, 'the key holds the query result right after registration');
+
+# ---- writers: after they stop and barrier() returns, the key equals a fresh
+# run of the query, and far fewer queries ran than commits
+my $refreshes_before = stat_number('refreshes');
+my $script = $node->basedir . '/writer.sql';
+open(my $fh, '>', $script) or die;
+print $fh q{\set c random(1, 10)
+BEGIN;
+INSERT INTO orders (customer_id, amount) VALUES (:c, :c * 1.5) RETURNING id \gset
+INSERT INTO items VALUES (:id, 'sku' || :c, :c);
+COMMIT;
+};
+close $fh;
+my ($pg_out, $pg_err) = ('', '');
+$node->command_ok([ 'pgbench', '-n', '-c', '4', '-j', '2', '-t', '300', '-f', $script,
+	'-p', $node->port, '-h', $node->host, 'postgres' ], '4 writers, 300 transactions each');
+is($node->safe_psql('postgres', 'SELECT cachebust.barrier(10000)'), 't', 'barrier() after the writers');
+$fresh = $node->safe_psql('postgres', $dashboard_query);
+is(redis_get('app:dashboard'), $fresh, 'after the writers the key equals a fresh run of the query');
+like($fresh, qr/"orders" : 1200/, '1,200 orders were written');
+my $queries = stat_number('refreshes') - $refreshes_before;
+cmp_ok($queries, '<', 1200 / 4, "coalesced: $queries queries for 1,200 commits");
+note(sprintf('queries per commit: %.3f', $queries / 1200));
+cmp_ok(stat_number('refreshes_coalesced'), '>', 0, 'refreshes_coalesced counts the commits that did not query');
+ok(defined stat_number('refresh_p99_ms') && stat_number('refresh_p99_ms') ne '', 'refresh latency is measured');
+
+# ---- a rolled-back change asks for nothing
+my $count = refresh_count('dashboard');
+$node->safe_psql('postgres', q{BEGIN; DELETE FROM orders; ROLLBACK; SELECT cachebust.flush();});
+# (A committed change to another table afterwards: once it is delivered, the rollback would have been too.)
+$node->safe_psql('postgres', q{UPDATE users SET name = 'x' WHERE id = 1});
+is($node->safe_psql('postgres', 'SELECT cachebust.barrier(10000)'), 't', 'barrier()');
+is(refresh_count('dashboard'), $count, 'a rolled-back change does not refresh');
+
+# ---- failures fail closed: the key is removed, counted, shown; other keys unaffected
+as_owner(q{SELECT cachebust.materialize('ratio', 'SELECT (100 / (SELECT count(*) FROM orders WHERE amount < 0))::text', '{orders}')});
+is($node->safe_psql('postgres', 'SELECT cachebust.barrier(10000)'), 't', 'barrier() after a failing registration');
+is($redis->exists_key('app:ratio'), 0, 'a failing query leaves no key');
+$redis->cmd('SET', 'app:ratio', 'stale');
+my $failures = stat_number('refresh_failures');
+$node->safe_psql('postgres', q{INSERT INTO orders (customer_id, amount) VALUES (1, 1)});
+is($node->safe_psql('postgres', 'SELECT cachebust.barrier(10000)'), 't', 'barrier()');
+is($redis->exists_key('app:ratio'), 0, 'the failing refresh removed the old value');
+cmp_ok(stat_number('refresh_failures'), '>', $failures, 'refresh_failures counts it');
+like(as_owner(q{SELECT last_error FROM cachebust.materialized WHERE key = 'ratio'}), qr/division by zero/,
+	'last_error says why (to the owner)');
+is($node->safe_psql('postgres', q{SELECT last_error FROM cachebust.materialized WHERE key = 'ratio'}) ne '', 1,
+	'and to a superuser');
+is(redis_get('app:dashboard'), $node->safe_psql('postgres', $dashboard_query), 'the other key was refreshed');
+
+# ---- a slow refresh does not delay other invalidations; a timeout fails closed
+as_owner(q{SELECT cachebust.materialize('slow', 'SELECT pg_sleep(2)::text || count(*) FROM customers', '{customers}')});
+is($node->safe_psql('postgres', 'SELECT cachebust.barrier(10000)'), 't', 'barrier() after the slow registration');
+$redis->cmd('SET', 'app:user:2', 'cached');
+my $slow_count = refresh_count('slow');
+$node->safe_psql('postgres', q{UPDATE customers SET name = 'renamed' WHERE id = 1; SELECT cachebust.flush()});
+ok(CachebustTest::wait_until(sub {
+	$node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity
+	  WHERE backend_type = 'cachebust refresh worker' AND state = 'active' AND query = 'app:slow'}) eq '1' }, 10),
+	'the slow refresh runs');
+my $out = $node->safe_psql('postgres', q{
+UPDATE users SET name = 'y' WHERE id = 2;
+SELECT cachebust.wait_for_delivery(10000);
+SELECT refresh_count FROM cachebust.materialized WHERE key = 'slow';
+});
+my ($delivered, $count_then) = (split /\n/, $out)[-2, -1];
+is($delivered, 't', 'meanwhile another session\'s invalidation is delivered');
+is($count_then, $slow_count, '... before the slow refresh finished');
+is($redis->exists_key('app:user:2'), 0, 'its key is gone');
+ok(CachebustTest::wait_until(sub { refresh_count('slow') > $slow_count }, 10), 'the slow refresh finishes later');
+
+as_owner(q{SELECT cachebust.materialize('too_slow', 'SELECT pg_sleep(6)::text', '{customers}')});
+$node->safe_psql('postgres', 'SELECT cachebust.barrier(15000)');
+ok(CachebustTest::wait_until(sub {
+	as_owner(q{SELECT coalesce(last_error, '') FROM cachebust.materialized WHERE key = 'too_slow'}) =~ /statement timeout/ }, 15),
+	'a query longer than refresh_timeout_ms is cancelled and recorded');
+is($redis->exists_key('app:too_slow'), 0, 'and its key is not there');
+as_owner(q{SELECT cachebust.dematerialize('too_slow'); SELECT cachebust.dematerialize('slow')});
+
+# ---- refresh ahead of the TTL, without reviving a removed key
+as_owner(q{SELECT cachebust.materialize('short', 'SELECT count(*)::text FROM customers', '{customers}', 1200)});
+is($node->safe_psql('postgres', 'SELECT cachebust.barrier(10000)'), 't', 'barrier() after the TTL registration');
+my $pttl = $redis->cmd('PTTL', 'app:short');
+ok($pttl > 0 && $pttl <= 1200, "SET with PX ($pttl ms left)");
+my $short_count = refresh_count('short');
+ok(CachebustTest::wait_until(sub { refresh_count('short') >= $short_count + 2 }, 10),
+	'recomputed ahead of its TTL, with no commit');
+is(redis_get('app:short'), '10', 'so the key never expired')
+  or diag('PTTL ' . $redis->cmd('PTTL', 'app:short') . '; ' . $node->safe_psql('postgres', q{SELECT * FROM cachebust.materialized WHERE key = 'short'}));
+$redis->cmd('DEL', 'app:short');
+$short_count = refresh_count('short');
+ok(CachebustTest::wait_until(sub { refresh_count('short') >= $short_count + 1 }, 10), 'another refresh ahead');
+is($redis->exists_key('app:short'), 0, 'which did not revive the removed key (SET XX)');
+
+# ---- startup warming: Redis emptied, server restarted, keys back
+$redis->cmd('FLUSHALL');
+$node->restart;
+ok(CachebustTest::wait_until(sub { defined redis_get('app:dashboard') }, 20), 'the key is computed again at start');
+is(redis_get('app:dashboard'), $node->safe_psql('postgres', $dashboard_query), 'with the current value');
+
+# ---- dematerialize removes the key; the table loses its trigger with the last registration
+as_owner(q{SELECT cachebust.dematerialize('dashboard'); SELECT cachebust.dematerialize('ratio');
+           SELECT cachebust.dematerialize('short')});
+is($node->safe_psql('postgres', 'SELECT cachebust.barrier(10000)'), 't', 'barrier() after dematerialize');
+is($redis->exists_key('app:dashboard'), 0, 'the key is gone');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_trigger WHERE tgname = 'cachebust_materialized'}), '0',
+	'no statement trigger left');
+is(stat_number('fallbacks'), '0', 'no fallback ran');
+
+$node->stop;
+done_testing();
