@@ -28,7 +28,8 @@ ok(-f $queries, 'contrib/prometheus/cachebust_queries.yaml exists');
 # ---- what each column of cachebust.stats becomes: [SQL expression, metric, type]
 my @counters = qw(transactions_enqueued targets_enqueued targets_coalesced targets_delivered
   targets_failed tag_members_skipped redis_commands redis_errors retries reconnects failovers
-  overflows fallbacks fallbacks_refused second_sends standby_timeouts);
+  overflows fallbacks fallbacks_refused second_sends standby_timeouts refreshes refresh_failures
+  refreshes_coalesced);
 my @series = (
 	(map { [ $_, "cachebust_${_}_total", 'counter' ] } @counters),
 	[ 'journal_replayed_batches', 'cachebust_journal_replayed_batches_total', 'counter' ],
@@ -52,6 +53,7 @@ my @series = (
 my %quantiles = (
 	latency => 'cachebust_delivery_latency_seconds',
 	standby_lag => 'cachebust_standby_lag_seconds',
+	refresh => 'cachebust_refresh_latency_seconds',
 );
 my %quantile_of = (p50 => '0.5', p99 => '0.99', max => '1');
 # Exported otherwise: standbys_absent as one labelled series per name.
