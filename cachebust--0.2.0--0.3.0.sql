@@ -113,3 +113,17 @@ GRANT SELECT ON stats TO PUBLIC;
 -- this server's worker. Needs the WAL journal.
 CREATE FUNCTION wait_for_lsn(lsn pg_lsn, timeout_ms integer DEFAULT 5000) RETURNS boolean
 AS 'MODULE_PATHNAME', 'cachebust_wait_for_lsn' LANGUAGE C STRICT VOLATILE;
+
+-- ---- 0.3.0, the emergency clear (issue 25) ----
+-- clear(pattern): counts the keys the pattern matches under the caller's
+-- key_prefix and returns '<token>: N keys match "<prefix><pattern>"; confirm ...'.
+-- clear(pattern, token), within 60 s, by the same role in the same database:
+-- removes them at commit (like invalidate_pattern()), logs who did it, and
+-- returns the first step's count. Not for PUBLIC: see README, Emergency clear.
+CREATE FUNCTION clear(pattern text) RETURNS text
+AS 'MODULE_PATHNAME', 'cachebust_clear_request' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION clear(pattern text, token text) RETURNS bigint
+AS 'MODULE_PATHNAME', 'cachebust_clear_confirm' LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION clear(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION clear(text, text) FROM PUBLIC;
+-- ---- end of the emergency clear block ----

@@ -32,6 +32,7 @@
 
 #include "core/batch_codec.hpp"
 #include "core/delivery/dispatcher.hpp"
+#include "pg/clear.hpp"
 #include "pg/guard.hpp"
 #include "pg/guc.hpp"
 #include "pg/journal_wal.hpp"
@@ -632,6 +633,7 @@ Worker::turn()
 		read_journal();
 	}
 	dispatcher_.turn(monotonic_us(), GetCurrentTimestamp());
+	clear_serve_counts(dispatcher_.engine());
 	advance_slot(false);
 	/* (Uncovered commits are not delivered: the LSN waits while there are any.) */
 	uint64 delivered = delivered_bound();
