@@ -73,6 +73,10 @@ is(existing(@app_users), 50, 'a rolled-back clear removes nothing');
 # ---- another tenant's clear stays in its prefix
 my ($t2_answer, $t2_token, $t2_count) = ask('tenant2', 'user:*');
 is($t2_count, 30, 'the same pattern under another prefix counts that prefix\'s keys');
+# (What README tells scripts to do.)
+($out) = as_role('tenant2', q{SELECT split_part(a, ':', 1) ~ '^[0-9a-f]{16}$', substring(a from ': (?:at least )?(\d+) key')
+  FROM (SELECT cachebust.clear('user:*') a) s});
+is($out, 't|30', 'a script parses the token and the count as README says');
 ($out) = as_role('tenant2', "SELECT cachebust.clear('user:*', '$t2_token'); SELECT cachebust.wait_for_delivery(10000);");
 is($out, "30\nt", 'confirmed and delivered (wait_for_delivery waits for it)');
 is(existing(@other_users), 0, 'its keys are gone');
