@@ -468,10 +468,14 @@ cachebust_clear_confirm(PG_FUNCTION_ARGS)
 
 	char *role_name = GetUserNameFromId(role, false);
 	char *database_name = get_database_name(database);
+	/* Who logged in, when that is not the role (SET ROLE, SECURITY DEFINER). */
+	Oid session_user = GetSessionUserId();
+	char *session_name = session_user != role ? GetUserNameFromId(session_user, false) : nullptr;
 	ereport(LOG, (errmsg("cachebust.clear by role \"%s\" in database \"%s\": pattern \"%s\" (token %s, %llu keys "
 						 "counted); removed when the transaction commits",
 						 role_name, database_name ? database_name : "?", full, token,
-						 static_cast<unsigned long long>(count))));
+						 static_cast<unsigned long long>(count)),
+				  session_name ? errdetail("Session user \"%s\".", session_name) : 0));
 	PG_RETURN_INT64(static_cast<int64>(count));
 }
 

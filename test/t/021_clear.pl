@@ -100,6 +100,16 @@ like($bulk_answer, qr/^[0-9a-f]{16}: at least 100000 keys match "app:bulk\*" \(c
 	'a count stops at 100000 and says so');
 is(existing(@app_teams), 20, 'counting removes nothing');
 
+# ---- SET ROLE: the log names who logged in too
+$offset = -s $node->logfile;
+my $as_ops = q{SET cachebust.key_prefix = 'app:'; SET ROLE ops;};
+my ($set_role_token) = $node->safe_psql('postgres', "$as_ops SELECT cachebust.clear('team:1')") =~ /^([0-9a-f]{16}):/;
+is($node->safe_psql('postgres', "$as_ops SELECT cachebust.clear('team:1', '$set_role_token')"), '1',
+	'a superuser that took the role confirms with its token');
+ok($node->wait_for_log(qr/cachebust\.clear by role "ops" in database "postgres": pattern "app:team:1".*\n.*DETAIL:  Session user "\w+"\./, $offset),
+	'the log line names the session user');
+ok(wait_until(sub { !$redis->exists_key('app:team:1') }), 'and the key goes');
+
 $node->stop;
 $redis->stop;
 
