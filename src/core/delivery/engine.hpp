@@ -114,6 +114,7 @@ class DeliveryEngine final : private LaneHost
 	bool start_count(uint64_t id, const std::string &glob, uint64_t limit, std::string &why);
 	bool count_progress(uint64_t id, CountProgress &out) const { return scan_.count_progress(id, out); }
 	void end_count(uint64_t id) { scan_.end_count(id); }
+
 	/* What happened since the last call. */
 	DeliveryReport take_report();
 
