@@ -31,6 +31,7 @@ CORE_SRCS = \
 	src/core/latency_histogram.cpp \
 	src/core/glob.cpp \
 	src/core/key_slot.cpp \
+	src/core/clear_tokens.cpp \
 	src/core/redis/url.cpp \
 	src/core/secret_text.cpp \
 	src/core/redis/resp.cpp \
@@ -66,6 +67,7 @@ PG_SRCS = \
 	src/pg/trigger.cpp \
 	src/pg/sql_functions.cpp \
 	src/pg/queue.cpp \
+	src/pg/clear.cpp \
 	src/pg/prefix_registry.cpp \
 	src/pg/wait_set.cpp \
 	src/pg/worker_state.cpp \

@@ -171,3 +171,16 @@ REVOKE ALL ON FUNCTION materialize(text, text, regclass[], integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dematerialize(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _materialized_changed() FROM PUBLIC;
 -- ---- end of the materialized keys block ----
+-- ---- 0.3.0, the emergency clear (issue 25) ----
+-- clear(pattern): counts the keys the pattern matches under the caller's
+-- key_prefix and returns '<token>: N keys match "<prefix><pattern>"; confirm ...'.
+-- clear(pattern, token), within 60 s, by the same role in the same database:
+-- removes them at commit (like invalidate_pattern()), logs who did it, and
+-- returns the first step's count. Not for PUBLIC: see README, Emergency clear.
+CREATE FUNCTION clear(pattern text) RETURNS text
+AS 'MODULE_PATHNAME', 'cachebust_clear_request' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION clear(pattern text, token text) RETURNS bigint
+AS 'MODULE_PATHNAME', 'cachebust_clear_confirm' LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION clear(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION clear(text, text) FROM PUBLIC;
+-- ---- end of the emergency clear block ----

@@ -145,3 +145,22 @@ SET LOCAL cachebust.key_prefix = 'app:';
 SELECT cachebust.invalidate_pattern(E'[^\x01]*'), cachebust.invalidate_pattern('*:profile');
 SELECT * FROM cachebust.pending() ORDER BY 2;
 ROLLBACK;
+
+-- cachebust.clear(), the emergency clear: its pattern is refused as
+-- invalidate_pattern() refuses it, before Redis is asked anything.
+SELECT cachebust.clear('');
+SELECT cachebust.clear('*');
+SELECT cachebust.clear('[a-z]*');
+SELECT cachebust.clear('*', '0123456789abcdef');
+SELECT cachebust.clear(NULL) IS NULL AS strict, cachebust.clear('user:*', NULL) IS NULL AS strict;
+-- No token without a count: this instance's Redis is unreachable.
+SELECT cachebust.clear('user:*');
+-- A token nobody issued (or one already used).
+SELECT cachebust.clear('user:*', '0123456789abcdef');
+SELECT cachebust.clear('user:*', '');
+-- Switched off, the clear would remove nothing: refused rather than ignored.
+SET cachebust.enabled = off;
+SELECT cachebust.clear('user:*', '0123456789abcdef');
+RESET cachebust.enabled;
+-- A refused clear leaves nothing pending.
+SELECT count(*) AS pending FROM cachebust.pending();

@@ -17,6 +17,8 @@ SELECT cachebust.reset_stats();
 SELECT cachebust.flush();
 SELECT cachebust._trigger_args('\x6100'::bytea);
 SELECT cachebust._sync_partition_truncate_triggers('cb_app_table');
+SELECT cachebust.clear('x*');
+SELECT cachebust.clear('x*', '0123456789abcdef');
 
 -- No route around it: a plain role can attach the trigger neither to a table
 -- it owns nor to a temp table of its own.
@@ -115,6 +117,13 @@ SELECT cachebust.invalidate_key('scoped');
 SELECT * FROM cachebust.pending();
 SELECT cachebust.full_key('scoped');
 ROLLBACK;
+
+-- The documented GRANT for the emergency clear. Under the role's prefix a
+-- bare * stays inside tenant1: (the token is checked next).
+\c - :superuser_name
+GRANT EXECUTE ON FUNCTION cachebust.clear(text), cachebust.clear(text, text) TO cb_app;
+\c - cb_app
+SELECT cachebust.clear('*', '0123456789abcdef');
 
 -- stats.last_error: the text for everyone, where it happened only for roles
 -- that may read cachebust.redis_url (this instance's Redis port is 9).

@@ -8,6 +8,7 @@
  * a hint (never a silent no-op).
  */
 #include "pg/capture.hpp"
+#include "pg/clear.hpp"
 #include "pg/guc.hpp"
 #include "pg/journal_wal.hpp"
 #include "pg/postgres.hpp"
@@ -36,6 +37,7 @@ _PG_init(void)
 		return;
 	journal_init();
 	queue_request_shmem();
+	clear_request_shmem();
 	if (!IsBinaryUpgrade)
 		worker_register();
 }

@@ -129,13 +129,19 @@ spill_to_journal()
 }
 
 void
-capture_add(Target &&target)
+capture_check_reach(const Target &target)
 {
 	/* Keys outside every prefix, which the fallback refuses to touch, are out of reach here too. */
 	if (target.glob && !glob_has_literal_start(target.key))
 		throw TargetError("the pattern \"" + target.key +
 						  "\" has no literal start, so with an empty cachebust.key_prefix it could match the keys "
 						  "of every application in the Redis database");
+}
+
+void
+capture_add(Target &&target)
+{
+	capture_check_reach(target);
 	if (overflowed && !journal_active())
 		return; /* its prefix is recorded; that is all the fallback needs */
 	pending.add(std::move(target), GetCurrentTransactionNestLevel());

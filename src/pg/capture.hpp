@@ -18,6 +18,9 @@ void capture_init();
 
 /* Buffers a target in the current (sub)transaction. May throw bad_alloc. */
 void capture_add(Target &&target);
+/* Throws TargetError for a glob that could reach every application's keys
+ * (no literal start, which only an empty key_prefix allows). */
+void capture_check_reach(const Target &target);
 
 /* The current transaction's buffered targets. */
 const PendingSet &capture_pending();

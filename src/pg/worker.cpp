@@ -32,6 +32,7 @@
 
 #include "core/batch_codec.hpp"
 #include "core/delivery/dispatcher.hpp"
+#include "pg/clear.hpp"
 #include "pg/engine_settings.hpp"
 #include "pg/guard.hpp"
 #include "pg/guc.hpp"
@@ -683,6 +684,7 @@ Worker::turn()
 	}
 	dispatcher_.turn(monotonic_us(), GetCurrentTimestamp());
 	start_refresh_workers();
+	clear_serve_counts(dispatcher_.engine());
 	advance_slot(false);
 	/* (Uncovered commits are not delivered: the LSN waits while there are any.) */
 	uint64 delivered = delivered_bound();

@@ -1030,3 +1030,162 @@ TEST(ClusterEngine, APassDuringWhichSlotsMovedRunsAgain)
 	EXPECT_EQ(h.counters.scan_passes, 1u);
 	EXPECT_GE(h.counters.keys_scanned, static_cast<uint64_t>(keys + 100)) << "the second pass saw every key again";
 }
+
+/* ---- counts (cachebust.clear()'s first step) -------------------------- */
+
+namespace {
+
+/* Runs the engine until count id is settled; its progress then. */
+CountProgress
+settled_count(Harness &h, uint64_t id, int timeout_ms = 10000)
+{
+	CountProgress p;
+	bool settled = h.run_until([&] { return h.engine.count_progress(id, p) && p.settled(); }, timeout_ms);
+	EXPECT_TRUE(settled) << "the count did not settle";
+	return p;
+}
+
+} // namespace
+
+TEST_F(EngineTest, ACountCountsTheMatchingKeysAndTouchesNone)
+{
+	for (int i = 0; i < 150; i++)
+		set("app:user:" + std::to_string(i));
+	for (int i = 0; i < 40; i++)
+		set("app:team:" + std::to_string(i));
+	set("other:user:1");
+	h.settings.scan_count = 20; /* several SCAN calls */
+	h.reconfigure();
+	ASSERT_TRUE(h.run_until([&] { return h.engine.connected(); }));
+	std::string why;
+	ASSERT_TRUE(h.engine.start_count(7, "app:user:*", 100000, why)) << why;
+	CountProgress p = settled_count(h, 7);
+	EXPECT_EQ(p.state, CountProgress::State::Complete);
+	EXPECT_EQ(p.matched, 150u);
+	EXPECT_EQ(admin.command({"DBSIZE"}).integer, 191) << "a count removes nothing";
+	EXPECT_EQ(h.counters.scan_passes, 0u) << "a count is no invalidation pass";
+	h.engine.end_count(7);
+	EXPECT_FALSE(h.engine.count_progress(7, p)) << "an ended count is forgotten";
+}
+
+TEST_F(EngineTest, ACountStopsAtItsLimit)
+{
+	for (int i = 0; i < 300; i++)
+		set("app:user:" + std::to_string(i));
+	h.settings.scan_count = 10;
+	h.reconfigure();
+	ASSERT_TRUE(h.run_until([&] { return h.engine.connected(); }));
+	std::string why;
+	ASSERT_TRUE(h.engine.start_count(1, "app:*", 25, why));
+	ASSERT_TRUE(h.engine.start_count(2, "app:user:1*", 1000, why));
+	CountProgress limited = settled_count(h, 1);
+	EXPECT_EQ(limited.state, CountProgress::State::Limited);
+	EXPECT_EQ(limited.matched, 25u);
+	CountProgress complete = settled_count(h, 2);
+	EXPECT_EQ(complete.state, CountProgress::State::Complete) << "another count of the same pass goes on";
+	EXPECT_EQ(complete.matched, 111u); /* 1, 10-19, 100-199 */
+}
+
+/* A count runs in a pass of its own: it does not wait for a long
+ * invalidation pass, nor does the invalidation pass wait for it. */
+TEST_F(EngineTest, ACountDoesNotWaitForARunningPass)
+{
+	std::vector<Command> fill;
+	for (int i = 0; i < 20; i++) {
+		Command mset = {"MSET"};
+		for (int j = 0; j < 1000; j++) {
+			mset.push_back("bulk:" + std::to_string(i * 1000 + j));
+			mset.push_back("x");
+		}
+		fill.push_back(mset);
+	}
+	admin.pipeline(fill);
+	for (int i = 0; i < 5; i++)
+		set("app:user:" + std::to_string(i));
+	h.settings.scan_count = 20;
+	h.reconfigure();
+	/* No common prefix: a long pass over every key. */
+	h.engine.submit({make(TargetKind::Key, "*:never", true)}, Stream::First, 1);
+	ASSERT_TRUE(h.run_until([&] { return h.counters.keys_scanned > 100; }));
+	std::string why;
+	ASSERT_TRUE(h.engine.start_count(3, "app:user:*", 100000, why)) << why;
+	CountProgress p;
+	ASSERT_TRUE(h.engine.count_progress(3, p));
+	EXPECT_EQ(p.state, CountProgress::State::Counting) << "the count started at once";
+	EXPECT_EQ(h.counters.scan_passes, 0u) << "... while the invalidation pass runs";
+	p = settled_count(h, 3, 30000);
+	EXPECT_EQ(p.matched, 5u);
+	ASSERT_TRUE(h.delivered(Stream::First, 60000));
+	EXPECT_EQ(h.counters.scan_passes, 1u);
+	EXPECT_TRUE(exists("app:user:0"));
+}
+
+TEST_F(EngineTest, ACountNeedsARedisToAsk)
+{
+	DeliveryEngine e(1);
+	EngineSettings none;
+	e.configure(none);
+	std::string why;
+	EXPECT_FALSE(e.start_count(1, "app:*", 10, why));
+	EXPECT_NE(why.find("redis_url is not set"), std::string::npos) << why;
+	CountProgress p;
+	EXPECT_FALSE(e.count_progress(1, p));
+
+	RedisUrl down = RedisUrl::parse("redis://127.0.0.1:1");
+	Harness unreachable(down);
+	why.clear();
+	EXPECT_FALSE(unreachable.engine.start_count(1, "app:*", 10, why));
+	EXPECT_NE(why.find("not connected"), std::string::npos) << why;
+}
+
+/* An ended count that is still counting stops its pass (nobody waits for it). */
+TEST_F(EngineTest, AnEndedCountStopsItsPass)
+{
+	std::vector<Command> fill;
+	for (int i = 0; i < 10; i++) {
+		Command mset = {"MSET"};
+		for (int j = 0; j < 1000; j++) {
+			mset.push_back("app:bulk:" + std::to_string(i * 1000 + j));
+			mset.push_back("x");
+		}
+		fill.push_back(mset);
+	}
+	admin.pipeline(fill);
+	h.settings.scan_count = 10;
+	h.reconfigure();
+	ASSERT_TRUE(h.run_until([&] { return h.engine.connected(); }));
+	std::string why;
+	ASSERT_TRUE(h.engine.start_count(4, "app:*", 1000000, why));
+	ASSERT_TRUE(h.run_until([&] { return h.counters.keys_scanned > 100; }));
+	h.engine.end_count(4);
+	uint64_t scanned = h.counters.keys_scanned;
+	/* A reply in flight may still come; nothing after it. */
+	h.run_until([] { return false; }, 200);
+	EXPECT_LE(h.counters.keys_scanned, scanned + 10);
+	CountProgress p;
+	EXPECT_FALSE(h.engine.count_progress(4, p));
+}
+
+TEST(ClusterEngine, ACountVisitsEveryMaster)
+{
+	ClusterServers c(3);
+	int per_node[3] = {0, 0, 0};
+	for (int i = 0; i < 300; i++) {
+		std::string key = "app:user:" + std::to_string(i);
+		int node = c.owner(key_slot(key));
+		per_node[node]++;
+		c.ask(node, {"SET", key, "x"});
+	}
+	for (int n = 0; n < 3; n++)
+		ASSERT_GT(per_node[n], 0) << "every master holds some";
+	Harness h(c.url());
+	h.settings.scan_count = 20;
+	h.reconfigure();
+	ASSERT_TRUE(h.run_until([&] { return h.engine.connected(); }));
+	std::string why;
+	ASSERT_TRUE(h.engine.start_count(9, "app:user:*", 100000, why)) << why;
+	CountProgress p = settled_count(h, 9);
+	EXPECT_EQ(p.state, CountProgress::State::Complete);
+	EXPECT_EQ(p.matched, 300u);
+	EXPECT_TRUE(exists_on(c, c.owner(key_slot("app:user:0")), "app:user:0"));
+}

@@ -679,6 +679,21 @@ DeliveryEngine::connected() const
 	return true;
 }
 
+bool
+DeliveryEngine::start_count(uint64_t id, const std::string &glob, uint64_t limit, std::string &why)
+{
+	if (!settings_.configured)
+		why = "cachebust.redis_url is not set";
+	else if (!connected())
+		why = "the cachebust worker is not connected to Redis right now";
+	else {
+		scan_.add_count(id, glob, limit);
+		pump();
+		return true;
+	}
+	return false;
+}
+
 DeliveryReport
 DeliveryEngine::take_report()
 {

@@ -108,6 +108,13 @@ class DeliveryEngine final : private LaneHost
 
 	/* Connected to every node. */
 	bool connected() const;
+
+	/* cachebust.clear()'s count of the keys glob matches (scan_pass.hpp).
+	 * False, with why, when there is no Redis to ask right now. */
+	bool start_count(uint64_t id, const std::string &glob, uint64_t limit, std::string &why);
+	bool count_progress(uint64_t id, CountProgress &out) const { return scan_.count_progress(id, out); }
+	void end_count(uint64_t id) { scan_.end_count(id); }
+
 	/* What happened since the last call. */
 	DeliveryReport take_report();
 

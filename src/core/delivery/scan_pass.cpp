@@ -32,11 +32,16 @@ ScanPass::add(Target &&glob, Stream s, const SeqSet &seqs)
 void
 ScanPass::start_if_due(const std::vector<Lane *> &nodes)
 {
+	if (counting_)
+		counting_->start_if_due(nodes);
 	if (running() || nodes.empty())
 		return;
+	remove_ended_counts();
 	bool any = false;
 	for (const TargetSet &set : waiting_)
 		any = any || !set.empty();
+	for (const Count &c : counts_)
+		any = any || c.progress.state == CountProgress::State::Waiting;
 	if (!any)
 		return;
 
@@ -58,6 +63,23 @@ ScanPass::start_if_due(const std::vector<Lane *> &nodes)
 		const std::string &literal = index_.glob(id).literal_prefix();
 		prefix = i == 0 ? literal : common_prefix(prefix, literal);
 	}
+	bool first = globs_.empty();
+	for (uint32_t i = 0; i < counts_.size(); i++) {
+		Count &c = counts_[i];
+		if (c.progress.state != CountProgress::State::Waiting)
+			continue;
+		c.progress.state = CountProgress::State::Counting;
+		c.progress.matched = 0;
+		size_t id = index_.add(c.glob);
+		if (id >= counts_by_pattern_.size())
+			counts_by_pattern_.resize(id + 1);
+		counts_by_pattern_[id].push_back(i);
+		const std::string &literal = index_.glob(id).literal_prefix();
+		prefix = first ? literal : common_prefix(prefix, literal);
+		first = false;
+	}
+	by_pattern_.resize(index_.size());
+	counts_by_pattern_.resize(index_.size());
 	/* Let Redis skip what no glob can match; the rest is decided here. */
 	match_ = prefix.empty() ? std::string() : glob_escape(prefix) + "*";
 
@@ -78,6 +100,8 @@ ScanPass::node_for(const Lane &lane)
 void
 ScanPass::step(Lane &lane)
 {
+	if (counting_)
+		counting_->step(lane);
 	NodeScan *node = node_for(lane);
 	if (node == nullptr || node->done || node->in_flight || !lane.sending())
 		return;
@@ -115,7 +139,13 @@ ScanPass::on_reply(uint64_t pass, Lane &lane, Reply &reply)
 		/* SCAN itself refused (an ACL without it): nothing here can be matched. */
 		host_.report().counters.errors++;
 		std::string error = reply.type == Reply::Type::Error ? reply.str : "unexpected SCAN reply";
-		host_.note_refusal("SCAN", std::string(), error, "the glob targets are covered by the fallback");
+		if (!globs_.empty())
+			host_.note_refusal("SCAN", std::string(), error, "the glob targets are covered by the fallback");
+		for (Count &c : counts_)
+			if (c.progress.state == CountProgress::State::Counting) {
+				c.progress.state = CountProgress::State::Failed;
+				c.progress.error = error;
+			}
 		for (const PassGlob &g : globs_) {
 			if (g.target.job != 0)
 				host_.job_failed(g.target.job);
@@ -135,6 +165,8 @@ ScanPass::on_reply(uint64_t pass, Lane &lane, Reply &reply)
 	if (node->cursor == "0") {
 		node->done = true;
 		finish_if_done();
+	} else if (globs_.empty() && counts_settled()) {
+		reset_pass(); /* a counting pass whose counts all reached their limit */
 	}
 }
 
@@ -146,6 +178,12 @@ ScanPass::match(const std::string &key)
 {
 	const PassGlob *chosen[kStreams] = {nullptr, nullptr, nullptr};
 	index_.for_each_match(key, [&](size_t id) {
+		for (uint32_t i : counts_by_pattern_[id]) {
+			CountProgress &p = counts_[i].progress;
+			if (p.state == CountProgress::State::Counting && !counts_[i].ended &&
+				++p.matched >= counts_[i].limit)
+				p.state = CountProgress::State::Limited;
+		}
 		for (uint32_t i : by_pattern_[id]) {
 			const PassGlob &g = globs_[i];
 			const PassGlob *&c = chosen[static_cast<int>(g.stream)];
@@ -182,13 +220,19 @@ ScanPass::finish_if_done()
 		rerun();
 		return;
 	}
-	host_.report().counters.scan_passes++;
+	for (Count &c : counts_)
+		if (c.progress.state == CountProgress::State::Counting)
+			c.progress.state = CountProgress::State::Complete;
+	if (!globs_.empty())
+		host_.report().counters.scan_passes++;
 	reset_pass();
 }
 
 void
 ScanPass::slots_moved()
 {
+	if (counting_)
+		counting_->slots_moved();
 	if (running())
 		slots_moved_ = true;
 }
@@ -199,6 +243,9 @@ ScanPass::rerun()
 {
 	for (PassGlob &g : globs_)
 		add(std::move(g.target), g.stream, pass_seqs_[static_cast<int>(g.stream)]);
+	for (Count &c : counts_)
+		if (c.progress.state == CountProgress::State::Counting)
+			c.progress = CountProgress();
 	reset_pass();
 }
 
@@ -213,11 +260,17 @@ ScanPass::reset_pass()
 	for (SeqSet &s : pass_seqs_)
 		s.clear();
 	slots_moved_ = false;
+	counts_by_pattern_.clear();
+	/* Counts still counting when a pass is cut short (their limits reached,
+	 * or ended) have nothing more to learn from it. */
+	remove_ended_counts();
 }
 
 void
 ScanPass::node_replaced(Lane &lane, Lane *replacement)
 {
+	if (counting_)
+		counting_->node_replaced(lane, replacement);
 	NodeScan *node = node_for(lane);
 	if (node == nullptr)
 		return;
@@ -259,6 +312,61 @@ ScanPass::take_waiting()
 		for (Target &t : set.take())
 			out.push_back(std::move(t));
 	return out;
+}
+
+void
+ScanPass::add_count(uint64_t id, const std::string &glob, uint64_t limit)
+{
+	if (!counting_)
+		counting_ = std::make_unique<ScanPass>(host_, scan_count_);
+	counting_->counts_.push_back(Count{id, glob, std::max<uint64_t>(limit, 1), CountProgress()});
+}
+
+bool
+ScanPass::count_progress(uint64_t id, CountProgress &out) const
+{
+	if (!counting_)
+		return false;
+	for (const Count &c : counting_->counts_)
+		if (c.id == id && !c.ended) {
+			out = c.progress;
+			return true;
+		}
+	return false;
+}
+
+void
+ScanPass::end_count(uint64_t id)
+{
+	if (!counting_)
+		return;
+	for (Count &c : counting_->counts_)
+		if (c.id == id)
+			c.ended = true;
+	if (!counting_->running())
+		counting_->remove_ended_counts();
+	else if (counting_->globs_.empty() && counting_->counts_settled())
+		counting_->reset_pass(); /* nobody waits for what it would find */
+}
+
+/* No count of the running pass is still counting. */
+bool
+ScanPass::counts_settled() const
+{
+	for (const Count &c : counts_)
+		if (c.progress.state == CountProgress::State::Counting && !c.ended)
+			return false;
+	return true;
+}
+
+/* (Only while counts_by_pattern_ holds no index into counts_.) */
+void
+ScanPass::remove_ended_counts()
+{
+	if (!counts_by_pattern_.empty())
+		return;
+	counts_.erase(std::remove_if(counts_.begin(), counts_.end(), [](const Count &c) { return c.ended; }),
+				  counts_.end());
 }
 
 } // namespace cachebust

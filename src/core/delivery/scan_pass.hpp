@@ -15,6 +15,12 @@
  * signals between them. Each match becomes an ordinary target in its
  * node's lane (UNLINK; a bump pattern's INCR; a tag pattern's tag pop,
  * sets only), so refusals are resolved as for any target.
+ *
+ * Counts (cachebust.clear()'s first step) touch no key: they only count the
+ * keys their glob matches, up to a limit. They run in a pass of their own
+ * (a second ScanPass, counting_), with its own cursors on the same
+ * connections, so a count neither waits for a long invalidation pass nor
+ * holds one up; that pass ends as soon as every count in it is settled.
  */
 #pragma once
 
@@ -28,12 +34,26 @@
 
 namespace cachebust {
 
+/* How a count (add_count) stands. */
+struct CountProgress {
+	enum class State { Waiting, Counting, Complete, Limited, Failed };
+	State state = State::Waiting;
+	uint64_t matched = 0; /* keys matched so far in its pass (the limit at most) */
+	std::string error;	  /* Failed: what Redis answered to SCAN */
+	bool settled() const { return state == State::Complete || state == State::Limited || state == State::Failed; }
+};
+
 class ScanPass
 {
   public:
 	ScanPass(LaneHost &host, size_t scan_count) : host_(host), scan_count_(scan_count) {}
 
-	void set_scan_count(size_t n) { scan_count_ = n; }
+	void set_scan_count(size_t n)
+	{
+		scan_count_ = n;
+		if (counting_)
+			counting_->set_scan_count(n);
+	}
 
 	/* A glob target, held back on behalf of the commits seqs. */
 	void add(Target &&glob, Stream s, const SeqSet &seqs);
@@ -59,6 +79,13 @@ class ScanPass
 	/* Removes the globs that wait for the next pass (max_pending). */
 	std::vector<Target> take_waiting();
 
+	/* Counts the keys glob matches, in the next counting pass; stops at limit. */
+	void add_count(uint64_t id, const std::string &glob, uint64_t limit);
+	/* False when no count has that id. */
+	bool count_progress(uint64_t id, CountProgress &out) const;
+	/* Forgets a count (its result was taken, or nobody waits for it any more). */
+	void end_count(uint64_t id);
+
   private:
 	struct NodeScan {
 		Lane *lane;
@@ -71,7 +98,17 @@ class ScanPass
 		Stream stream;
 	};
 
+	struct Count {
+		uint64_t id;
+		std::string glob;
+		uint64_t limit;
+		CountProgress progress;
+		bool ended = false; /* end_count(): removed when no pass holds its index */
+	};
+
 	void on_reply(uint64_t pass, Lane &lane, Reply &reply);
+	bool counts_settled() const;
+	void remove_ended_counts();
 	void match(const std::string &key);
 	void finish_if_done();
 	void reset_pass();
@@ -92,6 +129,10 @@ class ScanPass
 	std::string match_; /* SCAN MATCH: the globs' common literal prefix, escaped, then * */
 	std::vector<NodeScan> nodes_;
 	bool slots_moved_ = false; /* during the running pass */
+
+	std::vector<Count> counts_; /* in this pass (the counting one) */
+	std::vector<std::vector<uint32_t>> counts_by_pattern_; /* GlobSet id → counts_ indices */
+	std::unique_ptr<ScanPass> counting_; /* where add_count's counts run (created on the first) */
 };
 
 } // namespace cachebust
