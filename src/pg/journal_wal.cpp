@@ -85,7 +85,16 @@ journal_write_progress(uint64_t restart_lsn)
 {
 	char payload[sizeof(uint64_t)];
 	memcpy(payload, &restart_lsn, sizeof(payload));
-	return LogLogicalMessage(kProgressPrefix, payload, sizeof(payload), false);
+	XLogRecPtr end = LogLogicalMessage(kProgressPrefix, payload, sizeof(payload), false);
+	/*
+	 * Not a commit: nothing would flush it until the next commit or the
+	 * bgwriter's running-transactions record (up to 15 s). Meanwhile a
+	 * writer's pg_current_wal_insert_lsn() includes it, and a standby's
+	 * wait_for_lsn() could not see it replayed. The WAL writer flushes it
+	 * within wal_writer_delay, without a wait here (as LogCurrentRunningXacts).
+	 */
+	XLogSetAsyncXactLSN(end);
+	return end;
 }
 
 uint64_t
