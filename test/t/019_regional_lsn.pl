@@ -66,13 +66,62 @@ for my $id (1 .. 3)
 	# says where its slot is now (a record after the commit): wait for it,
 	# so that the writer's LSN below includes it as a writer's often does.
 	wait_until(sub {
-		$primary->safe_psql('postgres', "SELECT pg_current_wal_insert_lsn() > '$commit_end'") eq 't' }, 5);
+		$primary->safe_psql('postgres', "SELECT pg_current_wal_insert_lsn() > '$commit_end'") eq 't' }, 3);
 	my $lsn = $primary->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()');
 	my ($done, $replayed) = standby_wait($lsn);
 	ok($done, "commit $id: wait_for_lsn() on the standby becomes true");
 	ok($done && lsn_le($replayed, $lsn),
 		"commit $id: without waiting for later WAL (writer's LSN $lsn, commit end $commit_end, standby replayed $replayed)");
 	is($redis_b->exists_key("app:items:$id"), 0, "commit $id: Redis B is clean");
+}
+
+# ---- a commit that ends exactly at a WAL page boundary: the writer's
+# insert LSN is then past the next page's header, where no record ends
+$primary->safe_psql('postgres', q{
+CREATE FUNCTION pad_commit_to_page_end(overhead int) RETURNS pg_lsn LANGUAGE plpgsql AS $$
+DECLARE
+	page int := current_setting('wal_block_size')::int;
+	here pg_lsn;
+	room int;
+BEGIN
+	LOOP
+		here := pg_current_wal_insert_lsn();
+		room := page - ((here - '0/0'::pg_lsn) % page)::int;
+		EXIT WHEN room - overhead >= 300;
+		-- Too near the page's end: a filler message crosses into the next page.
+		PERFORM pg_logical_emit_message(true, 'filler', repeat('x', room));
+	END LOOP;
+	-- This message and the commit record fill the page to its end.
+	PERFORM pg_logical_emit_message(true, 'pad', repeat('x', room - overhead));
+	RETURN here + room;
+END $$;
+});
+# The records' sizes are found by trying: the error of one try corrects the next.
+my ($page_end, $lsn);
+my $overhead = 100;
+for (1 .. 20)
+{
+	my $target = $primary->safe_psql('postgres', "SELECT pad_commit_to_page_end($overhead)");
+	my ($off, $insert) = split /\|/, $primary->safe_psql('postgres',
+		"SELECT pg_current_wal_lsn() - '$target', pg_current_wal_insert_lsn()");
+	if ($off == 0)
+	{
+		# (Retried if the primary's worker wrote a record meanwhile.)
+		my $past_header = $primary->safe_psql('postgres', "SELECT '$target'::pg_lsn + 24 = '$insert'");
+		($page_end, $lsn) = ($target, $insert) if $past_header eq 't';
+		last if $page_end;
+		next;
+	}
+	$overhead += $off;
+}
+ok($page_end, "a commit ended at the page boundary $page_end; the writer's LSN is $lsn")
+  or diag("overhead $overhead");
+SKIP:
+{
+	skip 'no commit ended at a page boundary', 1 unless $page_end;
+	my ($done, $replayed) = standby_wait($lsn);
+	ok($done && lsn_le($replayed, $lsn),
+		"page boundary: wait_for_lsn() without waiting for later WAL (standby replayed $replayed)");
 }
 
 $standby->stop;
