@@ -103,6 +103,14 @@ journal_readable_end()
 	return RecoveryInProgress() ? GetXLogReplayRecPtr(nullptr) : GetFlushRecPtr(nullptr);
 }
 
+uint64_t
+journal_record_start(uint64_t lsn)
+{
+	if (lsn == 0 || lsn % XLOG_BLCKSZ != 0)
+		return lsn;
+	return lsn + (XLogSegmentOffset(lsn, wal_segment_size) == 0 ? SizeOfXLogLongPHD : SizeOfXLogShortPHD);
+}
+
 /* ---- transactions writing now ----------------------------------------- */
 
 /* One entry per PGPROC (indexed by pgprocno; 17 calls it MyProcNumber). */
