@@ -333,6 +333,11 @@ JournalReader::read(uint64_t to_lsn, size_t max_records, const Deliver &deliver)
 		if (!positioned_) {
 			if (to_lsn != 0 && next_lsn_ >= to_lsn)
 				return JournalReadStatus::caught_up;
+			/* A record at or after next_lsn_ ends past it: none is readable
+			 * yet. Said without the search below, which reads the page again
+			 * from its first record (a standby looks every 10 ms). */
+			if (journal_readable_end() <= next_lsn_)
+				return JournalReadStatus::caught_up;
 			XLogRecPtr found = InvalidXLogRecPtr;
 			s.page_private.end_of_wal = false;
 			pg_call([&] {
