@@ -76,7 +76,11 @@ for my $id (1 .. 3)
 }
 
 # ---- a commit that ends exactly at a WAL page boundary: the writer's
-# insert LSN is then past the next page's header, where no record ends
+# insert LSN is then past the next page's header, where no record ends.
+# The primary's worker may write a record soon after (its progress), which
+# would end the wait for the wrong reason: the WAL writer, which flushes it,
+# waits 10 s between rounds here (it is not hibernating: it was just busy).
+reload_settings($primary, "ALTER SYSTEM SET wal_writer_delay = '10s'");
 $primary->safe_psql('postgres', q{
 CREATE FUNCTION pad_commit_to_page_end(overhead int) RETURNS pg_lsn LANGUAGE plpgsql AS $$
 DECLARE
