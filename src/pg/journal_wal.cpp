@@ -85,13 +85,30 @@ journal_write_progress(uint64_t restart_lsn)
 {
 	char payload[sizeof(uint64_t)];
 	memcpy(payload, &restart_lsn, sizeof(payload));
-	return LogLogicalMessage(kProgressPrefix, payload, sizeof(payload), false);
+	XLogRecPtr end = LogLogicalMessage(kProgressPrefix, payload, sizeof(payload), false);
+	/*
+	 * Not a commit: nothing would flush it until the next commit or the
+	 * bgwriter's running-transactions record (up to 15 s). Meanwhile a
+	 * writer's pg_current_wal_insert_lsn() includes it, and a standby's
+	 * wait_for_lsn() could not see it replayed. The WAL writer flushes it
+	 * within wal_writer_delay, without a wait here (as LogCurrentRunningXacts).
+	 */
+	XLogSetAsyncXactLSN(end);
+	return end;
 }
 
 uint64_t
 journal_readable_end()
 {
 	return RecoveryInProgress() ? GetXLogReplayRecPtr(nullptr) : GetFlushRecPtr(nullptr);
+}
+
+uint64_t
+journal_record_start(uint64_t lsn)
+{
+	if (lsn == 0 || lsn % XLOG_BLCKSZ != 0)
+		return lsn;
+	return lsn + (XLogSegmentOffset(lsn, wal_segment_size) == 0 ? SizeOfXLogLongPHD : SizeOfXLogShortPHD);
 }
 
 /* ---- transactions writing now ----------------------------------------- */
@@ -315,6 +332,11 @@ JournalReader::read(uint64_t to_lsn, size_t max_records, const Deliver &deliver)
 
 		if (!positioned_) {
 			if (to_lsn != 0 && next_lsn_ >= to_lsn)
+				return JournalReadStatus::caught_up;
+			/* A record at or after next_lsn_ ends past it: none is readable
+			 * yet. Said without the search below, which reads the page again
+			 * from its first record (a standby looks every 10 ms). */
+			if (journal_readable_end() <= next_lsn_)
 				return JournalReadStatus::caught_up;
 			XLogRecPtr found = InvalidXLogRecPtr;
 			s.page_private.end_of_wal = false;

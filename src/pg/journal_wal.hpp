@@ -217,4 +217,11 @@ JournalSlot journal_slot_advance(uint64_t lsn);
 /* The end of WAL readable now: flushed on a primary, replayed on a standby. */
 uint64_t journal_readable_end();
 
+/*
+ * Where a record written at lsn would start: past the page header when lsn
+ * is at a page boundary, as pg_current_wal_insert_lsn() says; lsn otherwise.
+ * A record that ends at a boundary ends before that header.
+ */
+uint64_t journal_record_start(uint64_t lsn);
+
 } // namespace cachebust::pg

@@ -688,8 +688,10 @@ Worker::turn()
 	advance_slot(false);
 	/* (Uncovered commits are not delivered: the LSN waits while there are any.) */
 	uint64 delivered = delivered_bound();
+	/* A standby's bound is the end of the last record read: when that is a
+	 * page boundary, the writer's LSN is past the next page's header. */
 	if (delivered != 0 && dispatcher_.uncovered().empty())
-		pg_call([&] { queue_publish_delivered_lsn(delivered); });
+		pg_call([&] { queue_publish_delivered_lsn(journal_record_start(delivered)); });
 	publish();
 }
 
