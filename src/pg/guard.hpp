@@ -111,4 +111,28 @@ guarded(F &&body)
 	raise_caught_error(err);
 }
 
+/*
+ * A background worker's body: an exception (a PostgreSQL ERROR turned into
+ * one, or our own) ends the process with FATAL "<who> failed: ...", raised
+ * only once every C++ object of the body has been destroyed.
+ */
+template <typename F>
+void
+run_worker_body(const char *who, F &&body)
+{
+	CaughtError err;
+	err.pg_error = nullptr;
+	bool failed = false;
+	try {
+		body();
+	} catch (...) {
+		catch_current_exception(err);
+		failed = true;
+	}
+	if (failed) {
+		const char *message = err.pg_error != nullptr ? err.pg_error->message : err.message;
+		ereport(FATAL, (errmsg("%s failed: %s", who, message != nullptr ? message : "unknown error")));
+	}
+}
+
 } // namespace cachebust::pg

@@ -466,20 +466,10 @@ cachebust_refresh_worker_main(Datum arg)
 	}
 	before_shmem_exit(detach_refresh_worker, 0);
 
-	CaughtError error;
-	error.pg_error = nullptr;
-	bool failed = false;
-	try {
+	run_worker_body("cachebust refresh worker", [database] {
 		RefreshWorker worker(database);
 		worker.run();
-	} catch (...) {
-		catch_current_exception(error);
-		failed = true;
-	}
-	if (failed) {
-		const char *message = error.pg_error != nullptr ? error.pg_error->message : error.message;
-		ereport(FATAL, (errmsg("cachebust refresh worker failed: %s", message != nullptr ? message : "unknown error")));
-	}
+	});
 	proc_exit(0);
 }
 

@@ -825,6 +825,9 @@ Worker::promoted()
 		LWLockRelease(shared_queue->lock);
 		progress_lsn_ = slot_restart_lsn_;
 		progress_end_ = journal_write_progress(progress_lsn_);
+		/* Its Redis had materialized keys removed rather than recomputed: warm them. */
+		refresh_load_databases();
+		refresh_warm_all();
 	});
 	log(LogLine{LogLevel::Log, "cachebust worker: this server was promoted; it goes on delivering as a primary"});
 }
@@ -1055,25 +1058,14 @@ cachebust_worker_main(Datum)
 	LWLockRelease(shared_queue->lock);
 	before_shmem_exit(detach_worker, 0);
 
-	CaughtError error;
-	error.pg_error = nullptr;
-	bool failed = false;
-	try {
+	run_worker_body("cachebust worker", [] {
 		/* On a hot standby: follow the primary's journal until promoted. */
 		StandbyFollowing following = follow_standby(shutdown_requested);
 		if (!shutdown_requested) {
 			Worker worker(following);
 			worker.run();
 		}
-	} catch (...) {
-		catch_current_exception(error);
-		failed = true;
-	}
-	/* Every C++ object is gone here. */
-	if (failed) {
-		const char *message = error.pg_error != nullptr ? error.pg_error->message : error.message;
-		ereport(FATAL, (errmsg("cachebust worker failed: %s", message != nullptr ? message : "unknown error")));
-	}
+	});
 	/*
 	 * Exit code 0 would unregister the worker for good, so that a
 	 * pg_terminate_backend() stopped all delivery until the next server
