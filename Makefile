@@ -78,7 +78,10 @@ PG_SRCS = \
 	src/pg/refresh_requests.cpp \
 	src/pg/refresh_worker.cpp \
 	src/pg/materialize.cpp \
-	src/pg/worker.cpp
+	src/pg/worker.cpp \
+	src/pg/worker_journal.cpp \
+	src/pg/worker_standby.cpp \
+	src/pg/worker_refresh.cpp
 
 OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 

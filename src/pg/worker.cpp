@@ -11,7 +11,9 @@
  *
  * What is decided lives in the dispatcher, which is pure C++ and unit
  * tested; this file is the PostgreSQL side: shared memory, signals,
- * settings, files, logs.
+ * settings, files, logs. The journal's slot and reads, a standby's
+ * delivery and the refresh workers' requests have files of their own
+ * (worker_impl.hpp lists them).
  *
  * Errors: in a background worker an ERROR jumps to the handler in
  * StartBackgroundWorker and exits the process, over any live C++ object.
@@ -24,6 +26,7 @@
  * next one runs the fallback.
  */
 #include "pg/worker.hpp"
+#include "pg/worker_impl.hpp"
 
 #include <algorithm>
 #include <memory>
@@ -41,7 +44,6 @@
 #include "pg/prefix_registry.hpp"
 #include "pg/queue.hpp"
 #include "pg/refresh_requests.hpp"
-#include "pg/refresh_worker.hpp"
 #include "pg/standby_follower.hpp"
 #include "pg/standby_progress.hpp"
 #include "pg/wait_set.hpp"
@@ -61,17 +63,8 @@ namespace cachebust::pg {
 constexpr int64 kShutdownBudgetUs = 5 * 1000 * 1000;
 /* Restart delay after the worker exits. */
 constexpr int kRestartSeconds = 1;
-/* How often the journal's slot is moved forward (and its lag measured). */
-constexpr int64 kSlotAdvanceUs = 1000 * 1000;
-/* WAL records read per call, and the time a turn may spend reading. */
-constexpr size_t kJournalRecordsPerRead = 1024;
-constexpr int64 kJournalReadBudgetUs = 50 * 1000;
-/* How often to look for databases whose refresh workers must be started. */
-constexpr int64 kRefreshStartCheckUs = 1000 * 1000;
-/* How soon to look again when the WAL a read needs is not flushed yet. */
-constexpr int64 kJournalWalWaitUs = 10 * 1000;
 
-static volatile sig_atomic_t shutdown_requested = false;
+volatile sig_atomic_t shutdown_requested = false;
 
 static void
 handle_sigterm(SIGNAL_ARGS)
@@ -82,80 +75,6 @@ handle_sigterm(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
-struct PreviousRun;
-
-class Worker final : private DispatcherHost
-{
-  public:
-	explicit Worker(const StandbyFollowing &following)
-		: dispatcher_(*this, static_cast<uint64_t>(MyProcPid)), following_(following),
-		  standby_(following.deliver_replayed)
-	{
-	}
-	void run();
-
-  private:
-	/* DispatcherHost */
-	void log(const LogLine &line) override;
-	PrefixList registered_prefixes() override;
-	uint64_t wal_insert_lsn() override;
-	StandbyReplay standby_replay(std::vector<std::string> &absent) override;
-	uint64_t request_refresh(uint32_t database, const std::string &key) override;
-	uint64_t refresh_done(uint32_t database, const std::string &key) override;
-	void refresh_forget(uint32_t database, const std::string &key) override;
-	void start_refresh_workers();
-
-	void load_settings();
-	void warn_if_empty_prefix_recorded();
-	void start();
-	bool start_journal(const PreviousRun &p, std::string &why_not);
-	void start_standby();
-	void cover_lost_standby_wal();
-	void warn_slot_invalidated(const JournalSlot &slot, const char *detail);
-	void promoted();
-	void drain();
-	void read_replayed();
-	void read_journal();
-	uint64 delivered_bound() const;
-	void advance_slot(bool now);
-	void turn();
-	void publish();
-	void wait(int64 deadline_us);
-	void shut_down();
-
-	Dispatcher dispatcher_;
-	EngineSettings engine_settings_;
-	StandbyNames standby_names_;
-	bool first_load_ = true;
-	bool prefix_mode_ = false; /* cachebust.fallback was prefix at the last load */
-	bool drain_blocked_ = false;
-	int64 next_refresh_start_us_ = 0; /* when to look for databases needing a refresh worker */
-	std::string drain_buffer_;
-	StatsDelta stats_;
-	WaitSet wait_set_;
-	std::vector<PollEntry> sockets_;
-	std::vector<WaitSet::Ready> ready_;
-
-	/* The WAL journal (journal_wal.hpp) */
-	StandbyFollowing following_; /* what this worker saw before a promotion */
-	/* A standby delivering to its own Redis: batches come from the WAL it
-	 * replays (replayed_), not from the ring; until it is promoted. */
-	bool standby_ = false;
-	std::unique_ptr<JournalReader> replayed_;
-	bool replayed_caught_up_ = false;
-	std::unique_ptr<JournalReader> reader_;
-	bool journal_waits_for_wal_ = false; /* the read needs WAL not flushed yet */
-	bool slot_usable_ = false;			 /* the slot exists and is not invalidated */
-	uint64 slot_restart_lsn_ = 0;
-	int64 next_slot_advance_us_ = 0;
-	/* Read before each drain, for the slot's bound (advance_slot). */
-	uint64 insert_before_drain_ = 0;
-	uint64 open_before_drain_ = 0;
-	uint64 slot_lag_bytes_ = 0;
-	/* The last progress record written (journal_write_progress), for standbys. */
-	uint64 progress_lsn_ = 0;
-	uint64 progress_end_ = 0;
-};
 
 static int
 elevel_of(LogLevel level)
@@ -205,65 +124,6 @@ StandbyReplay
 Worker::standby_replay(std::vector<std::string> &absent)
 {
 	return cachebust::pg::standby_replay(standby_names_, absent); /* guards its own calls */
-}
-
-/*
- * Materialized keys are recomputed by refresh workers connected to their
- * database (refresh_worker.hpp). A standby's worker has none: a key whose
- * tables changed is removed there instead (the dispatcher does that when
- * a request returns 0).
- */
-uint64_t
-Worker::request_refresh(uint32_t database, const std::string &key)
-{
-	if (standby_)
-		return 0;
-	uint64 generation = 0;
-	pg_call([&] { generation = refresh_request(database, key); });
-	next_refresh_start_us_ = 0; /* a worker may have to be started now */
-	return generation;
-}
-
-uint64_t
-Worker::refresh_done(uint32_t database, const std::string &key)
-{
-	uint64 done = 0;
-	pg_call([&] { done = cachebust::pg::refresh_done(database, key); });
-	return done;
-}
-
-void
-Worker::refresh_forget(uint32_t database, const std::string &key)
-{
-	pg_call([&] { cachebust::pg::refresh_forget(database, key); });
-}
-
-/* Starts refresh workers for databases with work and too few of them (at
- * most every kRefreshStartCheckUs unless a request just came). */
-void
-Worker::start_refresh_workers()
-{
-	int64 now = monotonic_us();
-	if (standby_ || now < next_refresh_start_us_)
-		return;
-	next_refresh_start_us_ = now + kRefreshStartCheckUs;
-	for (;;) {
-		Oid database = InvalidOid;
-		pg_call([&] { database = refresh_database_needing_worker(guc_refresh_workers); });
-		if (database == InvalidOid)
-			return;
-		bool started = false;
-		pg_call([&] { started = refresh_worker_start(database); });
-		if (!started) {
-			pg_call([&] { refresh_start_failed(database); });
-			log(LogLine{LogLevel::Warning, "cachebust could not start a refresh worker for database " +
-											   std::to_string(database),
-						"Every background worker slot is taken; its materialized keys are removed instead of "
-						"recomputed until one is free.",
-						"Raise max_worker_processes."});
-			return;
-		}
-	}
 }
 
 static FallbackMode
@@ -358,21 +218,8 @@ Worker::warn_if_empty_prefix_recorded()
 				"generation."});
 }
 
-/* What the run of the server, or the previous worker, left behind. */
-struct PreviousRun {
-	bool handled;		  /* a worker of this run already dealt with the previous run */
-	bool recorded;		  /* the state file says "running" for this run */
-	bool worker;		  /* a worker ran before us in this run of the server */
-	bool clean;			  /* ... and delivered everything it held */
-	uint64 delivered;
-	uint64 drained;
-	bool standby_waited;
-	bool journal;		  /* the previous run of the server wrote the WAL journal */
-	TimeLineID timeline;
-	std::vector<SeqRange> uncovered; /* what earlier workers of this run left uncovered */
-};
 
-static PreviousRun
+PreviousRun
 take_over_shared_state()
 {
 	PreviousRun p{};
@@ -402,58 +249,6 @@ take_over_shared_state()
 	});
 	p.uncovered.assign(uncovered, uncovered + n_uncovered);
 	return p;
-}
-
-/*
- * The journal's slot at start. Returns whether WAL from the slot's position
- * on holds every batch a previous run or worker may have left undelivered,
- * so that they can be read back instead of covered by the fallback.
- */
-bool
-Worker::start_journal(const PreviousRun &p, std::string &why_not)
-{
-	if (!journal_active()) {
-		why_not = "cachebust.journal is off";
-		pg_call([] {
-			/* A slot left by a run with the journal would keep WAL for ever. */
-			journal_slot_drop();
-			/* Standbys: from here on, this primary's commits are not in the journal. */
-			if (XLogIsNeeded())
-				(void) journal_write_progress(0);
-		});
-		return false;
-	}
-	JournalSlot before, slot;
-	pg_call([&] {
-		before = journal_slot_position();
-		slot = journal_slot_ensure();
-	});
-	/* Promoted: the slot follows the old primary's progress records (standby_follower.hpp). */
-	bool trusted = following_.followed ? following_.replayable : p.handled || p.journal;
-	bool replayable = before.exists && !before.invalidated && before.restart_lsn != 0 && trusted;
-	why_not = !before.exists ? "the WAL journal's slot did not exist yet"
-			  : before.invalidated ? "the WAL journal's slot was invalidated by max_slot_wal_keep_size: its WAL is gone"
-			  : !trusted && following_.followed
-				  ? "this server was promoted before it had replayed a progress record of its primary's journal"
-			  : !trusted ? "the run before did not write the WAL journal"
-						 : "";
-	if (slot.invalidated) {
-		warn_slot_invalidated(slot, "max_slot_wal_keep_size was exceeded. Invalidations that WAL held are covered by "
-									"the fallback; the slot is created again.");
-		pg_call([&] { slot = journal_slot_recreate(); });
-	} else if (before.exists && !before.invalidated && !p.handled && !trusted) {
-		/* Kept by a run without the journal, or by one before it: its position says nothing. */
-		pg_call([&] { slot = journal_slot_recreate(); });
-	}
-	slot_usable_ = slot.exists && !slot.invalidated;
-	slot_restart_lsn_ = replayable ? before.restart_lsn : slot.restart_lsn;
-	/* Standbys learn from here on where a replay would start if promoted. */
-	if (slot_usable_)
-		pg_call([&] {
-			progress_lsn_ = slot_restart_lsn_;
-			progress_end_ = journal_write_progress(progress_lsn_);
-		});
-	return replayable;
 }
 
 /* The first turn: what the previous run left behind. */
@@ -550,120 +345,6 @@ Worker::drain()
 		dispatcher_.add_unrecorded(d.unrecorded_lo, d.unrecorded_hi, d.unrecorded_first_lsn, d.unrecorded_commit_lsn);
 }
 
-/*
- * Reads WAL for the dispatcher's backlog: bounded per turn, and only while
- * the engine has room, so memory stays bounded however much WAL there is.
- */
-void
-Worker::read_journal()
-{
-	journal_waits_for_wal_ = false;
-	if (!dispatcher_.journal_wants_read())
-		return;
-	JournalBacklog &backlog = dispatcher_.journal_backlog();
-	if (reader_ == nullptr || backlog.restart_needed()) {
-		reader_ = std::make_unique<JournalReader>(backlog.from());
-		backlog.started_reading(backlog.from());
-	}
-	int64 now = monotonic_us();
-	int64 until = now + kJournalReadBudgetUs;
-	auto deliver = [&](JournalCommit &&commit) {
-		std::vector<Target> targets;
-		for (const std::string &bytes : commit.batches)
-			decode_journal_message(bytes.data(), bytes.size(), targets);
-		dispatcher_.add_replayed(std::move(targets), commit.commit_lsn, now);
-		return dispatcher_.journal_wants_read(); /* (the engine's room, commit by commit) */
-	};
-	JournalReadStatus status;
-	do {
-		status = reader_->read(backlog.to(), kJournalRecordsPerRead, deliver);
-		backlog.read_to(reader_->position());
-		now = monotonic_us();
-	} while (status == JournalReadStatus::more && dispatcher_.journal_wants_read() && now < until);
-
-	if (status == JournalReadStatus::wal_missing || status == JournalReadStatus::failed) {
-		dispatcher_.journal_lost(reader_->error());
-		reader_.reset();
-	} else if (backlog.read_done() || !backlog.active()) {
-		reader_.reset(); /* (the next backlog starts where it needs to) */
-	} else if (status == JournalReadStatus::caught_up) {
-		/* The commits it waits for are not flushed yet (synchronous_commit = off). */
-		journal_waits_for_wal_ = true;
-	}
-}
-
-/*
- * Everything whose commit record ends at or before the returned LSN is
- * delivered (0: not known now). On a primary: the oldest of what the
- * dispatcher holds or must read, what transactions writing now have put in
- * WAL before their batch reached the ring, and otherwise the insert
- * position read before the last drain — only after a drain that reached
- * the end of the ring (a batch still in it is accounted for by nobody). On
- * a standby delivering what it replays: the oldest of what the dispatcher
- * holds and what the reader holds of transactions still open.
- */
-uint64
-Worker::delivered_bound() const
-{
-	if (!journal_active())
-		return 0;
-	uint64 bound;
-	if (standby_) {
-		if (replayed_ == nullptr)
-			return 0;
-		bound = replayed_->safe_restart_lsn();
-	} else {
-		if (drain_blocked_ || insert_before_drain_ == 0)
-			return 0;
-		bound = insert_before_drain_;
-		if (open_before_drain_ != 0 && open_before_drain_ < bound)
-			bound = open_before_drain_;
-	}
-	uint64 held = dispatcher_.journal_restart_lsn();
-	return held != 0 && held < bound ? held : bound;
-}
-
-/*
- * Moves the slot to the oldest WAL anything may still need: what the
- * dispatcher holds or must read, what transactions writing now have put in
- * WAL before their batch reached the ring, and otherwise the insert
- * position read before the last drain. Only after a drain that reached the
- * end of the ring: a batch still in it is accounted for by nobody.
- */
-void
-Worker::advance_slot(bool now)
-{
-	int64 t = monotonic_us();
-	uint64 bound = delivered_bound();
-	if (bound == 0 || (!now && t < next_slot_advance_us_))
-		return;
-	next_slot_advance_us_ = t + kSlotAdvanceUs;
-	JournalSlot slot;
-	uint64 insert = 0;
-	pg_call([&] {
-		slot = slot_usable_ ? journal_slot_advance(bound) : journal_slot_ensure();
-		insert = journal_insert_end();
-	});
-	if (slot.invalidated) {
-		warn_slot_invalidated(slot, "max_slot_wal_keep_size was exceeded while Redis could not take the backlog. What "
-									"only that WAL held is covered by the fallback; the slot is created again.");
-		reader_.reset();
-		dispatcher_.journal_lost("the slot was invalidated by max_slot_wal_keep_size");
-		pg_call([&] { slot = journal_slot_recreate(); });
-	}
-	slot_usable_ = slot.exists && !slot.invalidated;
-	slot_restart_lsn_ = slot.restart_lsn;
-	slot_lag_bytes_ = slot_usable_ && insert > slot.restart_lsn ? insert - slot.restart_lsn : 0;
-
-	/* Said to the standbys when the slot moved for WAL other than our own
-	 * last record: an idle server writes nothing. */
-	if (!standby_ && slot_usable_ && slot.restart_lsn > progress_lsn_ && insert_before_drain_ > progress_end_)
-		pg_call([&] {
-			progress_lsn_ = slot.restart_lsn;
-			progress_end_ = journal_write_progress(progress_lsn_);
-		});
-}
-
 /* One turn of the loop: everything but the sleep. */
 void
 Worker::turn()
@@ -693,143 +374,6 @@ Worker::turn()
 	if (delivered != 0 && dispatcher_.uncovered().empty())
 		pg_call([&] { queue_publish_delivered_lsn(journal_record_start(delivered)); });
 	publish();
-}
-
-/*
- * A standby delivering to its own Redis: the batches of the transactions
- * it has replayed, read from WAL (never past the replay position), get
- * sequence numbers of the ring's numbering and go to the dispatcher as if
- * drained. Read only while the engine has room: the slot keeps the rest.
- */
-void
-Worker::read_replayed()
-{
-	size_t room = std::max<size_t>(static_cast<size_t>(guc_max_pending) / 2, 1);
-	if (replayed_ == nullptr || dispatcher_.pending_targets() >= room)
-		return;
-	std::string batches;
-	uint64 upto = 0;
-	size_t collected = 0;
-	int64 wall = GetCurrentTimestamp();
-	auto deliver = [&](JournalCommit &&commit) {
-		std::vector<Target> targets;
-		for (const std::string &bytes : commit.batches)
-			decode_journal_message(bytes.data(), bytes.size(), targets);
-		collected += targets.size();
-		std::string batch = encode_targets(targets, 0);
-		uint64 seq = 0;
-		pg_call([&] { seq = queue_reserve_seq(); });
-		/* Stamped with the time it was read, about when it was replayed:
-		 * latencies are replay to delivery. */
-		stamp_batch(batch.data(), seq, wall, commit.commit_lsn, commit.first_lsn);
-		batches += batch;
-		upto = seq;
-		return dispatcher_.pending_targets() + collected < room;
-	};
-	int64 until = monotonic_us() + kJournalReadBudgetUs;
-	JournalReadStatus status;
-	do
-		status = replayed_->read(0, kJournalRecordsPerRead, deliver);
-	while (status == JournalReadStatus::more && dispatcher_.pending_targets() + collected < room &&
-		   monotonic_us() < until);
-	replayed_caught_up_ = status == JournalReadStatus::caught_up;
-	if (!batches.empty())
-		dispatcher_.add_drained(batches, upto, monotonic_us());
-
-	if (status == JournalReadStatus::wal_missing || status == JournalReadStatus::failed) {
-		std::string error = replayed_->error();
-		log(LogLine{LogLevel::Warning, "cachebust worker cannot read the WAL this standby replayed: " + error,
-					"The fallback covers this server's key prefixes in its Redis; it goes on from the replay position.",
-					"Keep max_slot_wal_keep_size large enough for the longest Redis outage, or -1."});
-		uint64 from = 0;
-		pg_call([&] { from = journal_slot_recreate().restart_lsn; });
-		cover_lost_standby_wal();
-		replayed_ = std::make_unique<JournalReader>(from);
-	}
-}
-
-/* The slot says its WAL was removed (max_slot_wal_keep_size). */
-void
-Worker::warn_slot_invalidated(const JournalSlot &slot, const char *detail)
-{
-	log(LogLine{LogLevel::Warning,
-				"cachebust journal slot \"" + std::string(kJournalSlotName) + "\" was invalidated: the WAL it kept from " +
-					lsn_text(slot.invalidated_at) + " on was removed",
-				detail, "Raise max_slot_wal_keep_size (or set it to -1), or keep Redis outages shorter."});
-}
-
-/*
- * A standby lost WAL it had still to deliver: the fallback covers this
- * server's prefixes, under a sequence number of its own (so waits see it).
- */
-void
-Worker::cover_lost_standby_wal()
-{
-	uint64 seq = 0;
-	pg_call([&] { seq = queue_reserve_seq(); });
-	dispatcher_.add_drained(std::string(), seq, monotonic_us());
-	dispatcher_.fallback_for_all_registered(seq, seq, "the WAL this standby had to deliver is gone");
-}
-
-/* The first turn of a standby that delivers what it replays: from its slot on. */
-void
-Worker::start_standby()
-{
-	PreviousRun p = take_over_shared_state();
-	dispatcher_.resume_after(p.drained);
-	JournalSlot slot;
-	pg_call([&] { slot = journal_slot_ensure(); });
-	if (slot.invalidated) {
-		log(LogLine{LogLevel::Warning,
-					"cachebust journal slot \"" + std::string(kJournalSlotName) +
-						"\" on this standby was invalidated: the WAL it kept was removed",
-					"The fallback covers this server's key prefixes in its Redis.",
-					"Raise max_slot_wal_keep_size (or set it to -1)."});
-		pg_call([&] { slot = journal_slot_recreate(); });
-		cover_lost_standby_wal();
-	}
-	slot_usable_ = slot.exists && !slot.invalidated;
-	slot_restart_lsn_ = slot.restart_lsn;
-	replayed_ = std::make_unique<JournalReader>(slot.restart_lsn);
-	log(LogLine{LogLevel::Log, "cachebust worker delivers what this standby replays, from WAL " +
-								   lsn_text(slot.restart_lsn) + " on"});
-}
-
-/*
- * The standby was promoted: what was replayed up to the end of recovery is
- * read, and from here on batches come from the ring, with no gap (a commit
- * after the promotion is in both: delivered twice at most) and no fallback.
- */
-void
-Worker::promoted()
-{
-	uint64 end = 0;
-	pg_call([&] { end = journal_readable_end(); });
-	while (replayed_ != nullptr && replayed_->position() < end) {
-		turn(); /* (reads, bounded by the engine's room, and delivers) */
-		if (replayed_caught_up_ || shutdown_requested)
-			break;
-		wait(dispatcher_.deadline_us(monotonic_us()));
-	}
-	standby_ = false;
-	replayed_.reset();
-	load_settings();
-	TimeLineID timeline = 0;
-	pg_call([&] {
-		timeline = GetWALInsertionTimeLine();
-		worker_state_record_running(timeline);
-		LWLockAcquire(shared_queue->lock, LW_EXCLUSIVE);
-		shared_queue->timeline = timeline;
-		shared_queue->state_recorded = true;
-		shared_queue->previous_run_handled = true;
-		LWLockRelease(shared_queue->lock);
-		progress_lsn_ = slot_restart_lsn_;
-		progress_end_ = journal_write_progress(progress_lsn_);
-		/* Its Redis had materialized keys removed rather than recomputed: warm them. */
-		refresh_load_databases();
-		refresh_warm_all();
-	});
-	log(LogLine{LogLevel::Log, "cachebust worker: this server was promoted; it goes on delivering as a primary"});
 }
 
 /* Progress and counters to shared memory. */
