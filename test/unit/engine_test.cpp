@@ -22,6 +22,7 @@ using cachebust::test::ClusterServers;
 using cachebust::test::FakeNode;
 using cachebust::test::RedisServer;
 using cachebust::test::ReplyDroppingProxy;
+using cachebust::test::SentinelServer;
 
 namespace {
 
@@ -536,6 +537,65 @@ TEST(EngineSentinel, SentinelAddressesAreKeptApartFromTheErrorText)
 	for (const std::string &l : h.logs)
 		logged = logged || l.find("sentinel 127.0.0.1:" + std::to_string(p1) + ": cannot connect") != std::string::npos;
 	EXPECT_TRUE(logged) << "the server log names the sentinels";
+}
+
+/*
+ * A switchover (SENTINEL FAILOVER) leaves the old master answering as a
+ * master until the sentinels demote it, about 10 s later; what it
+ * acknowledges meanwhile is lost when it resyncs. The worker follows the
+ * sentinels' answer while the old master still answers: the failover
+ * repeat brings what the old master took lately to the new one, and new
+ * targets go there. (The sentinel is simply told to monitor another
+ * server; both stay masters, as in that split.)
+ */
+TEST(EngineSentinel, FollowsTheSentinelsWhileTheOldMasterStillAnswers)
+{
+	RedisServer old_master;
+	RedisServer new_master;
+	SentinelServer sentinel("cache", old_master.port());
+	RedisClient a;
+	RedisClient b;
+	a.connect(old_master.url(), RedisTimeouts{});
+	b.connect(new_master.url(), RedisTimeouts{});
+	for (RedisClient *c : {&a, &b})
+		c->command({"MSET", "app:1", "cached", "app:2", "cached"});
+	Harness h(RedisUrl::parse("redis-sentinel://127.0.0.1:" + std::to_string(sentinel.port()) + "/cache"));
+	h.deliver({make(TargetKind::Key, "app:1")});
+	EXPECT_EQ(a.command({"EXISTS", "app:1"}).integer, 0);
+
+	RedisClient s;
+	s.connect(RedisUrl::parse("redis://127.0.0.1:" + std::to_string(sentinel.port())), RedisTimeouts{});
+	s.command({"SENTINEL", "REMOVE", "cache"});
+	s.command({"SENTINEL", "MONITOR", "cache", "127.0.0.1", std::to_string(new_master.port()), "1"});
+	ASSERT_TRUE(h.run_until([&] { return h.counters.failovers > 0; }, 10000))
+		<< "the engine still delivers to the old master, which answers as a master";
+	ASSERT_TRUE(h.run_until([&] { return b.command({"EXISTS", "app:1"}).integer == 0; }))
+		<< "the failover repeat applies on the new master what the old one acknowledged";
+	h.deliver({make(TargetKind::Key, "app:2")}, 2);
+	EXPECT_EQ(b.command({"EXISTS", "app:2"}).integer, 0) << "new targets go to the new master";
+	EXPECT_EQ(a.command({"EXISTS", "app:2"}).integer, 1);
+}
+
+/* A sentinel that names another master than the others (one that has not
+ * heard of a failover yet, or never will) does not move us back and forth:
+ * such an answer is asked of the next sentinel before it is followed. */
+TEST(EngineSentinel, OneSentinelNamingAnotherMasterDoesNotMoveUs)
+{
+	RedisServer master;
+	RedisServer other;
+	SentinelServer agrees("cache", master.port());
+	SentinelServer disagrees("cache", other.port());
+	RedisClient a;
+	a.connect(master.url(), RedisTimeouts{});
+	a.command({"MSET", "app:1", "cached", "app:2", "cached"});
+	Harness h(RedisUrl::parse("redis-sentinel://127.0.0.1:" + std::to_string(agrees.port()) + ",127.0.0.1:" +
+							  std::to_string(disagrees.port()) + "/cache"));
+	h.deliver({make(TargetKind::Key, "app:1")});
+	EXPECT_EQ(a.command({"EXISTS", "app:1"}).integer, 0);
+	/* Long enough for three checks, each of which asks the disagreeing one first. */
+	EXPECT_FALSE(h.run_until([&] { return h.counters.failovers > 0; }, 3500));
+	h.deliver({make(TargetKind::Key, "app:2")}, 2);
+	EXPECT_EQ(a.command({"EXISTS", "app:2"}).integer, 0) << "still delivered to the master the others name";
 }
 
 /* A refused UNLINK: the multi-key command is split, the refused key goes to

@@ -18,6 +18,9 @@ namespace {
 constexpr int64_t kRefusalLogIntervalUs = 60 * 1000 * 1000;
 /* Tag receipts waiting for release; beyond this, the oldest expire on their own. */
 constexpr size_t kMaxPendingReleases = 10000;
+/* Sentinel: how often the sentinels are asked where the master is while it
+ * answers (see follow_sentinel). */
+constexpr int64_t kSentinelRecheckUs = 1000 * 1000;
 
 /* A key as it may appear in a log line: at most 100 bytes, odd bytes escaped. */
 std::string
@@ -141,6 +144,8 @@ DeliveryEngine::rebuild_lanes()
 	cluster_map_ = ClusterMap();
 	lane_settings_.group_by_slot = settings_.url.topology == RedisUrl::Topology::Cluster;
 	master_known_ = false;
+	sentinel_rechecking_ = false;
+	unconfirmed_master_.reset();
 	memory_.clear();
 	if (settings_.url.topology == RedisUrl::Topology::Cluster) {
 		/* Lanes come with the slot map: one per master. */
@@ -493,11 +498,24 @@ DeliveryEngine::drop_unsent()
 void
 DeliveryEngine::follow_sentinel()
 {
+	if (!sentinel_)
+		return;
+	/* A switchover (SENTINEL FAILOVER) leaves the old master answering as a
+	 * master until the sentinels demote it, their INFO period (10 s) later;
+	 * what it acknowledges meanwhile is lost when it resyncs. So the
+	 * sentinels are asked again every second while it answers, not only
+	 * when it fails us. */
+	if (master_known_ && !sentinel_->busy() && monotonic_us() >= next_sentinel_check_us_) {
+		sentinel_rechecking_ = true;
+		sentinel_->request();
+	}
 	bool found;
 	Endpoint master;
 	std::string error;
-	if (!sentinel_ || !sentinel_->take_result(found, master, error) || lanes_.empty())
+	if (!sentinel_->take_result(found, master, error) || lanes_.empty())
 		return;
+	bool recheck = sentinel_rechecking_;
+	sentinel_rechecking_ = false;
 	Lane &lane = *lanes_.front();
 	if (!found) {
 		report_.note_error(sentinel_->error_without_addresses(), sentinel_->error_addresses());
@@ -507,7 +525,18 @@ DeliveryEngine::follow_sentinel()
 		return;
 	}
 	sentinel_failing_ = false;
+	next_sentinel_check_us_ = monotonic_us() + kSentinelRecheckUs;
 	Endpoint before = lane.endpoint();
+	/* Another master named while ours answers is asked of the next sentinel
+	 * too: one that has not heard of a failover (or never will) must not
+	 * move us back and forth. */
+	if (recheck && master_known_ && master != before && lane.ready() && unconfirmed_master_ != master) {
+		unconfirmed_master_ = master;
+		sentinel_rechecking_ = true;
+		sentinel_->request();
+		return;
+	}
+	unconfirmed_master_.reset();
 	if (master_known_ && master != before)
 		master_changed(lane, before, master);
 	else if (!master_known_)
@@ -525,7 +554,7 @@ DeliveryEngine::master_changed(Lane &lane, const Endpoint &from, const Endpoint 
 	report_.counters.failovers++;
 	log(LogLevel::Log, "cachebust worker: the master moved from " + from.describe() + " to " + to.describe() +
 						   "; repeating what the old master acknowledged in the last " +
-						   std::to_string(settings_.failover_repeat_ms) + " ms before it stopped answering");
+						   std::to_string(settings_.failover_repeat_ms) + " ms before its last reply");
 	(void) lane;
 	repeat_recent();
 }

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -182,6 +183,9 @@ class DeliveryEngine final : private LaneHost
 	std::unique_ptr<SentinelResolver> sentinel_;
 	bool master_known_ = false;
 	bool sentinel_failing_ = false;
+	int64_t next_sentinel_check_us_ = 0; /* asked again then, while the master answers */
+	bool sentinel_rechecking_ = false; /* the answer awaited is such a check's */
+	std::optional<Endpoint> unconfirmed_master_; /* named by one check, not yet by the next */
 
 	/* Cluster: the slot map, who is asked for it, and when next. */
 	ClusterMap cluster_map_;

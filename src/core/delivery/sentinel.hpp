@@ -5,10 +5,11 @@
  * <service>`) until one answers (core/delivery/ask_in_turn.hpp). The lane
  * then connects to the answer and checks that `ROLE` says master before it
  * sends anything. We ask again whenever the master's connection is lost or
- * it answers READONLY or a redirection: the "re-ask on error" choice. A
- * subscription to +switch-master would learn of a failover a little sooner,
- * but only while a sentinel connection is up; a failover always breaks or
- * demotes the old master, which we notice on our next command anyway.
+ * it answers READONLY or a redirection, and every second while it answers:
+ * a switchover (SENTINEL FAILOVER) leaves the old master answering as a
+ * master until the sentinels demote it, about 10 s later, and what it
+ * acknowledges meanwhile is lost (DeliveryEngine::follow_sentinel). Asking
+ * needs no connection kept open, unlike a subscription to +switch-master.
  */
 #pragma once
 
