@@ -71,7 +71,7 @@ struct WorkerStats {
 	char standbys_absent[256];	   /* gauge: listed in standby_names, not streaming */
 	LatencyHistogram latency;
 	LatencyHistogram standby_lag; /* first delivery until the standbys replayed it */
-	LatencyHistogram refresh_latency; /* refresh requested until its value is in Redis */
+	LatencyHistogram refresh_latency; /* a refresh's commit until its value is in Redis */
 };
 
 struct SharedQueue {

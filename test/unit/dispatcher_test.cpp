@@ -4,6 +4,9 @@
  */
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <memory>
+
 #include "core/batch_codec.hpp"
 #include "core/delivery/dispatcher.hpp"
 
@@ -137,4 +140,21 @@ TEST(Dispatcher, ChangedFallbackRetriesUncovered)
 	ASSERT_EQ(d.uncovered().size(), 1u);
 	d.configure(settings(FallbackMode::FlushDb), EngineSettings());
 	EXPECT_EQ(d.engine().min_held_seq(Stream::First), 5u) << "the retry's FLUSHDB was not queued";
+}
+
+/* The latency histograms are plain structs (they live in shared memory too):
+ * a new dispatcher's counters must still start at zero, whatever the memory
+ * held before. (Its first turn used to report leftover garbage.) */
+TEST(Dispatcher, CountersStartAtZeroWhateverTheMemoryHeld)
+{
+	std::unique_ptr<unsigned char[]> memory(new unsigned char[sizeof(Dispatcher)]);
+	memset(memory.get(), 0xAB, sizeof(Dispatcher));
+	FakeHost host;
+	Dispatcher *d = new (memory.get()) Dispatcher(host, 1);
+	DispatchCounters c = d->take_counters();
+	EXPECT_EQ(c.latency.count(), 0u);
+	EXPECT_EQ(c.standby_lag.count(), 0u);
+	EXPECT_EQ(c.refreshes.latency.count(), 0u);
+	EXPECT_EQ(c.refreshes.latency.max(), 0u);
+	d->~Dispatcher();
 }

@@ -101,7 +101,7 @@ TEST(RefreshWaits, HeldUntilTheGenerationIsDone)
 	RefreshWaits waits;
 	ASSERT_TRUE(waits.add(RefreshNeed{refresh("x"), SeqSet(3, 4), 2}, 0, host));
 	std::vector<RefreshNeed> expired;
-	waits.poll(1000, host, expired);
+	waits.poll(1000, 0, host, expired);
 	SeqSet held;
 	waits.add_held(held);
 	EXPECT_TRUE(held.contains(3) && held.contains(4));
@@ -110,7 +110,7 @@ TEST(RefreshWaits, HeldUntilTheGenerationIsDone)
 	host.taken = true;
 	ASSERT_TRUE(waits.add(RefreshNeed{refresh("x"), SeqSet(7), 1}, 2000, host));
 	host.done["x"] = 1;
-	waits.poll(3000, host, expired);
+	waits.poll(3000, 0, host, expired);
 	held.clear();
 	waits.add_held(held);
 	EXPECT_FALSE(held.contains(3)) << "generation 1 is done";
@@ -118,7 +118,7 @@ TEST(RefreshWaits, HeldUntilTheGenerationIsDone)
 	EXPECT_TRUE(host.forgotten.empty());
 
 	host.done["x"] = 2;
-	waits.poll(4000, host, expired);
+	waits.poll(4000, 0, host, expired);
 	EXPECT_TRUE(waits.empty());
 	EXPECT_TRUE(expired.empty());
 	ASSERT_EQ(host.forgotten.size(), 1u);
@@ -137,7 +137,7 @@ TEST(RefreshWaits, RequestsNotTakenYetRideOnTheWaitingOne)
 	EXPECT_EQ(host.next_generation, 1u);
 	host.done["x"] = 1;
 	std::vector<RefreshNeed> expired;
-	waits.poll(20, host, expired);
+	waits.poll(20, 0, host, expired);
 	EXPECT_TRUE(waits.empty());
 	EXPECT_EQ(waits.take_counters().coalesced, 1u);
 }
@@ -155,9 +155,9 @@ TEST(RefreshWaits, NobodyToAskOrTooLateRemovesTheKey)
 	ASSERT_TRUE(waits.add(RefreshNeed{refresh("y", 5, 2), SeqSet(3), 1}, 500, host));
 	EXPECT_EQ(waits.next_expiry_us(), 1000);
 	std::vector<RefreshNeed> expired;
-	waits.poll(999, host, expired);
+	waits.poll(999, 0, host, expired);
 	EXPECT_TRUE(expired.empty());
-	waits.poll(1000, host, expired);
+	waits.poll(1000, 0, host, expired);
 	ASSERT_EQ(expired.size(), 1u);
 	EXPECT_TRUE(expired[0].seqs.contains(2) && expired[0].seqs.contains(3)) << "the removal covers every request";
 	Target removal = removal_of(expired[0].target);
@@ -240,7 +240,7 @@ TEST(RefreshWaits, TheDispatcherHoldsTheCommitUntilTheRefreshIsDone)
 	EXPECT_EQ(d.engine().held_targets(), 0u) << "a refresh target is not sent to Redis";
 
 	host.refresh.done["dash"] = 1;
-	d.poll_refreshes(200);
+	d.poll_refreshes(200, 0);
 	d.turn(200, 0);
 	EXPECT_EQ(d.delivered_seq(), 2u);
 	EXPECT_TRUE(d.all_delivered());
@@ -259,4 +259,33 @@ TEST(RefreshWaits, WithoutRefreshWorkersTheKeyIsRemoved)
 	d.turn(100, 0);
 	EXPECT_EQ(d.engine().held_targets(), 1u) << "an UNLINK waits for Redis instead";
 	EXPECT_EQ(d.delivered_seq(), 0u);
+}
+
+/* With redelete_ms a materialized key's second send is its refresh run again
+ * (a reader's late refill); the latency counts from the commit. */
+TEST(RefreshWaits, RedeleteRunsTheRefreshAgainAndLatencyCountsFromTheCommit)
+{
+	RefreshingHost host;
+	Dispatcher d(host, 1);
+	DispatcherSettings s;
+	s.window.debounce_us = 100;
+	s.redelete_ms = 1;
+	d.configure(s, EngineSettings());
+	const int64_t committed = 800000000000000;
+	std::string b = encode_targets({refresh("dash")}, 0);
+	stamp_batch(b.data(), 1, committed, 0);
+	d.add_drained(b, 1, 0);
+	d.turn(100, committed + 1000);
+	ASSERT_EQ(host.refresh.next_generation, 1u);
+	host.refresh.done["dash"] = 1;
+	d.turn(200, committed + 7000);
+	EXPECT_EQ(d.delivered_seq(), 1u);
+	DispatchCounters c = d.take_counters();
+	EXPECT_EQ(c.refreshes.latency.count(), 1u);
+	EXPECT_EQ(c.refreshes.latency.max(), 7000u) << "from the commit, not from the request";
+
+	d.turn(1100, committed + 8000);
+	EXPECT_EQ(host.refresh.next_generation, 2u) << "the redelete asked for the refresh again";
+	EXPECT_EQ(d.engine().held_targets(), 0u) << "and sent nothing to Redis itself";
+	EXPECT_EQ(d.delivered_seq(), 1u);
 }

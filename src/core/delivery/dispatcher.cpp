@@ -99,6 +99,12 @@ Dispatcher::add_drained(const std::string &batches, uint64_t upto_seq, int64_t n
 			read_journal(batch.first_lsn, batch.commit_lsn, SeqSet(batch.seq), std::string());
 			continue;
 		}
+		if (batch.commit_time_us != 0)
+			for (const Target &t : batch.targets)
+				if (t.kind == TargetKind::Refresh) {
+					refresh_commit_wall_us_[batch.seq] = batch.commit_time_us;
+					break;
+				}
 		coalescer_.add_transaction(std::move(batch.targets), batch.seq, batch.commit_time_us, now_us,
 								   batch.commit_lsn);
 	}
@@ -120,13 +126,28 @@ void
 Dispatcher::close_window(int64_t now_us)
 {
 	Coalescer::Batch batch = coalescer_.take();
-	/* Materialized keys are recomputed by their refresh workers, not sent. */
-	for (RefreshNeed &need : split_refreshes(batch.targets, batch.contributions)) {
-		Target removal = removal_of(need.target);
-		SeqSet seqs = need.seqs;
-		if (!refreshes_.add(std::move(need), now_us, host_))
-			engine_.submit({std::move(removal)}, Stream::First, seqs);
+	/* Materialized keys are recomputed by their refresh workers, not sent;
+	 * with redelete_ms, once more after it (a reader's late refill). */
+	std::vector<RefreshNeed> needs = split_refreshes(batch.targets, batch.contributions);
+	if (!needs.empty()) {
+		for (RefreshNeed &need : needs)
+			for (const SeqSet::Range &r : need.seqs.ranges())
+				for (auto it = refresh_commit_wall_us_.lower_bound(r.lo);
+					 it != refresh_commit_wall_us_.end() && it->first <= r.hi; ++it)
+					if (need.commit_wall_us == 0 || it->second < need.commit_wall_us)
+						need.commit_wall_us = it->second;
+		if (settings_.redelete_ms > 0) {
+			std::vector<Target> again;
+			for (const RefreshNeed &need : needs)
+				again.push_back(need.target);
+			redeletes_.add(RedeleteSchedule::Entry{now_us + static_cast<int64_t>(settings_.redelete_ms) * 1000,
+												   std::move(again), false},
+						   settings_.max_pending);
+		}
+		request_refreshes(std::move(needs), now_us);
 	}
+	refresh_commit_wall_us_.erase(refresh_commit_wall_us_.begin(),
+								  refresh_commit_wall_us_.upper_bound(drained_upto_));
 	ClosedWindow w;
 	w.lo = window_hi_ + 1;
 	w.hi = drained_upto_;
@@ -143,18 +164,40 @@ Dispatcher::close_window(int64_t now_us)
 	windows_.push_back(std::move(w));
 }
 
+/* Hands refresh needs to the refresh workers; what none can take is removed. */
 void
-Dispatcher::poll_refreshes(int64_t now_us)
+Dispatcher::request_refreshes(std::vector<RefreshNeed> &&needs, int64_t now_us)
+{
+	for (RefreshNeed &need : needs) {
+		Target removal = removal_of(need.target);
+		SeqSet seqs = need.seqs;
+		if (!refreshes_.add(std::move(need), now_us, host_))
+			submit_removal(std::move(removal), seqs);
+	}
+}
+
+/* A materialized key removed instead of recomputed, on behalf of seqs (none: a redelete's). */
+void
+Dispatcher::submit_removal(Target &&removal, const SeqSet &seqs)
+{
+	if (seqs.empty())
+		engine_.submit({std::move(removal)}, Stream::Redelete, ++redelete_seq_);
+	else
+		engine_.submit({std::move(removal)}, Stream::First, seqs);
+}
+
+void
+Dispatcher::poll_refreshes(int64_t now_us, int64_t wall_us)
 {
 	if (refreshes_.empty())
 		return;
 	std::vector<RefreshNeed> expired;
-	refreshes_.poll(now_us, host_, expired);
+	refreshes_.poll(now_us, wall_us, host_, expired);
 	for (RefreshNeed &need : expired) {
 		log(LogLevel::Warning, "cachebust removed materialized key \"" + need.target.key +
 								   "\": its refresh did not finish in time",
 			{}, "See cachebust.materialized.last_error and the server log of the refresh worker.");
-		engine_.submit({removal_of(need.target)}, Stream::First, need.seqs);
+		submit_removal(removal_of(need.target), need.seqs);
 	}
 }
 
@@ -458,6 +501,18 @@ Dispatcher::send_due_redeletes(int64_t now_us)
 	if (settings_.redelete_ms <= 0 && !redeletes_.empty())
 		redeletes_.take_all(); /* switched off on reload */
 	for (RedeleteSchedule::Entry &e : redeletes_.take_due(now_us)) {
+		/* A materialized key's second send is its refresh, run again (no commit waits for it). */
+		auto refresh = std::stable_partition(e.targets.begin(), e.targets.end(),
+											 [](const Target &t) { return t.kind != TargetKind::Refresh; });
+		if (refresh != e.targets.end()) {
+			std::vector<RefreshNeed> needs;
+			for (auto it = refresh; it != e.targets.end(); ++it)
+				needs.push_back(RefreshNeed{std::move(*it), SeqSet(), 0, 0});
+			e.targets.erase(refresh, e.targets.end());
+			request_refreshes(std::move(needs), now_us);
+		}
+		if (e.targets.empty() && !e.flushdb)
+			continue;
 		uint64_t seq = ++redelete_seq_;
 		if (e.flushdb)
 			engine_.submit_flushdb(Stream::Redelete, seq, 0);
@@ -600,7 +655,7 @@ Dispatcher::turn(int64_t now_us, int64_t wall_us)
 {
 	if (coalescer_.window_closed(now_us, settings_.window))
 		close_window(now_us);
-	poll_refreshes(now_us);
+	poll_refreshes(now_us, wall_us);
 	engine_.on_timer();
 	handle_report();
 	send_due_redeletes(now_us);

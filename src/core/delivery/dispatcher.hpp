@@ -39,6 +39,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -107,8 +108,8 @@ struct DispatchCounters {
 	uint64_t fallbacks_refused = 0;
 	uint64_t second_sends = 0; /* standby sends */
 	uint64_t standby_timeouts = 0;
-	LatencyHistogram latency;	  /* commit to acknowledgement, µs */
-	LatencyHistogram standby_lag; /* first delivery to the standbys' replay, µs */
+	LatencyHistogram latency{};	  /* commit to acknowledgement, µs */
+	LatencyHistogram standby_lag{}; /* first delivery to the standbys' replay, µs */
 	int64_t last_delivery_wall_us = 0;
 	uint64_t journal_replayed_batches = 0; /* transactions read back from WAL */
 	uint64_t journal_replay_us = 0;		   /* time from a replay's start to its end */
@@ -151,7 +152,7 @@ class Dispatcher
 	void add_unrecorded(uint64_t lo, uint64_t hi, uint64_t first_lsn = 0, uint64_t commit_lsn = 0);
 	void request_flush() { coalescer_.request_flush(); }
 	/* A refresh worker reported progress: see what it released. */
-	void poll_refreshes(int64_t now_us);
+	void poll_refreshes(int64_t now_us, int64_t wall_us);
 	/* A target that could not be applied even in substitute form (the
 	 * engine's report), or a prefix a failover made the engine forget:
 	 * the fallback covers its prefix on the target's stream. */
@@ -223,6 +224,8 @@ class Dispatcher
 
 	void log(LogLevel level, std::string message, std::string detail = {}, std::string hint = {});
 	void close_window(int64_t now_us);
+	void request_refreshes(std::vector<RefreshNeed> &&needs, int64_t now_us);
+	void submit_removal(Target &&removal, const SeqSet &seqs);
 	void handle_report();
 	void advance(int64_t now_us, int64_t wall_us);
 	void wait_for_standbys(StandbySends::Entry &&entry);
@@ -247,6 +250,8 @@ class Dispatcher
 	RedeleteSchedule redeletes_;
 	StandbySends standby_sends_;
 	RefreshWaits refreshes_;
+	/* Commit times of drained commits that asked for refreshes, until their window closes. */
+	std::map<uint64_t, int64_t> refresh_commit_wall_us_;
 	std::deque<ClosedWindow> windows_;
 	DispatchCounters counters_;
 	DeliveryReport engine_report_; /* counters and errors, for the worker's stats */

@@ -37,7 +37,7 @@ split_refreshes(std::vector<Target> &targets, std::vector<Contribution> &from)
 		}
 		new_position[i] = UINT32_MAX;
 		refresh_of[i] = static_cast<uint32_t>(needs.size());
-		needs.push_back(RefreshNeed{std::move(targets[i]), SeqSet(), 0});
+		needs.push_back(RefreshNeed{std::move(targets[i]), SeqSet(), 0, 0});
 	}
 	if (needs.empty())
 		return needs;
@@ -92,29 +92,35 @@ RefreshWaits::add(RefreshNeed &&need, int64_t now_us, RefreshHost &host)
 		key.target = std::move(need.target);
 	if (!key.requests.empty() && key.requests.back().generation == generation) {
 		/* Not taken yet: this request rides on the waiting one. */
-		key.requests.back().seqs.merge(need.seqs);
+		Request &waiting = key.requests.back();
+		waiting.seqs.merge(need.seqs);
+		if (waiting.commit_wall_us == 0 || (need.commit_wall_us != 0 && need.commit_wall_us < waiting.commit_wall_us))
+			waiting.commit_wall_us = need.commit_wall_us;
 		counters_.coalesced += need.commits > 0 ? 1 : 0;
 		return true;
 	}
-	key.requests.push_back(Request{generation, std::move(need.seqs), now_us, now_us + timeout_us_});
+	key.requests.push_back(Request{generation, std::move(need.seqs), now_us + timeout_us_, need.commit_wall_us});
 	return true;
 }
 
 void
-RefreshWaits::poll(int64_t now_us, RefreshHost &host, std::vector<RefreshNeed> &expired)
+RefreshWaits::poll(int64_t now_us, int64_t wall_us, RefreshHost &host, std::vector<RefreshNeed> &expired)
 {
 	for (auto it = keys_.begin(); it != keys_.end();) {
 		Key &key = it->second;
 		uint64_t done = host.refresh_done(it->first.first, it->first.second);
 		while (!key.requests.empty() && key.requests.front().generation <= done) {
-			counters_.latency.record(static_cast<uint64_t>(std::max<int64_t>(now_us - key.requests.front().requested_us, 0)));
+			/* (Commits read back from WAL have no commit time to measure from.) */
+			if (key.requests.front().commit_wall_us != 0)
+				counters_.latency.record(
+					static_cast<uint64_t>(std::max<int64_t>(wall_us - key.requests.front().commit_wall_us, 0)));
 			key.requests.pop_front();
 			counters_.done++;
 		}
 		/* Too late: the key goes, and so do the requests after it (their
 		 * removal covers them as well). */
 		if (!key.requests.empty() && key.requests.front().expires_us <= now_us) {
-			RefreshNeed need{std::move(key.target), SeqSet(), 0};
+			RefreshNeed need{std::move(key.target), SeqSet(), 0, 0};
 			for (Request &r : key.requests)
 				need.seqs.merge(r.seqs);
 			key.requests.clear();

@@ -51,6 +51,7 @@ struct RefreshNeed {
 	Target target;
 	SeqSet seqs;
 	size_t commits = 0; /* how many commits asked for it in its window */
+	int64_t commit_wall_us = 0; /* when the oldest of them committed (wall clock; 0: unknown) */
 };
 
 /* Moves the Refresh targets of a closed window out of targets, keeping
@@ -65,7 +66,7 @@ class RefreshWaits
 		uint64_t done = 0;			/* requests reported done */
 		uint64_t coalesced = 0;		/* commits whose request another one's covered */
 		uint64_t removed = 0;		/* keys removed instead (no refresh worker, or too late) */
-		LatencyHistogram latency;	/* request (window closed) to value in Redis, µs */
+		LatencyHistogram latency{}; /* commit to value in Redis, µs */
 	};
 
 	/* How long a request may take before the key is removed instead. */
@@ -73,9 +74,10 @@ class RefreshWaits
 
 	/* Requests need; false when it cannot be requested (remove the key instead). */
 	bool add(RefreshNeed &&need, int64_t now_us, RefreshHost &host);
-	/* Releases what the refresh workers report done; requests older than
-	 * the timeout go to expired (remove those keys instead). */
-	void poll(int64_t now_us, RefreshHost &host, std::vector<RefreshNeed> &expired);
+	/* Releases what the refresh workers report done (wall_us: now, for the
+	 * latency from commit); requests older than the timeout go to expired
+	 * (remove those keys instead). */
+	void poll(int64_t now_us, int64_t wall_us, RefreshHost &host, std::vector<RefreshNeed> &expired);
 
 	void add_held(SeqSet &out) const;
 	bool empty() const { return keys_.empty(); }
@@ -93,8 +95,8 @@ class RefreshWaits
 	struct Request {
 		uint64_t generation;
 		SeqSet seqs;
-		int64_t requested_us;
 		int64_t expires_us;
+		int64_t commit_wall_us;
 	};
 	struct Key {
 		Target target; /* (seqs of the first request aside, what a removal needs) */
