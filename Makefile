@@ -22,6 +22,7 @@ PGFILEDESC = "cachebust - transactional Redis cache invalidation"
 CORE_SRCS = \
 	src/core/target.cpp \
 	src/core/template.cpp \
+	src/core/row_refresh.cpp \
 	src/core/pending_set.cpp \
 	src/core/target_set.cpp \
 	src/core/seq_set.cpp \
