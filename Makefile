@@ -83,7 +83,7 @@ PG_SRCS = \
 
 OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
-REGRESS = setup templates transactions functions watch partitions errors privileges capture_modes materialize
+REGRESS = setup templates transactions functions watch partitions errors privileges capture_modes materialize row_refresh
 # pg_regress starts its own preloaded instance (test/regress.conf), unless
 # REGRESS_INSTANCE=server: then it uses the running server PGHOST/PGPORT name,
 # set up with the same settings (debian/tests/installcheck, for pg_buildext).

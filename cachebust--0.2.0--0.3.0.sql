@@ -268,7 +268,6 @@ DECLARE
     trg name;
     foreign_table boolean;
     per_statement boolean;
-    n_keys integer := cardinality(coalesce(keys, '{}'));
 BEGIN
     IF NOT has_function_privilege('cachebust.invalidate()', 'EXECUTE') THEN
         RAISE EXCEPTION 'permission denied for function cachebust.invalidate()'
@@ -315,8 +314,8 @@ BEGIN
         END LOOP;
     END IF;
     IF refresh IS NOT NULL THEN
-        IF n_keys <> 1 THEN
-            RAISE EXCEPTION 'cachebust.watch(%): refresh needs exactly one key template, got %', tbl, n_keys
+        IF cardinality(coalesce(keys, '{}')) <> 1 THEN
+            RAISE EXCEPTION 'cachebust.watch(%): refresh needs exactly one key template, got %', tbl, cardinality(coalesce(keys, '{}'))
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'The key template''s columns bind $1..$n of the refresh query: with several templates which ones would be ambiguous. Call watch() once per key.';
         END IF;

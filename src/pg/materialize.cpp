@@ -42,6 +42,8 @@ extern "C" {
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/guc_tables.h"
 #include "utils/lsyscache.h"
 #include "utils/plancache.h"
 #include "utils/rel.h"
@@ -279,6 +281,34 @@ parameters_used(const char *query)
 }
 
 /*
+ * The search_path of watch()'s caller. watch() runs with SET search_path
+ * (its own names resolve in pg_catalog only), which saved the caller's
+ * value on the GUC stack; the refresh query is the caller's and resolves
+ * in the caller's path, now and at every refresh. Without such an entry
+ * (called some other way): the current value.
+ */
+static const char *
+caller_search_path()
+{
+	const char *path = nullptr;
+	pg_call([&] {
+		struct config_generic **vars = get_guc_variables();
+		for (int i = 0; i < GetNumConfigOptions() && path == nullptr; i++) {
+			if (strcmp(vars[i]->name, "search_path") != 0)
+				continue;
+			GucStack *top = vars[i]->stack;
+			if (vars[i]->vartype == PGC_STRING && top != nullptr && top->state == GUC_SAVE &&
+				top->prior.val.stringval != nullptr)
+				path = pstrdup(top->prior.val.stringval);
+			break;
+		}
+		if (path == nullptr)
+			path = GetConfigOption("search_path", false, false);
+	});
+	return path;
+}
+
+/*
  * watch(..., refresh => query): checks, as the caller, that query can
  * compute the keys of key_template on relid — $1..$n bound to the
  * template's columns, in order, typed as the table's columns — and
@@ -305,6 +335,14 @@ register_row_refresh(Oid relid, const std::string &key_template, const std::stri
 		types.push_back(TupleDescAttr(tupdesc, attnums[slot] - 1)->atttypid);
 		columns += (columns.empty() ? "" : ", ") + spec.columns[slot];
 	}
+	/* The query is parsed and checked in the caller's search_path (the one its refreshes use). */
+	const char *search_path = caller_search_path();
+	int nest_level = 0;
+	pg_call([&] {
+		nest_level = NewGUCNestLevel();
+		(void) set_config_option("search_path", search_path, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+								 false);
+	});
 	int used = parameters_used(query.c_str());
 	if (used != static_cast<int>(types.size()))
 		throw UserError(ERRCODE_INVALID_PARAMETER_VALUE,
@@ -314,13 +352,11 @@ register_row_refresh(Oid relid, const std::string &key_template, const std::stri
 						columns.empty() ? std::string("It has none.") : "They are, in order: " + columns + ".",
 						"$1..$n are bound to the key template's columns, in the order they first appear.");
 	check_query(fname, query.c_str(), static_cast<int>(types.size()), types.data());
+	/* (An error above leaves the nest level to the transaction's abort.) */
+	pg_call([&] { AtEOXact_GUC(true, nest_level); });
 
 	Oid caller = InvalidOid;
-	const char *search_path = nullptr;
-	pg_call([&] {
-		caller = GetUserId();
-		search_path = GetConfigOption("search_path", false, false);
-	});
+	pg_call([&] { caller = GetUserId(); });
 	int32 id = 0;
 	pg_call([] { SPI_connect(); });
 	as_superuser([&] {
