@@ -222,11 +222,10 @@ AS $$
 $$;
 -- ---- end of the per-row refresh block ----
 
--- watch() gains `refresh`: a new signature, so it is dropped and made again,
--- with the privileges it had (a changed ACL is granted again entry by entry).
-SELECT pg_catalog.set_config('cachebust_internal.watch_acl', coalesce(proacl::text, ''), true)
-FROM pg_catalog.pg_proc WHERE oid = 'cachebust.watch(regclass, text[], text[], text[], text[], text[], boolean, boolean)'::pg_catalog.regprocedure;
-DROP FUNCTION cachebust.watch(regclass, text[], text[], text[], text[], text[], boolean, boolean);
+-- watch() gains `refresh`: a new signature, so the old function is renamed,
+-- the new one made, the old one's privileges granted on it again entry by
+-- entry (when they were changed), and the old one dropped.
+ALTER FUNCTION watch(regclass, text[], text[], text[], text[], text[], boolean, boolean) RENAME TO _watch_0_2_0;
 
 -- watch(): validates the targets, then creates the triggers and returns the
 -- name of the first (the INSERT one). On a plain table (not a partition, no
@@ -416,18 +415,20 @@ $$;
 
 DO $$
 DECLARE
-    acl text := current_setting('cachebust_internal.watch_acl', true);
+    acl aclitem[] := (SELECT proacl FROM pg_catalog.pg_proc
+                      WHERE oid = 'cachebust._watch_0_2_0(regclass, text[], text[], text[], text[], text[], boolean, boolean)'::pg_catalog.regprocedure);
     a record;
 BEGIN
-    IF coalesce(acl, '') = '' THEN
+    IF acl IS NULL THEN
         RETURN;
     END IF;
     REVOKE ALL ON FUNCTION cachebust.watch(regclass, text[], text[], text[], text[], text[], boolean, boolean, text) FROM PUBLIC;
-    FOR a IN SELECT grantee, is_grantable FROM pg_catalog.aclexplode(acl::pg_catalog.aclitem[]) LOOP
+    FOR a IN SELECT grantee, is_grantable FROM pg_catalog.aclexplode(acl) LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION cachebust.watch(regclass, text[], text[], text[], text[], text[], boolean, boolean, text) TO %s%s',
                                   CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
                                   CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
     END LOOP;
 END;
 $$;
+DROP FUNCTION _watch_0_2_0(regclass, text[], text[], text[], text[], text[], boolean, boolean);
 -- ---- end of the per-row refresh block ----
