@@ -122,7 +122,7 @@ cmp_ok(stat_value($node, 'refresh_failures'), '>', $failures, 'refresh_failures 
 ok($node->wait_for_log(qr/could not refresh key "app:ratio:1": division by zero/, $offset), 'the log says why');
 
 # ---- unwatch(): the registration goes; a key is removed again, not refreshed
-is($node->safe_psql('postgres', q{SELECT cachebust.unwatch('ratios'); SELECT count(*) FROM cachebust._row_refresh}), "4\n1",
+is($node->safe_psql('postgres', q{SELECT cachebust.unwatch('ratios') > 0; SELECT count(*) FROM cachebust._row_refresh}), "t\n1",
 	'unwatch() removes the registration');
 $node->safe_psql('postgres', q{SELECT cachebust.watch('ratios', keys => ARRAY['ratio:{id}'])});
 $redis->cmd('SET', 'app:ratio:2', 'cached');
