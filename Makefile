@@ -22,6 +22,7 @@ PGFILEDESC = "cachebust - transactional Redis cache invalidation"
 CORE_SRCS = \
 	src/core/target.cpp \
 	src/core/template.cpp \
+	src/core/row_refresh.cpp \
 	src/core/pending_set.cpp \
 	src/core/target_set.cpp \
 	src/core/seq_set.cpp \
@@ -85,7 +86,7 @@ PG_SRCS = \
 
 OBJS = $(CORE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
-REGRESS = setup templates transactions functions watch partitions errors privileges capture_modes materialize
+REGRESS = setup templates transactions functions watch partitions errors privileges capture_modes materialize row_refresh
 # pg_regress starts its own preloaded instance (test/regress.conf), unless
 # REGRESS_INSTANCE=server: then it uses the running server PGHOST/PGPORT name,
 # set up with the same settings (debian/tests/installcheck, for pg_buildext).

@@ -184,3 +184,251 @@ AS 'MODULE_PATHNAME', 'cachebust_clear_confirm' LANGUAGE C STRICT VOLATILE;
 REVOKE ALL ON FUNCTION clear(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION clear(text, text) FROM PUBLIC;
 -- ---- end of the emergency clear block ----
+-- ---- 0.3.0, per-row refresh: watch(..., refresh => ...) (README, "Per-row refresh") ----
+-- ---- 0.3.0, per-row refresh: watch(..., refresh => ...) (README, "Per-row refresh") ----
+-- One row per watch() with `refresh`; its triggers carry refresh=<id>. The
+-- refresh worker runs `query` as `owner` with `search_path`, $1..$n taken
+-- from the key's columns and read with the input functions of param_types.
+-- Only the extension's owner reads it.
+CREATE TABLE _row_refresh (
+    id serial PRIMARY KEY,
+    tbl regclass NOT NULL,
+    query text NOT NULL,
+    param_types regtype[] NOT NULL,
+    owner regrole NOT NULL,
+    search_path text NOT NULL,
+    registered timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON _row_refresh FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('_row_refresh', '');
+SELECT pg_catalog.pg_extension_config_dump('_row_refresh_id_seq', '');
+-- Checks the query as the caller and registers it (watch() calls it; it
+-- needs nothing beyond what the query reads, and a registration no trigger
+-- names does nothing and is removed by the next watch() or unwatch()).
+CREATE FUNCTION _row_refresh_register(tbl regclass, key_template text, query text) RETURNS integer
+AS 'MODULE_PATHNAME', 'cachebust_row_refresh_register' LANGUAGE C STRICT VOLATILE;
+-- Removes the registrations no trigger names any more (unwatch(), DROP
+-- TRIGGER, DROP TABLE). Harmless for anyone: it removes only what nothing uses.
+CREATE FUNCTION _row_refresh_forget_unused() RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM cachebust._row_refresh r
+    WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                      WHERE t.tgrelid = r.tbl
+                        AND t.tgfoid = 'cachebust.invalidate()'::pg_catalog.regprocedure
+                        AND 'refresh=' || r.id = ANY (cachebust._trigger_args(t.tgargs)))
+$$;
+-- ---- end of the per-row refresh block ----
+
+-- watch() gains `refresh`: a new signature, so the old function is renamed,
+-- the new one made, the old one's privileges granted on it again entry by
+-- entry (when they were changed), and the old one dropped.
+ALTER FUNCTION watch(regclass, text[], text[], text[], text[], text[], boolean, boolean) RENAME TO _watch_0_2_0;
+
+-- watch(): validates the targets, then creates the triggers and returns the
+-- name of the first (the INSERT one). On a plain table (not a partition, no
+-- inheritance, not `always`) INSERT, UPDATE and DELETE each get a statement
+-- trigger with transition tables, which renders every row of a statement in
+-- one call; elsewhere PostgreSQL has no transition tables (partitions,
+-- inheritance, foreign tables, UPDATE OF a column list) or does not fire
+-- statement triggers (logical replication apply, which `always` is for), so
+-- a row trigger does the same. With `columns`, UPDATE fires only when one of
+-- them changes. A TRUNCATE trigger goes with either. It runs with the
+-- caller's rights: PostgreSQL checks that the caller may create triggers on
+-- the table and execute cachebust.invalidate(). With `refresh`, the one
+-- key template's keys are recomputed after commit instead of removed: the
+-- query is registered in _row_refresh (checked as the caller, see
+-- _row_refresh_register) and the triggers get the option refresh=<id>.
+CREATE FUNCTION watch(
+    tbl regclass,
+    keys text[] DEFAULT '{}',
+    tags text[] DEFAULT '{}',
+    patterns text[] DEFAULT '{}',
+    bumps text[] DEFAULT '{}',
+    columns text[] DEFAULT NULL,
+    immediate boolean DEFAULT false,
+    always boolean DEFAULT false,
+    refresh text DEFAULT NULL)
+RETURNS name
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    targets text[];
+    arg_list text;
+    base name;
+    n integer := 1;
+    row_events text;
+    distinct_test text;
+    col text;
+    made name[] := '{}';
+    trg name;
+    foreign_table boolean;
+    per_statement boolean;
+BEGIN
+    IF NOT has_function_privilege('cachebust.invalidate()', 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function cachebust.invalidate()'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Attaching cachebust triggers is reserved to roles granted EXECUTE on cachebust.invalidate().',
+                  HINT = 'A superuser can run: GRANT EXECUTE ON FUNCTION cachebust.invalidate() TO ' || quote_ident(current_user) || ';';
+    END IF;
+    targets := coalesce(keys, '{}')
+        || ARRAY(SELECT 'tag=' || t FROM unnest(coalesce(tags, '{}')) t)
+        || ARRAY(SELECT 'pattern=' || t FROM unnest(coalesce(patterns, '{}')) t)
+        || ARRAY(SELECT 'bump=' || t FROM unnest(coalesce(bumps, '{}')) t);
+    IF cardinality(targets) = 0 THEN
+        RAISE EXCEPTION 'cachebust.watch(%): no targets given', tbl
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass at least one of keys, tags, patterns or bumps.';
+    END IF;
+    IF immediate THEN
+        targets := targets || 'priority=immediate'::text;
+    END IF;
+
+    -- Pick the first free name on this table.
+    WHILE EXISTS (SELECT 1 FROM pg_trigger
+                  WHERE tgrelid = tbl AND tgname IN ('cachebust_watch_' || n, 'cachebust_watch_' || n || '_update',
+                                                    'cachebust_watch_' || n || '_delete',
+                                                    'cachebust_watch_' || n || '_truncate')) LOOP
+        n := n + 1;
+    END LOOP;
+    base := 'cachebust_watch_' || n;
+
+    -- Everything is checked before anything is created.
+    PERFORM cachebust.check_targets(tbl, targets, base);
+    IF columns IS NOT NULL THEN
+        IF cardinality(columns) = 0 THEN
+            RAISE EXCEPTION 'cachebust.watch(%): columns must not be empty', tbl
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Pass NULL to fire on every UPDATE.';
+        END IF;
+        FOREACH col IN ARRAY columns LOOP
+            IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                           WHERE attrelid = tbl AND attname = col AND attnum > 0 AND NOT attisdropped) THEN
+                RAISE EXCEPTION 'cachebust.watch(%): column "%" does not exist', tbl, col
+                    USING ERRCODE = 'undefined_column';
+            END IF;
+        END LOOP;
+    END IF;
+    IF refresh IS NOT NULL THEN
+        IF cardinality(coalesce(keys, '{}')) <> 1 THEN
+            RAISE EXCEPTION 'cachebust.watch(%): refresh needs exactly one key template, got %', tbl, cardinality(coalesce(keys, '{}'))
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'The key template''s columns bind $1..$n of the refresh query: with several templates which ones would be ambiguous. Call watch() once per key.';
+        END IF;
+        PERFORM cachebust._row_refresh_forget_unused();
+        targets := targets || ('refresh=' || cachebust._row_refresh_register(tbl, keys[array_lower(keys, 1)], refresh));
+    END IF;
+    SELECT c.relkind = 'f',
+           c.relkind = 'r' AND NOT c.relispartition AND NOT always
+           AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = tbl OR inhparent = tbl)
+      INTO foreign_table, per_statement
+      FROM pg_class c WHERE c.oid = tbl;
+    -- (The test suite runs once more with row triggers everywhere.)
+    IF current_setting('cachebust_internal.watch_capture', true) = 'row' THEN
+        per_statement := false;
+    END IF;
+
+    SELECT string_agg(quote_literal(t), ', ') INTO arg_list FROM unnest(targets) t;
+
+    IF per_statement THEN
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS cachebust_new '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION cachebust.invalidate(%s)', base, tbl, arg_list);
+        made := made || base;
+        IF columns IS NULL THEN
+            EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS cachebust_old NEW TABLE AS cachebust_new '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION cachebust.invalidate(%s)', base || '_update', tbl, arg_list);
+            made := made || (base || '_update')::name;
+        END IF;
+        EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %s REFERENCING OLD TABLE AS cachebust_old '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION cachebust.invalidate(%s)', base || '_delete', tbl, arg_list);
+        made := made || (base || '_delete')::name;
+    ELSIF columns IS NULL THEN
+        row_events := 'INSERT OR UPDATE OR DELETE';
+    ELSE
+        row_events := 'INSERT OR DELETE';
+    END IF;
+
+    IF columns IS NOT NULL THEN
+        SELECT string_agg(format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', c), ' OR ')
+            INTO distinct_test FROM unnest(columns) c;
+        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE OF %s ON %s FOR EACH ROW WHEN (%s) '
+                       'EXECUTE FUNCTION cachebust.invalidate(%s)',
+                       base || '_update',
+                       (SELECT string_agg(quote_ident(c), ', ') FROM unnest(columns) c),
+                       tbl, distinct_test, arg_list);
+        made := made || (base || '_update')::name;
+    END IF;
+
+    IF NOT per_statement THEN
+        EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION cachebust.invalidate(%s)',
+                       base, row_events, tbl, arg_list);
+        made := made || base;
+    END IF;
+    IF foreign_table THEN
+        RAISE NOTICE 'cachebust.watch(%): foreign tables cannot have TRUNCATE triggers; TRUNCATE of it invalidates nothing', tbl;
+    ELSE
+        -- On a partitioned table, cachebust's event trigger copies this one to
+        -- every partition, present and future (PostgreSQL clones only row triggers).
+        EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION cachebust.invalidate(%s)',
+                       base || '_truncate', tbl, arg_list);
+        made := made || (base || '_truncate')::name;
+    END IF;
+
+    IF always THEN
+        FOREACH trg IN ARRAY made LOOP
+            EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tbl, trg);
+        END LOOP;
+    END IF;
+    RETURN base;
+END;
+$$;
+
+-- unwatch(): drops the triggers watch() made on the table; returns how many.
+-- (Their copies on partitions go with them, and so do their refresh
+-- registrations.)
+CREATE OR REPLACE FUNCTION unwatch(tbl regclass) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    trg name;
+    dropped integer := 0;
+BEGIN
+    FOR trg IN
+        SELECT tgname FROM pg_trigger
+        WHERE tgrelid = tbl
+          AND tgfoid = 'cachebust.invalidate()'::regprocedure
+          AND tgname ~ '^cachebust_watch_[0-9]+(_update|_delete|_truncate)?$'
+          AND NOT tgisinternal
+        ORDER BY tgname
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trg, tbl);
+        dropped := dropped + 1;
+    END LOOP;
+    PERFORM cachebust._row_refresh_forget_unused();
+    RETURN dropped;
+END;
+$$;
+
+DO $$
+DECLARE
+    acl aclitem[] := (SELECT proacl FROM pg_catalog.pg_proc
+                      WHERE oid = 'cachebust._watch_0_2_0(regclass, text[], text[], text[], text[], text[], boolean, boolean)'::pg_catalog.regprocedure);
+    a record;
+BEGIN
+    IF acl IS NULL THEN
+        RETURN;
+    END IF;
+    REVOKE ALL ON FUNCTION cachebust.watch(regclass, text[], text[], text[], text[], text[], boolean, boolean, text) FROM PUBLIC;
+    FOR a IN SELECT grantee, is_grantable FROM pg_catalog.aclexplode(acl) LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION cachebust.watch(regclass, text[], text[], text[], text[], text[], boolean, boolean, text) TO %s%s',
+                                  CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
+                                  CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+END;
+$$;
+DROP FUNCTION _watch_0_2_0(regclass, text[], text[], text[], text[], text[], boolean, boolean);
+-- ---- end of the per-row refresh block ----

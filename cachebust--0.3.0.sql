@@ -130,7 +130,10 @@ $$;
 -- a row trigger does the same. With `columns`, UPDATE fires only when one of
 -- them changes. A TRUNCATE trigger goes with either. It runs with the
 -- caller's rights: PostgreSQL checks that the caller may create triggers on
--- the table and execute cachebust.invalidate().
+-- the table and execute cachebust.invalidate(). With `refresh`, the one
+-- key template's keys are recomputed after commit instead of removed: the
+-- query is registered in _row_refresh (checked as the caller, see
+-- _row_refresh_register) and the triggers get the option refresh=<id>.
 CREATE FUNCTION watch(
     tbl regclass,
     keys text[] DEFAULT '{}',
@@ -139,7 +142,8 @@ CREATE FUNCTION watch(
     bumps text[] DEFAULT '{}',
     columns text[] DEFAULT NULL,
     immediate boolean DEFAULT false,
-    always boolean DEFAULT false)
+    always boolean DEFAULT false,
+    refresh text DEFAULT NULL)
 RETURNS name
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -200,6 +204,15 @@ BEGIN
                     USING ERRCODE = 'undefined_column';
             END IF;
         END LOOP;
+    END IF;
+    IF refresh IS NOT NULL THEN
+        IF cardinality(coalesce(keys, '{}')) <> 1 THEN
+            RAISE EXCEPTION 'cachebust.watch(%): refresh needs exactly one key template, got %', tbl, cardinality(coalesce(keys, '{}'))
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'The key template''s columns bind $1..$n of the refresh query: with several templates which ones would be ambiguous. Call watch() once per key.';
+        END IF;
+        PERFORM cachebust._row_refresh_forget_unused();
+        targets := targets || ('refresh=' || cachebust._row_refresh_register(tbl, keys[array_lower(keys, 1)], refresh));
     END IF;
     SELECT c.relkind = 'f',
            c.relkind = 'r' AND NOT c.relispartition AND NOT always
@@ -267,7 +280,8 @@ END;
 $$;
 
 -- unwatch(): drops the triggers watch() made on the table; returns how many.
--- (Their copies on partitions go with them.)
+-- (Their copies on partitions go with them, and so do their refresh
+-- registrations.)
 CREATE FUNCTION unwatch(tbl regclass) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -287,6 +301,7 @@ BEGIN
         EXECUTE format('DROP TRIGGER %I ON %s', trg, tbl);
         dropped := dropped + 1;
     END LOOP;
+    PERFORM cachebust._row_refresh_forget_unused();
     RETURN dropped;
 END;
 $$;
@@ -581,6 +596,42 @@ REVOKE ALL ON FUNCTION materialize(text, text, regclass[], integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dematerialize(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _materialized_changed() FROM PUBLIC;
 -- ---- end of the materialized keys block ----
+-- ---- 0.3.0, per-row refresh: watch(..., refresh => ...) (README, "Per-row refresh") ----
+-- One row per watch() with `refresh`; its triggers carry refresh=<id>. The
+-- refresh worker runs `query` as `owner` with `search_path`, $1..$n taken
+-- from the key's columns and read with the input functions of param_types.
+-- Only the extension's owner reads it.
+CREATE TABLE _row_refresh (
+    id serial PRIMARY KEY,
+    tbl regclass NOT NULL,
+    query text NOT NULL,
+    param_types regtype[] NOT NULL,
+    owner regrole NOT NULL,
+    search_path text NOT NULL,
+    registered timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON _row_refresh FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('_row_refresh', '');
+SELECT pg_catalog.pg_extension_config_dump('_row_refresh_id_seq', '');
+-- Checks the query as the caller and registers it (watch() calls it; it
+-- needs nothing beyond what the query reads, and a registration no trigger
+-- names does nothing and is removed by the next watch() or unwatch()).
+CREATE FUNCTION _row_refresh_register(tbl regclass, key_template text, query text) RETURNS integer
+AS 'MODULE_PATHNAME', 'cachebust_row_refresh_register' LANGUAGE C STRICT VOLATILE;
+-- Removes the registrations no trigger names any more (unwatch(), DROP
+-- TRIGGER, DROP TABLE). Harmless for anyone: it removes only what nothing uses.
+CREATE FUNCTION _row_refresh_forget_unused() RETURNS void
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM cachebust._row_refresh r
+    WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                      WHERE t.tgrelid = r.tbl
+                        AND t.tgfoid = 'cachebust.invalidate()'::pg_catalog.regprocedure
+                        AND 'refresh=' || r.id = ANY (cachebust._trigger_args(t.tgargs)))
+$$;
+-- ---- end of the per-row refresh block ----
 -- ---- 0.3.0, the emergency clear (issue 25) ----
 -- clear(pattern): counts the keys the pattern matches under the caller's
 -- key_prefix and returns '<token>: N keys match "<prefix><pattern>"; confirm ...'.

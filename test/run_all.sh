@@ -63,7 +63,7 @@ echo "== TAP core tests again, watch() making row triggers instead of statement 
 work_rows=$(mktemp -d /tmp/cachebust-test-rows.XXXXXX)
 cp -a "$src/." "$work_rows/"
 chown -R postgres:postgres "$work_rows"
-row_tests="test/t/001_delivery.pl test/t/003_failures.pl test/t/004_outages.pl test/t/005_isolation.pl test/t/006_lifecycle.pl test/t/007_surface.pl test/t/013_replicas.pl"
+row_tests="test/t/001_delivery.pl test/t/003_failures.pl test/t/004_outages.pl test/t/005_isolation.pl test/t/006_lifecycle.pl test/t/007_surface.pl test/t/013_replicas.pl test/t/023_row_refresh.pl"
 if ! (cd "$work_rows" && as_postgres env CACHEBUST_WATCH_CAPTURE=row make -s prove PROVE_TESTS="$row_tests" PROVE_FLAGS="${PROVE_FLAGS:-}"); then
 	for f in "$work_rows"/tmp_check/log/*.log; do
 		[ -f "$f" ] && { echo "---- $f"; tail -n 60 "$f"; }

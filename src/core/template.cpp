@@ -4,6 +4,7 @@
 #include "core/template.hpp"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "core/cpp_only.hpp"
 
@@ -166,6 +167,40 @@ append_prefixes(Target &t, const KeyPrefixes &prefixes)
 						   : 0;
 }
 
+/* The id of `refresh=<id>`: a registration's serial, 1 .. 2^31-1. */
+uint32_t
+parse_refresh_id(std::string_view arg, std::string_view digits)
+{
+	bool ok = !digits.empty() && digits.size() <= 10 && digits.find_first_not_of("0123456789") == std::string_view::npos;
+	uint64_t id = 0;
+	for (size_t i = 0; ok && i < digits.size(); i++)
+		id = id * 10 + static_cast<uint64_t>(digits[i] - '0');
+	if (!ok || id == 0 || id > INT32_MAX)
+		throw TargetError("invalid refresh " + quoted(arg) + " (refresh=<id> names a cachebust._row_refresh registration)");
+	return static_cast<uint32_t>(id);
+}
+
+/* The columns binding $1..$n: the one key template's, in order, each once. */
+std::vector<size_t>
+refresh_slots_of(const TriggerSpec &spec)
+{
+	const TargetTemplate *key = nullptr;
+	for (const TargetTemplate &tpl : spec.targets)
+		if (spec.refreshes(tpl)) {
+			if (key != nullptr)
+				throw TargetError("refresh= needs exactly one key template, got " + quoted(key->source) + " and " +
+								  quoted(tpl.source) + " (which would bind $1..$n?)");
+			key = &tpl;
+		}
+	if (key == nullptr)
+		throw TargetError("refresh= needs a key template (its columns bind $1..$n)");
+	std::vector<size_t> slots;
+	for (const TargetTemplate::Segment &seg : key->segments)
+		if (seg.is_column && std::find(slots.begin(), slots.end(), seg.slot) == slots.end())
+			slots.push_back(seg.slot);
+	return slots;
+}
+
 } // namespace
 
 bool
@@ -250,6 +285,12 @@ TriggerSpec::parse(const std::vector<std::string> &args)
 				spec.immediate = true;
 				continue;
 			}
+			if (word == "refresh") {
+				if (spec.refresh_id != 0)
+					throw TargetError("refresh given more than once");
+				spec.refresh_id = parse_refresh_id(arg, rest);
+				continue;
+			}
 			if (word == "key")
 				kind = TargetKind::Key;
 			else if (word == "tag")
@@ -268,6 +309,8 @@ TriggerSpec::parse(const std::vector<std::string> &args)
 	}
 	if (spec.targets.empty())
 		throw TargetError("no targets given (expected arguments like 'user:{id}' or 'tag=team:{team_id}')");
+	if (spec.refresh_id != 0)
+		spec.refresh_slots = refresh_slots_of(spec);
 	return spec;
 }
 

@@ -2,7 +2,9 @@
  * template.hpp — the trigger argument grammar: parsing once, rendering per row.
  *
  * Each trigger argument is `[kind=]template` (kind: key, tag, pattern, bump)
- * or the option `priority=immediate`. In a template, `{column}` is replaced
+ * or an option: `priority=immediate`, or `refresh=<id>` (watch(..., refresh
+ * => ...): the one key template is refreshed by registration <id> instead
+ * of removed, core/row_refresh.hpp). In a template, `{column}` is replaced
  * by the column's text form, `{"Quoted Name"}` names a column verbatim
  * (`""` inside quotes is one quote), unquoted names are folded to lower case
  * like SQL identifiers, and `{{` / `}}` are literal braces.
@@ -70,6 +72,16 @@ class TriggerSpec
 	std::vector<TargetTemplate> targets;
 	std::vector<std::string> columns; /* distinct column names, by slot */
 	bool immediate = false;			  /* priority=immediate was given */
+	/* refresh=<id> (0: none): the key template's targets become row
+	 * refreshes bound to its columns, refresh_slots, in template order. */
+	uint32_t refresh_id = 0;
+	std::vector<size_t> refresh_slots;
+
+	/* Whether tpl's targets are row refreshes (the one key template with refresh=). */
+	bool refreshes(const TargetTemplate &tpl) const
+	{
+		return refresh_id != 0 && tpl.kind == TargetKind::Key && !tpl.glob;
+	}
 
 	/*
 	 * Parses trigger arguments. Throws TargetError whose message names the

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/batch_codec.hpp"
+#include "core/row_refresh.hpp"
 #include "pg/guard.hpp"
 #include "pg/journal_wal.hpp"
 
@@ -64,7 +65,8 @@ cachebust_journal_scan(PG_FUNCTION_ARGS)
 						values[0] = LSNGetDatum(commit.commit_lsn);
 						values[1] = TransactionIdGetDatum(commit.xid);
 						values[2] = CStringGetTextDatum(target_kind_name(t.kind, t.glob));
-						values[3] = PointerGetDatum(cstring_to_text_with_len(t.key.data(), static_cast<int>(t.key.size())));
+						std::string_view key = redis_key_of(t); /* (text holds no NUL: a row refresh shows its key) */
+						values[3] = PointerGetDatum(cstring_to_text_with_len(key.data(), static_cast<int>(key.size())));
 						tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 					});
 				}

@@ -18,12 +18,14 @@
 #include <vector>
 
 #include "pg/capture.hpp"
+#include "pg/trigger.hpp"
 #include "pg/guard.hpp"
 #include "pg/guc.hpp"
 #include "pg/queue.hpp"
 #include "pg/refresh_requests.hpp"
 
 extern "C" {
+#include "access/relation.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
@@ -35,9 +37,13 @@ extern "C" {
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/plannodes.h"
+#include "parser/analyze.h"
+#include "parser/parser.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/guc_tables.h"
 #include "utils/lsyscache.h"
 #include "utils/plancache.h"
 #include "utils/rel.h"
@@ -85,18 +91,20 @@ accepted_value_type(Oid type)
 }
 
 /*
- * As the caller: the query parses, is one SELECT returning one column of an
- * accepted type, modifies nothing, locks nothing, and the caller may read
- * everything it reads (the refresh runs it as the caller, later).
+ * As the caller: the query parses (with parameters $1..$nparams of
+ * param_types), is one SELECT returning one column of an accepted type,
+ * modifies nothing, locks nothing, and the caller may read everything it
+ * reads (the refresh runs it as the caller, later). fname names the
+ * function in errors.
  */
 static void
-check_query(const char *query)
+check_query(const char *fname, const char *query, int nparams = 0, Oid *param_types = nullptr)
 {
 	const char *problem = nullptr;
 	Oid bad_type = InvalidOid;
 	pg_call([&] {
 		SPI_connect();
-		SPIPlanPtr plan = SPI_prepare(query, 0, nullptr);
+		SPIPlanPtr plan = SPI_prepare(query, nparams, param_types);
 		if (plan == nullptr)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		List *sources = SPI_plan_get_plan_sources(plan);
@@ -132,7 +140,7 @@ check_query(const char *query)
 			pg_call([&] { name = format_type_be(bad_type); });
 			detail = std::string("It returns ") + name + ".";
 		}
-		throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, std::string("cachebust.materialize(): ") + problem, detail,
+		throw UserError(ERRCODE_INVALID_PARAMETER_VALUE, std::string(fname) + ": " + problem, detail,
 						"The query's one row and one column is the key's value; no row or NULL removes the key.");
 	}
 }
@@ -257,6 +265,121 @@ text_arg(FunctionCallInfo fcinfo, int n, const char *what)
 	return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }
 
+/* The highest $n the (first) statement of query refers to. */
+static int
+parameters_used(const char *query)
+{
+	int used = 0;
+	pg_call([&] {
+		List *statements = raw_parser(query, RAW_PARSE_DEFAULT);
+		if (statements == NIL)
+			return;
+		Oid *types = nullptr;
+		(void) parse_analyze_varparams(linitial_node(RawStmt, statements), query, &types, &used, nullptr);
+	});
+	return used;
+}
+
+/*
+ * The search_path of watch()'s caller. watch() runs with SET search_path
+ * (its own names resolve in pg_catalog only), which saved the caller's
+ * value on the GUC stack; the refresh query is the caller's and resolves
+ * in the caller's path, now and at every refresh. Without such an entry
+ * (called some other way): the current value.
+ */
+static const char *
+caller_search_path()
+{
+	const char *path = nullptr;
+	pg_call([&] {
+		struct config_generic **vars = get_guc_variables();
+		for (int i = 0; i < GetNumConfigOptions() && path == nullptr; i++) {
+			if (strcmp(vars[i]->name, "search_path") != 0)
+				continue;
+			GucStack *top = vars[i]->stack;
+			if (vars[i]->vartype == PGC_STRING && top != nullptr && top->state == GUC_SAVE &&
+				top->prior.val.stringval != nullptr)
+				path = pstrdup(top->prior.val.stringval);
+			break;
+		}
+		if (path == nullptr)
+			path = GetConfigOption("search_path", false, false);
+	});
+	return path;
+}
+
+/*
+ * watch(..., refresh => query): checks, as the caller, that query can
+ * compute the keys of key_template on relid — $1..$n bound to the
+ * template's columns, in order, typed as the table's columns — and
+ * registers it; returns the registration's id (the triggers' refresh=<id>).
+ */
+static int32
+register_row_refresh(Oid relid, const std::string &key_template, const std::string &query)
+{
+	const char *fname = "cachebust.watch()";
+	TupleDesc tupdesc = nullptr;
+	const char *table_name = nullptr;
+	pg_call([&] {
+		Relation rel = relation_open(relid, AccessShareLock);
+		tupdesc = CreateTupleDescCopy(RelationGetDescr(rel));
+		table_name = pstrdup(RelationGetRelationName(rel));
+		relation_close(rel, AccessShareLock);
+	});
+	std::vector<AttrNumber> attnums;
+	/* (refresh=1 only to have the template checked and its columns ordered) */
+	TriggerSpec spec = compile_targets({key_template, "refresh=1"}, tupdesc, "watch", table_name, attnums);
+	std::vector<Oid> types;
+	std::string columns;
+	for (size_t slot : spec.refresh_slots) {
+		types.push_back(TupleDescAttr(tupdesc, attnums[slot] - 1)->atttypid);
+		columns += (columns.empty() ? "" : ", ") + spec.columns[slot];
+	}
+	/* The query is parsed and checked in the caller's search_path (the one its refreshes use). */
+	const char *search_path = caller_search_path();
+	int nest_level = 0;
+	pg_call([&] {
+		nest_level = NewGUCNestLevel();
+		(void) set_config_option("search_path", search_path, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+								 false);
+	});
+	int used = parameters_used(query.c_str());
+	if (used != static_cast<int>(types.size()))
+		throw UserError(ERRCODE_INVALID_PARAMETER_VALUE,
+						std::string(fname) + ": the refresh query uses " + std::to_string(used) +
+							" parameters, but the key template \"" + key_template + "\" has " +
+							std::to_string(types.size()) + " columns",
+						columns.empty() ? std::string("It has none.") : "They are, in order: " + columns + ".",
+						"$1..$n are bound to the key template's columns, in the order they first appear.");
+	check_query(fname, query.c_str(), static_cast<int>(types.size()), types.data());
+	/* (An error above leaves the nest level to the transaction's abort.) */
+	pg_call([&] { AtEOXact_GUC(true, nest_level); });
+
+	Oid caller = InvalidOid;
+	pg_call([&] { caller = GetUserId(); });
+	int32 id = 0;
+	pg_call([] { SPI_connect(); });
+	as_superuser([&] {
+		pg_call([&] {
+			Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * Max(types.size(), 1)));
+			for (size_t i = 0; i < types.size(); i++)
+				elems[i] = ObjectIdGetDatum(types[i]);
+			ArrayType *param_types = construct_array(elems, static_cast<int>(types.size()), REGTYPEOID, sizeof(Oid),
+													 true, TYPALIGN_INT);
+			Oid argtypes[5] = {OIDOID, TEXTOID, REGTYPEARRAYOID, OIDOID, TEXTOID};
+			Datum args[5] = {ObjectIdGetDatum(relid), CStringGetTextDatum(query.c_str()), PointerGetDatum(param_types),
+							 ObjectIdGetDatum(caller), CStringGetTextDatum(search_path != nullptr ? search_path : "")};
+			SPI_execute_with_args("INSERT INTO cachebust._row_refresh (tbl, query, param_types, owner, search_path) "
+								  "VALUES ($1::regclass, $2, $3, $4::regrole, $5) RETURNING id",
+								  5, argtypes, args, nullptr, false, 1);
+			bool isnull;
+			id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		});
+	});
+	pg_call([] { SPI_finish(); });
+	return id;
+}
+
 } // namespace cachebust::pg
 
 using namespace cachebust;
@@ -267,6 +390,7 @@ extern "C" {
 PG_FUNCTION_INFO_V1(cachebust_materialize);
 PG_FUNCTION_INFO_V1(cachebust_dematerialize);
 PG_FUNCTION_INFO_V1(cachebust_materialized_changed);
+PG_FUNCTION_INFO_V1(cachebust_row_refresh_register);
 
 PGDLLEXPORT Datum
 cachebust_materialize(PG_FUNCTION_ARGS)
@@ -301,7 +425,7 @@ cachebust_materialize(PG_FUNCTION_ARGS)
 			if (acl != ACLCHECK_OK)
 				pg_call([&] { aclcheck_error(acl, OBJECT_TABLE, get_rel_name(relid)); });
 		}
-		check_query(query.c_str());
+		check_query("cachebust.materialize()", query.c_str());
 
 		const char *search_path = nullptr;
 		pg_call([&] { search_path = GetConfigOption("search_path", false, false); });
@@ -434,6 +558,19 @@ cachebust_materialized_changed(PG_FUNCTION_ARGS)
 		for (Target &t : refreshes)
 			capture_add(std::move(t));
 		return PointerGetDatum(nullptr);
+	});
+}
+
+/* _row_refresh_register(tbl regclass, key_template text, query text) RETURNS integer, for watch(). */
+PGDLLEXPORT Datum
+cachebust_row_refresh_register(PG_FUNCTION_ARGS)
+{
+	refuse_during_recovery_or_unloaded("cachebust.watch()");
+	return guarded([&]() -> Datum {
+		Oid relid = PG_GETARG_OID(0);
+		std::string key_template = text_arg(fcinfo, 1, "the key template");
+		std::string query = text_arg(fcinfo, 2, "refresh");
+		PG_RETURN_INT32(register_row_refresh(relid, key_template, query));
 	});
 }
 

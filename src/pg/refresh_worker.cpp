@@ -15,6 +15,7 @@
 
 #include "core/delivery/engine.hpp"
 #include "core/redis/connection.hpp"
+#include "core/row_refresh.hpp"
 #include "pg/engine_settings.hpp"
 #include "pg/guard.hpp"
 #include "pg/guc.hpp"
@@ -32,6 +33,7 @@ extern "C" {
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -51,8 +53,9 @@ namespace {
 
 /* What a refresh found. */
 struct Outcome {
-	bool registered = false; /* the key is (still) materialized */
+	bool registered = false; /* the key is (still) materialized; a row refresh always is */
 	bool has_value = false;	 /* false: no row, or NULL: the key is removed */
+	std::string redis_key;	 /* the key to SET or remove (a row refresh's key is a composite) */
 	std::string value;
 	int ttl_ms = 0;
 	uint32_t prefix_len = 0;
@@ -66,7 +69,73 @@ struct Registration {
 	Oid owner;
 	int ttl_ms;
 	int prefix_len;
+	int nparams; /* a row refresh: $1..$nparams, read with the input functions of param_types */
+	Oid *param_types;
 };
+
+/* What the query returned, in the refresh's memory context. */
+struct QueryValue {
+	bool has_value;
+	char *value;
+	size_t value_len;
+	const char *problem; /* the result is not one row of one column */
+};
+
+/*
+ * Runs reg's query in the current transaction as its owner, read-only,
+ * with its search_path and cachebust.refresh_timeout_ms, in a snapshot
+ * taken now (after every commit that asked for the refresh); params are
+ * the text forms of $1..$n. Called inside pg_call.
+ */
+void
+run_refresh_query(const Registration &reg, const char *const *params, MemoryContext keep, QueryValue &out)
+{
+	Oid saved_user;
+	int saved_context;
+	GetUserIdAndSecContext(&saved_user, &saved_context);
+	SetUserIdAndSecContext(reg.owner, saved_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	if (reg.search_path != nullptr)
+		(void) set_config_option("search_path", reg.search_path, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true,
+								 0, false);
+	XactReadOnly = true;
+	Datum *args = static_cast<Datum *>(palloc(sizeof(Datum) * Max(reg.nparams, 1)));
+	for (int i = 0; i < reg.nparams; i++) {
+		Oid input_fn, ioparam;
+		getTypeInputInfo(reg.param_types[i], &input_fn, &ioparam);
+		args[i] = OidInputFunctionCall(input_fn, const_cast<char *>(params[i]), ioparam, -1);
+	}
+	PushActiveSnapshot(GetTransactionSnapshot());
+	enable_timeout_after(STATEMENT_TIMEOUT, guc_refresh_timeout_ms);
+	int rc = SPI_execute_with_args(reg.query, reg.nparams, reg.param_types, args, nullptr, true, 2);
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	if (rc != SPI_OK_SELECT)
+		out.problem = "the query is not a SELECT";
+	else if (SPI_processed > 1)
+		out.problem = "the query returned more than one row";
+	else if (SPI_tuptable->tupdesc->natts != 1)
+		out.problem = "the query returned more than one column";
+	else if (SPI_processed == 1) {
+		bool isnull;
+		Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull) {
+			Oid type = SPI_gettypeid(SPI_tuptable->tupdesc, 1);
+			MemoryContext old = MemoryContextSwitchTo(keep);
+			if (type == BYTEAOID) {
+				bytea *b = DatumGetByteaPP(d);
+				out.value_len = VARSIZE_ANY_EXHDR(b);
+				out.value = static_cast<char *>(palloc(out.value_len + 1));
+				memcpy(out.value, VARDATA_ANY(b), out.value_len);
+			} else {
+				out.value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+				out.value_len = strlen(out.value);
+			}
+			MemoryContextSwitchTo(old);
+			out.has_value = true;
+		}
+	}
+	PopActiveSnapshot();
+	SetUserIdAndSecContext(saved_user, saved_context);
+}
 
 class RefreshWorker
 {
@@ -151,13 +220,20 @@ RefreshWorker::deliver(Target &&t)
 void
 RefreshWorker::compute(const std::string &key, Outcome &out)
 {
-	const char *key_c = key.c_str();
+	/* A key with a NUL is a row refresh (core/row_refresh.hpp); else a materialized key. */
+	uint32_t row_id = 0;
+	std::vector<std::string> row_params;
+	bool row = parse_row_refresh_key(key, out.redis_key, row_id, row_params);
+	if (!row)
+		out.redis_key = key;
+	std::vector<const char *> params;
+	for (const std::string &p : row_params)
+		params.push_back(p.c_str());
+
+	const char *key_c = out.redis_key.c_str();
 	Registration reg{};
 	bool found = false;
-	bool has_value = false;
-	char *value = nullptr;
-	size_t value_len = 0;
-	const char *problem = nullptr;
+	QueryValue result{};
 	MemoryContext keep = refresh_context_;
 
 	pg_call([&] { MemoryContextReset(keep); });
@@ -168,11 +244,19 @@ RefreshWorker::compute(const std::string &key, Outcome &out)
 			pgstat_report_activity(STATE_RUNNING, key_c);
 			SPI_connect();
 			PushActiveSnapshot(GetTransactionSnapshot());
-			Oid types[1] = {TEXTOID};
-			Datum args[1] = {CStringGetTextDatum(key_c)};
-			SPI_execute_with_args("SELECT query, owner::oid, ttl_ms, prefix_len, search_path "
-								  "FROM cachebust._materialized WHERE full_key = $1",
-								  1, types, args, nullptr, true, 1);
+			if (row) {
+				Oid types[1] = {INT4OID};
+				Datum args[1] = {Int32GetDatum(static_cast<int32>(row_id))};
+				SPI_execute_with_args("SELECT query, owner::oid, 0, 0, search_path, param_types::oid[] "
+									  "FROM cachebust._row_refresh WHERE id = $1",
+									  1, types, args, nullptr, true, 1);
+			} else {
+				Oid types[1] = {TEXTOID};
+				Datum args[1] = {CStringGetTextDatum(key_c)};
+				SPI_execute_with_args("SELECT query, owner::oid, ttl_ms, prefix_len, search_path, '{}'::oid[] "
+									  "FROM cachebust._materialized WHERE full_key = $1",
+									  1, types, args, nullptr, true, 1);
+			}
 			if (SPI_processed == 1) {
 				HeapTuple tuple = SPI_tuptable->vals[0];
 				TupleDesc desc = SPI_tuptable->tupdesc;
@@ -183,56 +267,22 @@ RefreshWorker::compute(const std::string &key, Outcome &out)
 				reg.ttl_ms = DatumGetInt32(SPI_getbinval(tuple, desc, 3, &isnull));
 				reg.prefix_len = DatumGetInt32(SPI_getbinval(tuple, desc, 4, &isnull));
 				reg.search_path = SPI_getvalue(tuple, desc, 5);
+				Datum *elems;
+				bool *nulls;
+				deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tuple, desc, 6, &isnull)), OIDOID, sizeof(Oid), true,
+								  TYPALIGN_INT, &elems, &nulls, &reg.nparams);
+				reg.param_types = static_cast<Oid *>(palloc(sizeof(Oid) * Max(reg.nparams, 1)));
+				for (int i = 0; i < reg.nparams; i++)
+					reg.param_types[i] = DatumGetObjectId(elems[i]);
 				MemoryContextSwitchTo(old);
 				found = true;
 			}
 			PopActiveSnapshot();
 		});
-		if (found) {
-			/* The refresh's own snapshot, taken now: after every commit that asked for it. */
-			pg_call([&] {
-				Oid saved_user;
-				int saved_context;
-				GetUserIdAndSecContext(&saved_user, &saved_context);
-				SetUserIdAndSecContext(reg.owner, saved_context | SECURITY_LOCAL_USERID_CHANGE |
-													  SECURITY_RESTRICTED_OPERATION);
-				if (reg.search_path != nullptr)
-					(void) set_config_option("search_path", reg.search_path, PGC_USERSET, PGC_S_SESSION,
-											 GUC_ACTION_LOCAL, true, 0, false);
-				XactReadOnly = true;
-				PushActiveSnapshot(GetTransactionSnapshot());
-				enable_timeout_after(STATEMENT_TIMEOUT, guc_refresh_timeout_ms);
-				int rc = SPI_execute(reg.query, true, 2);
-				disable_timeout(STATEMENT_TIMEOUT, false);
-				if (rc != SPI_OK_SELECT)
-					problem = "the query is not a SELECT";
-				else if (SPI_processed > 1)
-					problem = "the query returned more than one row";
-				else if (SPI_tuptable->tupdesc->natts != 1)
-					problem = "the query returned more than one column";
-				else if (SPI_processed == 1) {
-					bool isnull;
-					Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-					if (!isnull) {
-						Oid type = SPI_gettypeid(SPI_tuptable->tupdesc, 1);
-						MemoryContext old = MemoryContextSwitchTo(keep);
-						if (type == BYTEAOID) {
-							bytea *b = DatumGetByteaPP(d);
-							value_len = VARSIZE_ANY_EXHDR(b);
-							value = static_cast<char *>(palloc(value_len + 1));
-							memcpy(value, VARDATA_ANY(b), value_len);
-						} else {
-							value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-							value_len = strlen(value);
-						}
-						MemoryContextSwitchTo(old);
-						has_value = true;
-					}
-				}
-				PopActiveSnapshot();
-				SetUserIdAndSecContext(saved_user, saved_context);
-			});
-		}
+		if (found && row && reg.nparams != static_cast<int>(params.size()))
+			result.problem = "the key's values do not match the registration's parameters";
+		else if (found)
+			pg_call([&] { run_refresh_query(reg, params.data(), keep, result); });
 		pg_call([] {
 			SPI_finish();
 			CommitTransactionCommand();
@@ -247,14 +297,15 @@ RefreshWorker::compute(const std::string &key, Outcome &out)
 		});
 		found = true; /* (a failing registration lookup is a failure too: the key goes) */
 	}
-	out.registered = found;
+	/* A row refresh whose registration is gone (unwatch()) removes its key. */
+	out.registered = found || row;
 	out.ttl_ms = reg.ttl_ms;
 	out.prefix_len = static_cast<uint32_t>(Max(reg.prefix_len, 0));
-	if (problem != nullptr)
-		out.error = problem;
-	else if (out.error.empty() && has_value) {
+	if (result.problem != nullptr)
+		out.error = result.problem;
+	else if (out.error.empty() && result.has_value) {
 		out.has_value = true;
-		out.value.assign(value, value_len);
+		out.value.assign(result.value, result.value_len);
 	}
 }
 
@@ -305,9 +356,10 @@ RefreshWorker::refresh(const std::string &key, bool ahead_of_ttl)
 		ahead_due_.erase(key);
 		return false;
 	}
+	bool row = out.redis_key != key;
 	Target t;
-	t.key = key;
-	t.prefix_len = out.prefix_len;
+	t.key = out.redis_key;
+	t.prefix_len = out.prefix_len; /* (a row refresh: 0; this engine's fallbacks are not used) */
 	if (out.has_value) {
 		auto set = std::make_shared<SetValue>();
 		set->value = std::move(out.value);
@@ -319,10 +371,11 @@ RefreshWorker::refresh(const std::string &key, bool ahead_of_ttl)
 		t.kind = TargetKind::Key; /* no row, NULL, or a failure: fail closed */
 	}
 	if (!out.error.empty()) {
-		const char *key_c = key.c_str();
+		const char *key_c = out.redis_key.c_str();
 		const char *error_c = out.error.c_str();
+		const char *what = row ? "key" : "materialized key";
 		pg_call([&] {
-			ereport(WARNING, (errmsg("cachebust could not refresh materialized key \"%s\": %s", key_c, error_c),
+			ereport(WARNING, (errmsg("cachebust could not refresh %s \"%s\": %s", what, key_c, error_c),
 							  errdetail("The key was removed; it is computed again at the next change.")));
 		});
 	}
@@ -331,7 +384,8 @@ RefreshWorker::refresh(const std::string &key, bool ahead_of_ttl)
 		ahead_due_[key] = monotonic_us() + static_cast<int64_t>(out.ttl_ms * 1000 * kRefreshAheadShare);
 	else
 		ahead_due_.erase(key);
-	record(key, out.error);
+	if (!row) /* (no status per row: too many keys) */
+		record(key, out.error);
 	worker_stats_count_refresh(!out.error.empty());
 	return true;
 }

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/row_refresh.hpp"
 #include "pg/capture.hpp"
 #include "pg/guard.hpp"
 #include "pg/guc.hpp"
@@ -154,7 +155,7 @@ cachebust_pending(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 	InitMaterializedSRF(fcinfo, 0);
 
-	auto put = [&](const char *kind, const std::string &target) {
+	auto put = [&](const char *kind, std::string_view target) {
 		Datum values[2];
 		bool nulls[2] = {false, false};
 		values[0] = CStringGetTextDatum(kind);
@@ -168,7 +169,7 @@ cachebust_pending(PG_FUNCTION_ARGS)
 		return static_cast<Datum>(0);
 	}
 	for (const PendingSet::Entry &entry : capture_pending().entries())
-		put(target_kind_name(entry.target.kind, entry.target.glob), entry.target.key);
+		put(target_kind_name(entry.target.kind, entry.target.glob), redis_key_of(entry.target));
 	return static_cast<Datum>(0);
 }
 

@@ -6,7 +6,9 @@
  * statement trigger with transition tables (what watch() creates where
  * PostgreSQL allows them) it renders them from every row of the statement
  * in one call: no after-trigger event, tuple re-fetch or function call per
- * row. Both add the same targets to the transaction's pending set.
+ * row. Both add the same targets to the transaction's pending set. With
+ * the option refresh=<id> the key template's targets are row refreshes
+ * (core/row_refresh.hpp); a TRUNCATE still removes them by pattern.
  *
  * A trigger's arguments are parsed and its columns resolved once, then kept
  * in a backend-local cache keyed by trigger OID, together with each
@@ -22,10 +24,12 @@
 #include <unordered_map>
 
 #include "core/glob.hpp"
+#include "core/row_refresh.hpp"
 #include "pg/capture.hpp"
 #include "pg/guard.hpp"
 #include "pg/guc.hpp"
 #include "pg/queue.hpp"
+#include "pg/refresh_requests.hpp"
 
 extern "C" {
 #include "catalog/pg_type_d.h"
@@ -251,8 +255,13 @@ capture_row(CompiledTrigger &ct, TupleTableSlot *slot, const KeyPrefixes &prefix
 
 	for (const TargetTemplate &tpl : ct.spec.targets) {
 		std::optional<Target> target = tpl.render(prefixes, row_values, ct.spec.immediate);
-		if (target)
-			capture_add(std::move(*target));
+		if (!target)
+			continue;
+		/* watch(..., refresh => ...): the key is recomputed from this row's key columns. */
+		if (ct.spec.refreshes(tpl))
+			make_row_refresh(*target, ct.spec.refresh_id, MyDatabaseId, ct.spec.refresh_slots, row_values,
+							 kMaxMaterializedKeyLength);
+		capture_add(std::move(*target));
 	}
 }
 

@@ -111,6 +111,18 @@ is($node->safe_psql('from020', $definitions), $node->safe_psql('fresh', $definit
 	'an updated 0.2.0 has exactly the functions, views and event triggers of a fresh 0.3.0');
 is($node->safe_psql('from020', q{SELECT targets FROM cachebust.watches WHERE trigger = 'cachebust_watch_1'},
 	extra_params => [ '-U', 'plain' ]), '{"item:{id}"}', 'and its watches view works for every role');
+# watch() gains `refresh` in 0.3.0 (a new signature): privileges changed under 0.2.0 carry over.
+$node->safe_psql('postgres', 'CREATE DATABASE acl020');
+$node->safe_psql('acl020', q{
+CREATE EXTENSION cachebust VERSION '0.2.0';
+REVOKE EXECUTE ON FUNCTION cachebust.watch(regclass, text[], text[], text[], text[], text[], boolean, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cachebust.watch(regclass, text[], text[], text[], text[], text[], boolean, boolean) TO owner;
+ALTER EXTENSION cachebust UPDATE;
+});
+is($node->safe_psql('acl020', q{SELECT has_function_privilege('plain', 'cachebust.watch(regclass, text[], text[], text[], text[], text[], boolean, boolean, text)', 'EXECUTE'),
+                                      has_function_privilege('owner', 'cachebust.watch(regclass, text[], text[], text[], text[], text[], boolean, boolean, text)', 'EXECUTE'),
+                                      count(*) FROM pg_proc WHERE proname IN ('watch', '_watch_0_2_0')}),
+	'f|t|1', "watch()'s privileges changed under 0.2.0 carry over to its 0.3.0 signature");
 $node->safe_psql('postgres', q{CREATE TABLE after_update (id int); SELECT cachebust.watch('after_update', keys => ARRAY['au:{id}'])});
 is($node->safe_psql('postgres', q{SELECT string_agg(tgname || CASE WHEN tgnewtable IS NOT NULL OR tgoldtable IS NOT NULL
                                                                THEN ' (transition tables)' ELSE '' END, ',' ORDER BY tgname)

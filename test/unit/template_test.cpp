@@ -59,6 +59,30 @@ TEST(TemplateParse, PriorityImmediateIsAnOption)
 			  std::string::npos);
 }
 
+TEST(TemplateParse, RefreshOptionBindsTheKeyTemplatesColumns)
+{
+	TriggerSpec spec = TriggerSpec::parse({"tag=team:{team}", "u:{b}:{a}:{b}", "refresh=12", "bump=v:{a}"});
+	EXPECT_EQ(spec.refresh_id, 12u);
+	/* slots: team 0, b 1, a 2 */
+	EXPECT_EQ(spec.refresh_slots, (std::vector<size_t>{1, 2}));
+	EXPECT_FALSE(spec.refreshes(spec.targets[0]));
+	EXPECT_TRUE(spec.refreshes(spec.targets[1]));
+	EXPECT_FALSE(spec.refreshes(spec.targets[2]));
+	EXPECT_EQ(TriggerSpec::parse({"u:{id}"}).refresh_id, 0u) << "without the option: keys are removed";
+}
+
+TEST(TemplateParse, RefreshOptionRefusals)
+{
+	EXPECT_NE(error_of({"a:{id}", "b:{id}", "refresh=1"}).find("exactly one key template"), std::string::npos);
+	EXPECT_NE(error_of({"tag=t:{id}", "refresh=1"}).find("needs a key template"), std::string::npos);
+	EXPECT_NE(error_of({"pattern=a:*", "refresh=1"}).find("needs a key template"), std::string::npos);
+	EXPECT_NE(error_of({"a:{id}", "refresh=1", "refresh=2"}).find("more than once"), std::string::npos);
+	for (const char *bad : {"refresh=", "refresh=0", "refresh=-1", "refresh=1x", "refresh=2147483648",
+							"refresh=99999999999"})
+		EXPECT_NE(error_of({"a:{id}", bad}).find("invalid refresh"), std::string::npos) << bad;
+	EXPECT_EQ(TriggerSpec::parse({"a:{id}", "refresh=2147483647"}).refresh_id, 2147483647u);
+}
+
 TEST(TemplateParse, EqualsSignsInKeys)
 {
 	/* Only a [a-z_] word before '=' is a kind. */

@@ -7,6 +7,7 @@
 
 #include "core/batch_codec.hpp"
 #include "core/delivery/publish_message.hpp"
+#include "core/row_refresh.hpp"
 
 #include "core/cpp_only.hpp"
 
@@ -194,7 +195,7 @@ Dispatcher::poll_refreshes(int64_t now_us, int64_t wall_us)
 	std::vector<RefreshNeed> expired;
 	refreshes_.poll(now_us, wall_us, host_, expired);
 	for (RefreshNeed &need : expired) {
-		log(LogLevel::Warning, "cachebust removed materialized key \"" + need.target.key +
+		log(LogLevel::Warning, "cachebust removed materialized key \"" + std::string(redis_key_of(need.target)) +
 								   "\": its refresh did not finish in time",
 			{}, "See cachebust.materialized.last_error and the server log of the refresh worker.");
 		submit_removal(removal_of(need.target), need.seqs);

@@ -7,6 +7,7 @@
 #include <climits>
 
 #include "core/cpp_only.hpp"
+#include "core/row_refresh.hpp"
 
 namespace cachebust {
 
@@ -70,7 +71,7 @@ removal_of(const Target &refresh)
 {
 	Target t;
 	t.kind = TargetKind::Key;
-	t.key = refresh.key;
+	t.key = std::string(redis_key_of(refresh)); /* (a row refresh's key is a composite) */
 	t.prefix_len = refresh.prefix_len;
 	t.immediate = refresh.immediate;
 	return t;

@@ -109,7 +109,7 @@ class RefreshWaits
 	Counters counters_;
 };
 
-/* A Key target that removes what need asked to recompute. */
+/* A Key target that removes what need asked to recompute (a row refresh: its Redis key). */
 Target removal_of(const Target &refresh);
 
 } // namespace cachebust
