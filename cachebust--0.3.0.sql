@@ -604,6 +604,7 @@ REVOKE ALL ON FUNCTION _materialized_changed() FROM PUBLIC;
 CREATE TABLE _row_refresh (
     id serial PRIMARY KEY,
     tbl regclass NOT NULL,
+    key_template text NOT NULL,     -- a trigger naming this id must render this template
     query text NOT NULL,
     param_types regtype[] NOT NULL,
     owner regrole NOT NULL,

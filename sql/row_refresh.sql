@@ -52,6 +52,22 @@ SELECT "table", trigger, targets FROM cachebust.watches WHERE "table" = 'rr_user
 SET ROLE rr_owner;
 -- The watches view stays readable for every role.
 SELECT count(*) > 0 AS readable FROM cachebust.watches;
+-- Another role that may attach the trigger cannot borrow the registration
+-- (its query would run as rr_owner, with parameters from its own rows).
+RESET ROLE;
+CREATE ROLE rr_thief;
+GRANT EXECUTE ON FUNCTION cachebust.invalidate() TO rr_thief;
+SELECT 'refresh=' || id AS victim_arg FROM cachebust._row_refresh \gset
+SET ROLE rr_thief;
+CREATE TEMP TABLE rr_loot (org text, id int);
+CREATE TRIGGER loot AFTER INSERT ON rr_loot FOR EACH ROW
+    EXECUTE FUNCTION cachebust.invalidate('user:{org}:{id}', :'victim_arg');
+INSERT INTO rr_loot VALUES ('acme', 1);
+DROP TABLE rr_loot;
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION cachebust.invalidate() FROM rr_thief;
+DROP ROLE rr_thief;
+SET ROLE rr_owner;
 -- A change captures a refresh per distinct key (shown by its Redis key); tags are removed as before.
 BEGIN;
 INSERT INTO rr_users VALUES (1, 'acme', 'ann'), (2, 'acme', 'bob');

@@ -21,6 +21,7 @@
 #include "pg/trigger.hpp"
 #include "pg/guard.hpp"
 #include "pg/guc.hpp"
+#include "pg/materialize.hpp"
 #include "pg/queue.hpp"
 #include "pg/refresh_requests.hpp"
 
@@ -366,18 +367,52 @@ register_row_refresh(Oid relid, const std::string &key_template, const std::stri
 				elems[i] = ObjectIdGetDatum(types[i]);
 			ArrayType *param_types = construct_array(elems, static_cast<int>(types.size()), REGTYPEOID, sizeof(Oid),
 													 true, TYPALIGN_INT);
-			Oid argtypes[5] = {OIDOID, TEXTOID, REGTYPEARRAYOID, OIDOID, TEXTOID};
-			Datum args[5] = {ObjectIdGetDatum(relid), CStringGetTextDatum(query.c_str()), PointerGetDatum(param_types),
-							 ObjectIdGetDatum(caller), CStringGetTextDatum(search_path != nullptr ? search_path : "")};
-			SPI_execute_with_args("INSERT INTO cachebust._row_refresh (tbl, query, param_types, owner, search_path) "
-								  "VALUES ($1::regclass, $2, $3, $4::regrole, $5) RETURNING id",
-								  5, argtypes, args, nullptr, false, 1);
+			Oid argtypes[6] = {OIDOID, TEXTOID, REGTYPEARRAYOID, OIDOID, TEXTOID, TEXTOID};
+			Datum args[6] = {ObjectIdGetDatum(relid), CStringGetTextDatum(query.c_str()), PointerGetDatum(param_types),
+							 ObjectIdGetDatum(caller), CStringGetTextDatum(search_path != nullptr ? search_path : ""),
+							 CStringGetTextDatum(key_template.c_str())};
+			SPI_execute_with_args("INSERT INTO cachebust._row_refresh (tbl, query, param_types, owner, search_path, "
+								  "key_template) VALUES ($1::regclass, $2, $3, $4::regrole, $5, $6) RETURNING id",
+								  6, argtypes, args, nullptr, false, 1);
 			bool isnull;
 			id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		});
 	});
 	pg_call([] { SPI_finish(); });
 	return id;
+}
+
+/*
+ * Whether registration id belongs to the table relid (or one it is a
+ * partition of) and to a key template among the trigger's arguments. A
+ * role that may attach cachebust.invalidate() could otherwise name another
+ * owner's registration and have its query run — as that owner — with
+ * parameters of its choosing, into keys it can read.
+ */
+bool
+row_refresh_belongs_to(uint32_t id, Oid relid, const std::vector<std::string> &trigger_args)
+{
+	bool belongs = false;
+	pg_call([] { SPI_connect(); });
+	as_superuser([&] {
+		pg_call([&] {
+			Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * Max(trigger_args.size(), 1)));
+			for (size_t i = 0; i < trigger_args.size(); i++)
+				elems[i] = CStringGetTextDatum(trigger_args[i].c_str());
+			ArrayType *args_array = construct_array(elems, static_cast<int>(trigger_args.size()), TEXTOID, -1,
+													false, TYPALIGN_INT);
+			Oid types[3] = {INT4OID, OIDOID, TEXTARRAYOID};
+			Datum args[3] = {Int32GetDatum(static_cast<int32>(id)), ObjectIdGetDatum(relid), PointerGetDatum(args_array)};
+			SPI_execute_with_args("SELECT 1 FROM cachebust._row_refresh r WHERE r.id = $1 "
+								  "AND (r.tbl = $2::regclass "
+								  "OR r.tbl IN (SELECT a.relid FROM pg_catalog.pg_partition_ancestors($2::regclass) a)) "
+								  "AND (r.key_template = ANY ($3) OR 'key=' || r.key_template = ANY ($3))",
+								  3, types, args, nullptr, true, 1);
+			belongs = SPI_processed == 1;
+		});
+	});
+	pg_call([] { SPI_finish(); });
+	return belongs;
 }
 
 } // namespace cachebust::pg

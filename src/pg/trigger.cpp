@@ -29,6 +29,7 @@
 #include "pg/guard.hpp"
 #include "pg/guc.hpp"
 #include "pg/queue.hpp"
+#include "pg/materialize.hpp"
 #include "pg/refresh_requests.hpp"
 
 extern "C" {
@@ -185,6 +186,12 @@ compiled_trigger_for(TriggerData *trigdata)
 	TupleDesc tupdesc = RelationGetDescr(rel);
 	ct.spec = compile_targets(args, tupdesc, trigger->tgname, RelationGetRelationName(rel), ct.attnums);
 	ct.relid = RelationGetRelid(rel);
+	if (ct.spec.refresh_id != 0 && !row_refresh_belongs_to(ct.spec.refresh_id, ct.relid, args))
+		throw UserError(ERRCODE_INSUFFICIENT_PRIVILEGE,
+						std::string("trigger \"") + trigger->tgname + "\" on table \"" + RelationGetRelationName(rel) +
+							"\": refresh=" + std::to_string(ct.spec.refresh_id) +
+							" is not a per-row refresh registered for this table and key template",
+						{}, "Attach per-row refreshes with cachebust.watch(..., refresh => ...).");
 	ct.output_fns.assign(ct.attnums.size(), FmgrInfo{});
 	ct.text_forms.assign(ct.attnums.size(), TextForm::OutputFunction);
 	ct.digits.resize(ct.attnums.size());
