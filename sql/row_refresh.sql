@@ -104,6 +104,17 @@ SELECT cachebust.watch('rr_users', keys => ARRAY['user:{id}'], refresh => 'SELEC
 SELECT count(*) AS registrations FROM cachebust._row_refresh;
 SELECT cachebust.unwatch('rr_users');
 
+-- On a partitioned table the triggers' copies on the partitions refresh too.
+CREATE TABLE rr_parts (id int, name text) PARTITION BY RANGE (id);
+CREATE TABLE rr_parts_1 PARTITION OF rr_parts FOR VALUES FROM (0) TO (100);
+SELECT cachebust.watch('rr_parts', keys => ARRAY['part:{id}'], refresh => 'SELECT name FROM rr_parts WHERE id = $1');
+BEGIN;
+INSERT INTO rr_parts VALUES (1, 'a');
+UPDATE rr_parts_1 SET name = 'b' WHERE id = 1;
+SELECT * FROM cachebust.pending() ORDER BY 1, 2;
+ROLLBACK;
+DROP TABLE rr_parts;
+
 RESET cachebust.key_prefix;
 DROP TABLE rr_users, rr_secret;
 REVOKE EXECUTE ON FUNCTION cachebust.invalidate() FROM rr_owner;
