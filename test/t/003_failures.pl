@@ -68,6 +68,11 @@ is($node->safe_psql('postgres', "UPDATE items SET v = 'paused' WHERE id BETWEEN 
 is(count_existing(60, 70), 0, 'keys invalidated after the pause');
 
 # ---- a transaction larger than the queue: overflow -> fallback, prefix only
+# (and a materialized key the fallback removes is computed again)
+$node->safe_psql('postgres', q{SELECT cachebust.materialize('m:count', 'SELECT count(*)::text FROM items', '{items}');
+  SELECT cachebust.barrier(10000)});
+is($redis->cmd('GET', 'app:m:count'), '2000', 'a materialized key');
+my $refreshes = stat_value($node, 'refreshes');
 fill(100, 120);
 $redis->cmd('SET', 'outside:prefix', 1);
 is($node->safe_psql('postgres', q{SELECT cachebust.invalidate_key(VARIADIC array_agg(repeat('x', 100) || g)) FROM generate_series(1, 2000) g \g /dev/null
@@ -76,6 +81,9 @@ cmp_ok(stat_value($node, 'overflows'), '>=', 1, 'overflow counted');
 cmp_ok(stat_value($node, 'fallbacks'), '>=', 1, 'fallback counted');
 is(count_existing(100, 120), 0, 'fallback removed the prefixed keys');
 is($redis->exists_key('outside:prefix'), 1, 'fallback left keys outside key_prefix alone');
+ok(wait_until(sub { stat_value($node, 'refreshes') > $refreshes && ($redis->cmd('GET', 'app:m:count') // '') eq '2000' }, 20),
+	'the materialized key the fallback removed is computed again');
+$node->safe_psql('postgres', q{SELECT cachebust.dematerialize('m:count'); SELECT cachebust.barrier(10000)});
 
 # ---- clean fast shutdown with a long window: pending delivered before exit
 reload_settings($node, 'ALTER SYSTEM SET cachebust.debounce_ms = 60000');

@@ -170,6 +170,34 @@ ok(CachebustTest::wait_until(sub {
 is($redis->exists_key('app:too_slow'), 0, 'and its key is not there');
 as_owner(q{SELECT cachebust.dematerialize('too_slow'); SELECT cachebust.dematerialize('slow')});
 
+# ---- cachebust.refresh_workers bounds the queries running at once in a database
+sub active_refreshes
+{
+	return $node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity
+	  WHERE backend_type = 'cachebust refresh worker' AND state = 'active' AND query IN ('app:slow_a', 'app:slow_b')});
+}
+# Changes customers and samples the running refreshes until both keys are recomputed; returns the most at once.
+sub most_at_once
+{
+	my ($a, $b) = (refresh_count('slow_a'), refresh_count('slow_b'));
+	$node->safe_psql('postgres', q{UPDATE customers SET name = name WHERE id = 2; SELECT cachebust.flush()});
+	my $most = 0;
+	wait_until(sub {
+		my $now = active_refreshes();
+		$most = $now if $now > $most;
+		return refresh_count('slow_a') > $a && refresh_count('slow_b') > $b;
+	}, 20) or return -1;
+	return $most;
+}
+as_owner(q{SELECT cachebust.materialize('slow_a', 'SELECT pg_sleep(1)::text || count(*) FROM customers', '{customers}');
+           SELECT cachebust.materialize('slow_b', 'SELECT pg_sleep(1)::text || count(*) FROM customers', '{customers}')});
+is($node->safe_psql('postgres', 'SELECT cachebust.barrier(15000)'), 't', 'barrier() after two slow registrations');
+is(most_at_once(), 1, 'refresh_workers = 1: one query at a time');
+reload_settings($node, 'ALTER SYSTEM SET cachebust.refresh_workers = 2');
+is(most_at_once(), 2, 'refresh_workers = 2: two at once');
+reload_settings($node, 'ALTER SYSTEM RESET cachebust.refresh_workers');
+as_owner(q{SELECT cachebust.dematerialize('slow_a'); SELECT cachebust.dematerialize('slow_b')});
+
 # ---- refresh ahead of the TTL, without reviving a removed key
 as_owner(q{SELECT cachebust.materialize('short', 'SELECT count(*)::text FROM customers', '{customers}', 1200)});
 is($node->safe_psql('postgres', 'SELECT cachebust.barrier(10000)'), 't', 'barrier() after the TTL registration');
