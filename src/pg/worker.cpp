@@ -400,8 +400,9 @@ Worker::publish()
 	stats_.counters.refresh_failures += c.refreshes.removed;
 	stats_.counters.refreshes_coalesced += c.refreshes.coalesced;
 	stats_.counters.refresh_latency.merge(c.refreshes.latency);
-	/* What a fallback removed includes materialized keys: compute them again. */
-	if (c.fallbacks > 0 && !standby_)
+	/* What a fallback removed includes materialized keys: compute them again
+	 * once it is applied (warmed while it runs, they would be removed again). */
+	if (c.fallbacks_done > 0 && !standby_)
 		pg_call([] { refresh_warm_all(); });
 	StatsGauges gauges{dispatcher_.pending_targets(), dispatcher_.uncovered_batches(), slot_lag_bytes_,
 					   dispatcher_.engine().connected(), dispatcher_.standbys_absent()};

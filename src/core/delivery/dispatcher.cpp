@@ -409,6 +409,7 @@ Dispatcher::advance(int64_t now_us, int64_t wall_us)
 		if (job.failed)
 			continue;
 		log(LogLevel::Log, "cachebust fallback done");
+		counters_.fallbacks_done++;
 		for (Target &t : job.sent)
 			t.job = 0;
 		/* A fallback races with readers refilling old values just like a delivery. */

@@ -105,6 +105,7 @@ struct DispatchCounters {
 	uint64_t targets_coalesced = 0;
 	uint64_t targets_delivered = 0;
 	uint64_t fallbacks = 0;
+	uint64_t fallbacks_done = 0; /* ... that Redis applied (what they removed can be computed again) */
 	uint64_t fallbacks_refused = 0;
 	uint64_t second_sends = 0; /* standby sends */
 	uint64_t standby_timeouts = 0;
