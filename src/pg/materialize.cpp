@@ -226,6 +226,22 @@ sync_triggers(const std::vector<Oid> &tables)
 	}
 }
 
+/* Runs sql ($1: a registration's full key; one OID column) and appends
+ * the tables it returns to out (SPI connected). */
+static void
+append_tables_of(const char *sql, const std::string &full_key, std::vector<Oid> &out)
+{
+	pg_call([&] {
+		Oid types[1] = {TEXTOID};
+		Datum args[1] = {CStringGetTextDatum(full_key.c_str())};
+		SPI_execute_with_args(sql, 1, types, args, nullptr, false, 0);
+	});
+	for (uint64 i = 0; i < SPI_processed; i++) {
+		bool isnull;
+		out.push_back(DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)));
+	}
+}
+
 static std::vector<Oid>
 table_array(ArrayType *array)
 {
@@ -471,17 +487,8 @@ cachebust_materialize(PG_FUNCTION_ARGS)
 			check_may_change(full_key.c_str(), owner, caller);
 			if (owner != InvalidOid) {
 				/* Tables the old registration depended on may lose their trigger. */
-				pg_call([&] {
-					Oid types[1] = {TEXTOID};
-					Datum args[1] = {CStringGetTextDatum(full_key.c_str())};
-					SPI_execute_with_args("SELECT unnest(depends_on)::oid FROM cachebust._materialized "
-										  "WHERE full_key = $1",
-										  1, types, args, nullptr, false, 0);
-				});
-				for (uint64 i = 0; i < SPI_processed; i++) {
-					bool isnull;
-					touched.push_back(DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)));
-				}
+				append_tables_of("SELECT unnest(depends_on)::oid FROM cachebust._materialized WHERE full_key = $1",
+								 full_key, touched);
 			}
 			pg_call([&] {
 				Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * tables.size()));
@@ -533,17 +540,9 @@ cachebust_dematerialize(PG_FUNCTION_ARGS)
 				throw UserError(ERRCODE_UNDEFINED_OBJECT, "materialized key \"" + full_key + "\" does not exist",
 								{}, "See cachebust.materialized (keys include cachebust.key_prefix).");
 			check_may_change(full_key.c_str(), owner, caller);
-			pg_call([&] {
-				Oid types[1] = {TEXTOID};
-				Datum args[1] = {CStringGetTextDatum(full_key.c_str())};
-				SPI_execute_with_args("WITH gone AS (DELETE FROM cachebust._materialized WHERE full_key = $1 "
-									  "RETURNING depends_on) SELECT unnest(depends_on)::oid FROM gone",
-									  1, types, args, nullptr, false, 0);
-			});
-			for (uint64 i = 0; i < SPI_processed; i++) {
-				bool isnull;
-				touched.push_back(DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)));
-			}
+			append_tables_of("WITH gone AS (DELETE FROM cachebust._materialized WHERE full_key = $1 "
+							 "RETURNING depends_on) SELECT unnest(depends_on)::oid FROM gone",
+							 full_key, touched);
 			sync_triggers(touched);
 		});
 		pg_call([] { SPI_finish(); });
