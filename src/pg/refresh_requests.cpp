@@ -324,9 +324,7 @@ refresh_detach()
 		if (e.database != InvalidOid && e.taken > e.done && e.taken_by == MyProcPid) {
 			e.taken = e.done;
 			if (e.forgotten)
-				e.database = InvalidOid;
-			else
-				e.requested = Max(e.requested, e.done + 1); /* (still wanted) */
+				e.database = InvalidOid; /* (else requested > taken again: the next worker takes it) */
 		}
 	memset(&w, 0, sizeof(w));
 	my_slot = -1;
