@@ -29,6 +29,11 @@
 #   empty_stmt  the same C function as AFTER INSERT / UPDATE / DELETE
 #               STATEMENT triggers with transition tables, the kind watch()
 #               creates since statement capture: PostgreSQL's own cost of those
+#   wal_msg     empty_stmt's triggers, each also writing one transactional
+#               logical message the size of the journal's for W1's key and
+#               tag (not in the default list): PostgreSQL's own cost of the
+#               WAL record cachebust.journal adds (issue 23), paired with
+#               empty_stmt
 #   key         cachebust.watch(keys => ARRAY['item:{id}'])
 #   key_tag     + tags => ARRAY['group:{grp}']
 #   three       + bumps => ARRAY['group:{grp}:version']
@@ -138,7 +143,7 @@ for t in ${CPU_TXNS:-}; do
 done
 for w in $workloads $perf_workload; do [ -n "${txns[$w]:-}" ] || { echo "unknown workload $w" >&2; exit 2; }; done
 for c in $configs; do
-	case $c in none | empty_c | empty_stmt | key | key_tag | three | key_row | key_tag_row | three_row) ;;
+	case $c in none | empty_c | empty_stmt | wal_msg | key | key_tag | three | key_row | key_tag_row | three_row) ;;
 	*) echo "unknown config $c" >&2; exit 2 ;;
 	esac
 done
@@ -261,6 +266,7 @@ chmod 644 "$work/w5.csv"
 psql >/dev/null <<SQL
 CREATE EXTENSION cachebust;
 CREATE FUNCTION bench_empty_c() RETURNS trigger LANGUAGE c AS '$work/empty_trigger/empty_trigger.so';
+CREATE FUNCTION bench_wal_message() RETURNS trigger LANGUAGE c AS '$work/empty_trigger/empty_trigger.so';
 CREATE TABLE cpu_marks (run int, client int, pid int, s0 text, t0 text, c0 text, s1 text, t1 text, c1 text);
 CREATE TABLE cpu_template (id int PRIMARY KEY, grp int NOT NULL, payload text) WITH (fillfactor = 80);
 INSERT INTO cpu_template SELECT g, g % 100, md5(g::text) FROM generate_series(1, $rows) g;
@@ -277,9 +283,12 @@ SQL
 		empty_c) psql -c "CREATE TRIGGER t AFTER INSERT OR UPDATE OR DELETE ON $tbl FOR EACH ROW EXECUTE FUNCTION bench_empty_c()" ;;
 		# The statement triggers watch() creates now (one per event: PostgreSQL
 		# allows transition tables only on single-event triggers).
-		empty_stmt) psql -c "CREATE TRIGGER t_ins AFTER INSERT ON $tbl REFERENCING NEW TABLE AS n FOR EACH STATEMENT EXECUTE FUNCTION bench_empty_c()" \
-			-c "CREATE TRIGGER t_upd AFTER UPDATE ON $tbl REFERENCING OLD TABLE AS o NEW TABLE AS n FOR EACH STATEMENT EXECUTE FUNCTION bench_empty_c()" \
-			-c "CREATE TRIGGER t_del AFTER DELETE ON $tbl REFERENCING OLD TABLE AS o FOR EACH STATEMENT EXECUTE FUNCTION bench_empty_c()" ;;
+		empty_stmt | wal_msg)
+			f=bench_empty_c
+			[ "$c" = wal_msg ] && f=bench_wal_message
+			psql -c "CREATE TRIGGER t_ins AFTER INSERT ON $tbl REFERENCING NEW TABLE AS n FOR EACH STATEMENT EXECUTE FUNCTION $f()" \
+				-c "CREATE TRIGGER t_upd AFTER UPDATE ON $tbl REFERENCING OLD TABLE AS o NEW TABLE AS n FOR EACH STATEMENT EXECUTE FUNCTION $f()" \
+				-c "CREATE TRIGGER t_del AFTER DELETE ON $tbl REFERENCING OLD TABLE AS o FOR EACH STATEMENT EXECUTE FUNCTION $f()" ;;
 		key) psql -c "SELECT cachebust.watch('$tbl', keys => ARRAY['item:{id}'])" ;;
 		key_tag) psql -c "SELECT cachebust.watch('$tbl', keys => ARRAY['item:{id}'], tags => ARRAY['group:{grp}'])" ;;
 		three) psql -c "SELECT cachebust.watch('$tbl', keys => ARRAY['item:{id}'], tags => ARRAY['group:{grp}'], bumps => ARRAY['group:{grp}:version'])" ;;

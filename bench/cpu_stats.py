@@ -27,7 +27,7 @@ import statistics
 import sys
 from collections import defaultdict
 
-CONFIG_ORDER = ["none", "empty_c", "empty_stmt", "key", "key_tag", "three", "key_row", "key_tag_row", "three_row"]
+CONFIG_ORDER = ["none", "empty_c", "empty_stmt", "wal_msg", "key", "key_tag", "three", "key_row", "key_tag_row", "three_row"]
 CACHEBUST = ["key", "key_tag", "three", "key_row", "key_tag_row", "three_row"]
 BASELINES = ["none", "empty_c", "empty_stmt"]
 
