@@ -214,7 +214,40 @@ def journal_report(variants):
                            f"{pm(*mean_ci([wal(x) for x in a]))} | {pm(*mean_ci([wal(y) for y in b]))} | "
                            f"{pm(*mean_ci([wal(y) - wal(x) for x, y in zip(a, b)]))} |")
     out.append("")
-    return out
+    return out + message_floor_report(variants, syncs)
+
+
+def message_floor_report(variants, syncs):
+    """PostgreSQL's own cost of the journal's WAL record (wal_msg − empty_stmt,
+    in the same server) next to the journal's (key_tag, on − off), per repetition."""
+    rows = []
+    for s in syncs:
+        off, on = variants[(s, "off")], variants[(s, "on")]
+        for k in sorted(set(off) & set(on), key=lambda k: (k[0], k[1])):
+            have = lambda v, c: c in v[k]
+            if not all(have(v, c) for v in (off, on) for c in ("empty_stmt", "wal_msg", "key_tag")):
+                continue
+            reps = sorted(set.intersection(*(set(v[k][c]) for v in (off, on) for c in ("empty_stmt", "wal_msg", "key_tag"))))
+            if not reps:
+                continue
+            # The control does not depend on the journal (no cachebust trigger): both servers' pairs count.
+            msg_cpu = lambda r: statistics.fmean(per_txn(v[k]["wal_msg"][r]) - per_txn(v[k]["empty_stmt"][r]) for v in (off, on))
+            msg_tput = lambda r: statistics.fmean(v[k]["empty_stmt"][r]["wall"] / v[k]["wal_msg"][r]["wall"] for v in (off, on))
+            j_cpu = lambda r: per_txn(on[k]["key_tag"][r]) - per_txn(off[k]["key_tag"][r])
+            j_tput = lambda r: off[k]["key_tag"][r]["wall"] / on[k]["key_tag"][r]["wall"]
+            rows.append(f"| {s} | {k[0]} | {k[1]} | {len(reps)} | {pm(*mean_ci([msg_cpu(r) for r in reps]))} | "
+                        f"{pm(*mean_ci([msg_tput(r) for r in reps]))} | {pm(*mean_ci([j_cpu(r) for r in reps]))} | "
+                        f"{pm(*mean_ci([j_tput(r) for r in reps]))} | {pm(*mean_ci([j_cpu(r) - msg_cpu(r) for r in reps]))} |")
+    if not rows:
+        return []
+    return ["## The journal against PostgreSQL's own cost of its WAL record", "",
+            "`wal_msg` − `empty_stmt`: the same empty C statement trigger with and without one transactional logical "
+            "message of the journal's size, in the same server (no cachebust code; mean of the journal-on and "
+            "journal-off servers of the repetition). The journal: `key_tag` with `cachebust.journal` on − off. "
+            "Last column: the journal's extra CPU minus the message's, paired by repetition.", "",
+            "| sync | workload | clients | reps | message alone, extra µs/txn | message alone, throughput ratio "
+            "| journal, extra µs/txn | journal, throughput on ÷ off | journal − message, µs/txn |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|"] + rows + [""]
 
 
 def report_runs(runs):
