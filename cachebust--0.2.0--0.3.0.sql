@@ -170,6 +170,14 @@ GRANT SELECT ON materialized TO PUBLIC;
 REVOKE ALL ON FUNCTION materialize(text, text, regclass[], integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION dematerialize(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _materialized_changed() FROM PUBLIC;
+-- A registration whose table (or its trigger) is dropped goes, and its key is
+-- removed at commit: nothing would keep it current any more.
+CREATE FUNCTION _materialized_dropped() RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'cachebust_materialized_dropped' LANGUAGE C;
+REVOKE ALL ON FUNCTION _materialized_dropped() FROM PUBLIC;
+CREATE EVENT TRIGGER cachebust_materialized_drop ON sql_drop
+    WHEN TAG IN ('DROP TABLE', 'DROP TRIGGER', 'DROP SCHEMA', 'DROP OWNED')
+    EXECUTE FUNCTION _materialized_dropped();
 -- ---- end of the materialized keys block ----
 -- ---- 0.3.0, the emergency clear (issue 25) ----
 -- clear(pattern): counts the keys the pattern matches under the caller's

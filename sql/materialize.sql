@@ -85,6 +85,37 @@ RESET ROLE;
 SELECT count(*) AS registrations FROM cachebust.materialized;
 SELECT count(*) AS triggers FROM pg_trigger WHERE tgname = 'cachebust_materialized';
 
+-- A table a key depends on is dropped, or cachebust's trigger on it: nothing
+-- would keep the key current, so its registration goes and the key is
+-- removed at commit (WARNING); other registrations stay.
+CREATE TABLE mat_gone (id int);
+CREATE TABLE mat_kept (id int);
+GRANT SELECT ON mat_gone, mat_kept TO mat_owner;
+SET ROLE mat_owner;
+SELECT cachebust.materialize('gone:both', 'SELECT count(*)::text FROM mat_gone, mat_kept', '{mat_gone,mat_kept}');
+SELECT cachebust.materialize('kept:only', 'SELECT count(*)::text FROM mat_kept', '{mat_kept}');
+SELECT cachebust.materialize('orders:count', 'SELECT count(*)::text FROM mat_orders', '{mat_orders}');
+RESET ROLE;
+BEGIN;
+DROP TABLE mat_gone;
+SELECT * FROM cachebust.pending();
+COMMIT;
+SELECT key, depends_on FROM cachebust.materialized ORDER BY key;
+SELECT tgrelid::regclass FROM pg_trigger WHERE tgname = 'cachebust_materialized' ORDER BY 1;
+-- The table owner drops the trigger by hand: the same.
+ALTER TABLE mat_kept OWNER TO mat_other;
+SET ROLE mat_other;
+BEGIN;
+DROP TRIGGER cachebust_materialized ON mat_kept;
+SELECT * FROM cachebust.pending();
+COMMIT;
+RESET ROLE;
+SELECT key FROM cachebust.materialized ORDER BY key;
+SET ROLE mat_owner;
+SELECT cachebust.dematerialize('orders:count');
+RESET ROLE;
+DROP TABLE mat_kept;
+
 DROP VIEW mat_view;
 DROP TABLE mat_orders, mat_secret;
 DROP OWNED BY mat_owner, mat_other;

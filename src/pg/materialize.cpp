@@ -33,6 +33,7 @@ extern "C" {
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type_d.h"
+#include "commands/event_trigger.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -219,8 +220,10 @@ sync_triggers(const std::vector<Oid> &tables)
 								 "CREATE OR REPLACE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s "
 								 "FOR EACH STATEMENT EXECUTE FUNCTION cachebust._materialized_changed()",
 								 kTriggerName, qualified);
+			else if (OidIsValid(get_trigger_oid(relid, kTriggerName, true)))
+				appendStringInfo(&sql, "DROP TRIGGER %s ON %s", kTriggerName, qualified);
 			else
-				appendStringInfo(&sql, "DROP TRIGGER IF EXISTS %s ON %s", kTriggerName, qualified);
+				return; /* (already gone: dropped by hand, see cachebust_materialized_dropped) */
 			SPI_execute(sql.data, false, 0);
 		});
 	}
@@ -441,6 +444,7 @@ extern "C" {
 PG_FUNCTION_INFO_V1(cachebust_materialize);
 PG_FUNCTION_INFO_V1(cachebust_dematerialize);
 PG_FUNCTION_INFO_V1(cachebust_materialized_changed);
+PG_FUNCTION_INFO_V1(cachebust_materialized_dropped);
 PG_FUNCTION_INFO_V1(cachebust_row_refresh_register);
 
 PGDLLEXPORT Datum
@@ -591,6 +595,91 @@ cachebust_materialized_changed(PG_FUNCTION_ARGS)
 		pg_call([] { SPI_finish(); });
 		for (Target &t : refreshes)
 			capture_add(std::move(t));
+		return PointerGetDatum(nullptr);
+	});
+}
+
+/*
+ * ON sql_drop: a registration that depends on a dropped table, or on a table
+ * that lost its cachebust_materialized trigger, can no longer be kept
+ * current. It goes, and its key is removed at commit, with a WARNING
+ * (failing closed, as a failed refresh does); registering it again with
+ * materialize() attaches the trigger again.
+ */
+PGDLLEXPORT Datum
+cachebust_materialized_dropped(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+						errmsg("cachebust._materialized_dropped() must be called as an event trigger")));
+	return guarded([&]() -> Datum {
+		struct Gone {
+			std::string full_key;
+			uint32_t prefix_len;
+			std::string tables;
+		};
+		std::vector<Gone> gone;
+		std::vector<Oid> touched;
+		pg_call([] { SPI_connect(); });
+		as_superuser([&] {
+			pg_call([&] {
+				SPI_execute("WITH dropped AS ("
+							"  SELECT objid AS rel, 'table ' || object_identity AS name"
+							"  FROM pg_event_trigger_dropped_objects() WHERE object_type = 'table'"
+							"  UNION ALL"
+							"  SELECT to_regclass(quote_ident(address_names[1]) || '.' || quote_ident(address_names[2])),"
+							"         'trigger ' || object_identity FROM pg_event_trigger_dropped_objects()"
+							"  WHERE object_type = 'trigger' AND address_names[3] = 'cachebust_materialized'),"
+							" gone AS (DELETE FROM cachebust._materialized m"
+							"  WHERE m.depends_on::oid[] && ARRAY(SELECT rel FROM dropped WHERE rel IS NOT NULL)"
+							"  RETURNING full_key, prefix_len, depends_on)"
+							" SELECT g.full_key, g.prefix_len,"
+							"  (SELECT string_agg(d.name, ' and ') FROM dropped d WHERE d.rel = ANY (g.depends_on::oid[])),"
+							"  g.depends_on::oid[]"
+							" FROM gone g",
+							false, 0);
+			});
+			for (uint64 i = 0; i < SPI_processed; i++) {
+				Gone g;
+				pg_call([&] {
+					HeapTuple tuple = SPI_tuptable->vals[i];
+					TupleDesc desc = SPI_tuptable->tupdesc;
+					bool isnull;
+					g.full_key = SPI_getvalue(tuple, desc, 1);
+					g.prefix_len = static_cast<uint32_t>(DatumGetInt32(SPI_getbinval(tuple, desc, 2, &isnull)));
+					char *tables = SPI_getvalue(tuple, desc, 3);
+					g.tables = tables != nullptr ? tables : "";
+					Datum *elems;
+					bool *nulls;
+					int n;
+					deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tuple, desc, 4, &isnull)), OIDOID, sizeof(Oid),
+									  true, TYPALIGN_INT, &elems, &nulls, &n);
+					for (int j = 0; j < n; j++)
+						touched.push_back(DatumGetObjectId(elems[j]));
+				});
+				gone.push_back(std::move(g));
+			}
+			/* Tables the gone registrations shared with none left: their trigger goes too. */
+			sync_triggers(touched);
+		});
+		pg_call([] { SPI_finish(); });
+		if (gone.empty())
+			return PointerGetDatum(nullptr);
+		queue_require_preloaded("cachebust's sql_drop event trigger");
+		for (Gone &g : gone) {
+			pg_call([&] {
+				ereport(WARNING,
+						(errmsg("materialized key \"%s\" is removed: %s was dropped",
+								g.full_key.c_str(), g.tables.c_str()),
+						 errhint("Nothing would keep it current. Register it again with cachebust.materialize().")));
+			});
+			if (!guc_enabled)
+				continue;
+			Target removal;
+			removal.key = std::move(g.full_key);
+			removal.prefix_len = g.prefix_len;
+			capture_add(std::move(removal));
+		}
 		return PointerGetDatum(nullptr);
 	});
 }

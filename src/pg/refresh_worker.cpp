@@ -39,6 +39,7 @@ extern "C" {
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timeout.h"
 }
 
@@ -90,6 +91,11 @@ struct QueryValue {
 void
 run_refresh_query(const Registration &reg, const char *const *params, MemoryContext keep, QueryValue &out)
 {
+	/* DROP ROLE does not know our registrations: never run one as a role that is gone. */
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(reg.owner))) {
+		out.problem = "its owner role no longer exists";
+		return;
+	}
 	Oid saved_user;
 	int saved_context;
 	GetUserIdAndSecContext(&saved_user, &saved_context);

@@ -213,6 +213,27 @@ $short_count = refresh_count('short');
 ok(CachebustTest::wait_until(sub { refresh_count('short') >= $short_count + 1 }, 10), 'another refresh ahead');
 is($redis->exists_key('app:short'), 0, 'which did not revive the removed key (SET XX)');
 
+# ---- a registration whose owner role is dropped fails closed: DROP ROLE
+# does not know it, and its query must not go on running as nobody (with
+# PUBLIC's privileges)
+$node->safe_psql('postgres', q{
+CREATE TABLE notices (id int, body text);
+INSERT INTO notices VALUES (1, 'a');
+GRANT SELECT ON notices TO PUBLIC;
+CREATE ROLE notice_owner;
+GRANT EXECUTE ON FUNCTION cachebust.materialize(text, text, regclass[], integer) TO notice_owner;
+SET ROLE notice_owner;
+SELECT cachebust.materialize('notices', 'SELECT count(*)::text FROM notices', '{notices}');
+});
+is($node->safe_psql('postgres', 'SELECT cachebust.barrier(10000)'), 't', 'barrier()');
+is(redis_get('app:notices'), '1', 'computed as its owner');
+$node->safe_psql('postgres', q{DROP OWNED BY notice_owner; DROP ROLE notice_owner;
+INSERT INTO notices VALUES (2, 'b')});
+is($node->safe_psql('postgres', 'SELECT cachebust.barrier(10000)'), 't', 'barrier()');
+is($redis->exists_key('app:notices'), 0, 'once the owner is dropped, the next change removes the key');
+like($node->safe_psql('postgres', q{SELECT last_error FROM cachebust.materialized WHERE key = 'notices'}),
+	qr/owner role no longer exists/, 'last_error says why');
+
 # ---- startup warming: Redis emptied, server restarted, keys back
 $redis->cmd('FLUSHALL');
 $node->restart;
@@ -222,6 +243,7 @@ is(redis_get('app:dashboard'), $node->safe_psql('postgres', $dashboard_query), '
 # ---- dematerialize removes the key; the table loses its trigger with the last registration
 as_owner(q{SELECT cachebust.dematerialize('dashboard'); SELECT cachebust.dematerialize('ratio');
            SELECT cachebust.dematerialize('short')});
+$node->safe_psql('postgres', q{SELECT cachebust.dematerialize('notices')});
 is($node->safe_psql('postgres', 'SELECT cachebust.barrier(10000)'), 't', 'barrier() after dematerialize');
 is($redis->exists_key('app:dashboard'), 0, 'the key is gone');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_trigger WHERE tgname = 'cachebust_materialized'}), '0',
