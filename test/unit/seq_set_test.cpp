@@ -23,8 +23,9 @@ expect_same(const SeqSet &s, const std::set<uint64_t> &model, uint64_t upto)
 	const auto &r = s.ranges();
 	for (size_t i = 0; i < r.size(); i++) {
 		EXPECT_LE(r[i].lo, r[i].hi);
-		if (i > 0)
+		if (i > 0) {
 			EXPECT_GT(r[i].lo, r[i - 1].hi + 1);
+		}
 	}
 }
 
