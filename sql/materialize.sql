@@ -74,6 +74,14 @@ BEGIN;
 INSERT INTO mat_orders VALUES (1, 10, 'a'), (2, 20, 'b');
 SELECT * FROM cachebust.pending();
 ROLLBACK;
+-- Whoever makes it: a logical-replication apply worker runs with
+-- session_replication_role = replica, so the trigger is enabled ALWAYS.
+SELECT tgenabled FROM pg_trigger WHERE tgname = 'cachebust_materialized';
+BEGIN;
+SET LOCAL session_replication_role = replica;
+UPDATE mat_orders SET amount = 0;
+SELECT * FROM cachebust.pending();
+ROLLBACK;
 -- The owner drops it: the key is removed and the trigger goes with the last registration.
 SET cachebust.key_prefix = 'app:';
 SET ROLE mat_owner;

@@ -215,11 +215,14 @@ sync_triggers(const std::vector<Oid> &tables)
 								  1, types, args, nullptr, false, 1);
 			StringInfoData sql;
 			initStringInfo(&sql);
+			/* ALWAYS: a change is a change whoever makes it, a logical-replication
+			 * apply worker (session_replication_role = replica) included. */
 			if (SPI_processed > 0)
 				appendStringInfo(&sql,
 								 "CREATE OR REPLACE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s "
-								 "FOR EACH STATEMENT EXECUTE FUNCTION cachebust._materialized_changed()",
-								 kTriggerName, qualified);
+								 "FOR EACH STATEMENT EXECUTE FUNCTION cachebust._materialized_changed(); "
+								 "ALTER TABLE %s ENABLE ALWAYS TRIGGER %s",
+								 kTriggerName, qualified, qualified, kTriggerName);
 			else if (OidIsValid(get_trigger_oid(relid, kTriggerName, true)))
 				appendStringInfo(&sql, "DROP TRIGGER %s ON %s", kTriggerName, qualified);
 			else
