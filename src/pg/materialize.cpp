@@ -278,6 +278,16 @@ refresh_target(const std::string &full_key, uint32_t prefix_len)
 	return t;
 }
 
+/* The removal of a key nothing keeps current any more (its registration is gone). */
+static Target
+removal_target(std::string full_key, uint32_t prefix_len)
+{
+	Target t;
+	t.key = std::move(full_key);
+	t.prefix_len = prefix_len;
+	return t;
+}
+
 static std::string
 text_arg(FunctionCallInfo fcinfo, int n, const char *what)
 {
@@ -554,10 +564,7 @@ cachebust_dematerialize(PG_FUNCTION_ARGS)
 		});
 		pg_call([] { SPI_finish(); });
 		/* Nobody refreshes it any more: its last value must not linger. */
-		Target removal;
-		removal.key = full_key;
-		removal.prefix_len = prefix_len;
-		capture_add(std::move(removal));
+		capture_add(removal_target(full_key, prefix_len));
 		PG_RETURN_VOID();
 	});
 }
@@ -676,12 +683,8 @@ cachebust_materialized_dropped(PG_FUNCTION_ARGS)
 								g.full_key.c_str(), g.tables.c_str()),
 						 errhint("Nothing would keep it current. Register it again with cachebust.materialize().")));
 			});
-			if (!guc_enabled)
-				continue;
-			Target removal;
-			removal.key = std::move(g.full_key);
-			removal.prefix_len = g.prefix_len;
-			capture_add(std::move(removal));
+			/* (Even with cachebust.enabled off, as dematerialize(): the WARNING says it is removed.) */
+			capture_add(removal_target(std::move(g.full_key), g.prefix_len));
 		}
 		return PointerGetDatum(nullptr);
 	});
