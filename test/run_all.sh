@@ -50,13 +50,41 @@ if ! (cd "$work" && as_postgres make -s installcheck); then
 	cat "$work/regression.diffs" 2>/dev/null || true
 	status=1
 fi
-echo "== TAP integration tests"
-if ! (cd "$work" && as_postgres make -s prove PROVE_FLAGS="${PROVE_FLAGS:-}"); then
-	for f in "$work"/tmp_check/log/*.log; do
-		[ -f "$f" ] && { echo "---- $f"; tail -n 60 "$f"; }
+# CI shows only the end of what this script prints, so a failed TAP file's
+# name and logs are printed again at the very end (see report_failures).
+failed_tap=()
+# run_tap <tree> [env...]: `make prove` in <tree>, remembering failed files.
+run_tap() {
+	local tree=$1; shift
+	local out="$tree/prove.out"
+	if (cd "$tree" && as_postgres env "$@" make -s prove PROVE_FLAGS="${PROVE_FLAGS:-}") 2>&1 | tee "$out"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
+		return 0
+	fi
+	# prove's summary names each failed file as "test/t/NNN_name.pl (Wstat: ...".
+	local t
+	for t in $(sed -n 's|^\(test/t/[^ ]*\.pl\) *(Wstat.*|\1|p' "$out"); do
+		failed_tap+=("$tree:$t")
 	done
-	status=1
-fi
+	[ ${#failed_tap[@]} -gt 0 ] || failed_tap+=("$tree:(prove failed before its summary; see $out)")
+	return 1
+}
+report_failures() {
+	local entry tree t name f
+	for entry in "${failed_tap[@]}"; do
+		tree=${entry%%:*}; t=${entry#*:}
+		name=$(basename "$t" .pl)
+		echo "---- FAILED: $t (in $tree)"
+		f="$tree/tmp_check/log/regress_log_$name"
+		[ -f "$f" ] && { echo "---- $f (its not-ok lines, then the end)"; grep -n -A8 '^not ok' "$f" | head -n 80; tail -n 40 "$f"; }
+		for f in "$tree"/tmp_check/log/"$name"_*.log; do
+			[ -f "$f" ] && { echo "---- $f"; tail -n 40 "$f"; }
+		done
+	done
+	for entry in "${failed_tap[@]}"; do echo "FAILED: ${entry#*:} (${entry%%:*})"; done
+}
+
+echo "== TAP integration tests"
+run_tap "$work" || status=1
 
 echo "== TAP core tests again, watch() making row triggers instead of statement triggers"
 # In a tree of its own: a failed test's data directories stay for inspection.
@@ -64,12 +92,7 @@ work_rows=$(mktemp -d /tmp/cachebust-test-rows.XXXXXX)
 cp -a "$src/." "$work_rows/"
 chown -R postgres:postgres "$work_rows"
 row_tests="test/t/001_delivery.pl test/t/003_failures.pl test/t/004_outages.pl test/t/005_isolation.pl test/t/006_lifecycle.pl test/t/007_surface.pl test/t/013_replicas.pl test/t/023_row_refresh.pl"
-if ! (cd "$work_rows" && as_postgres env CACHEBUST_WATCH_CAPTURE=row make -s prove PROVE_TESTS="$row_tests" PROVE_FLAGS="${PROVE_FLAGS:-}"); then
-	for f in "$work_rows"/tmp_check/log/*.log; do
-		[ -f "$f" ] && { echo "---- $f"; tail -n 60 "$f"; }
-	done
-	status=1
-fi
+run_tap "$work_rows" CACHEBUST_WATCH_CAPTURE=row PROVE_TESTS="$row_tests" || status=1
 
 # Last, since it swaps `make install`'s files for the package's (and puts
 # them back when it ends).
@@ -78,5 +101,6 @@ if ! bash test/package_test.sh; then
 	status=1
 fi
 
+[ ${#failed_tap[@]} -eq 0 ] || report_failures
 [ "$status" -eq 0 ] && rm -rf "$work" "$work_rows" || echo "test trees kept in $work and $work_rows"
 exit $status
