@@ -258,16 +258,22 @@ Worker::start()
 	PreviousRun p = take_over_shared_state();
 	dispatcher_.resume_after(p.drained);
 	std::string why_not;
-	bool replayable = start_journal(p, why_not);
+	bool gap_recorded = journal_active() && worker_state_journal_gap_recorded(p.timeline);
+	bool replayable = start_journal(p, gap_recorded, why_not);
 	uint64 wal_end = 0;
 	if (replayable)
 		pg_call([&] { wal_end = journal_readable_end(); });
 	/* Read back from the journal, or covered by the fallback. */
+	bool fell_back = false;
+	uint64 fell_back_upto = 0;
 	auto recover = [&](uint64 lo, uint64 hi, const std::string &why) {
-		if (replayable)
+		if (replayable) {
 			dispatcher_.read_journal(slot_restart_lsn_, wal_end, SeqSet(lo, hi), why);
-		else
+		} else {
 			dispatcher_.fallback_for_all_registered(lo, hi, why + "; not replayed: " + why_not);
+			fell_back = true;
+			fell_back_upto = hi;
+		}
 	};
 
 	if (!p.handled) {
@@ -299,6 +305,16 @@ Worker::start()
 		if (p.drained > p.delivered || run_recovery_held)
 			recover(run_recovery_held ? 0 : p.delivered + 1, p.drained,
 					"the previous worker stopped without delivering everything it held");
+	}
+
+	/* The slot does not reach back to what the fallback covers until it ran. */
+	if (journal_active()) {
+		if (fell_back)
+			open_journal_gap(fell_back_upto, slot_usable_ ? slot_restart_lsn_ : 0);
+		else
+			pg_call([] { worker_state_clear_journal_gap(); });
+		/* Standbys learn from here on where a replay would start if promoted. */
+		write_progress();
 	}
 
 	/* Commits earlier workers of this run left uncovered stay uncovered; shared
@@ -367,6 +383,7 @@ Worker::turn()
 	start_refresh_workers();
 	clear_serve_counts(dispatcher_.engine());
 	advance_slot(false);
+	close_journal_gap_if_covered();
 	/* (Uncovered commits are not delivered: the LSN waits while there are any.) */
 	uint64 delivered = delivered_bound();
 	/* A standby's bound is the end of the last record read: when that is a

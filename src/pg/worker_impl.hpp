@@ -80,7 +80,10 @@ class Worker final : private DispatcherHost
 	void load_settings();
 	void warn_if_empty_prefix_recorded();
 	void start();
-	bool start_journal(const PreviousRun &p, std::string &why_not);
+	bool start_journal(const PreviousRun &p, bool gap_recorded, std::string &why_not);
+	void open_journal_gap(uint64 upto_seq, uint64 restart_lsn);
+	void close_journal_gap_if_covered();
+	void write_progress();
 	void start_standby();
 	void cover_lost_standby_wal();
 	void warn_slot_invalidated(const JournalSlot &slot, const char *detail);
@@ -127,6 +130,8 @@ class Worker final : private DispatcherHost
 	/* The last progress record written (journal_write_progress), for standbys. */
 	uint64 progress_lsn_ = 0;
 	uint64 progress_end_ = 0;
+	/* Recorded in pg_cachebust/journal_gap while open (worker_state.hpp). */
+	JournalGap gap_;
 };
 
 } // namespace cachebust::pg

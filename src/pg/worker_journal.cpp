@@ -24,13 +24,15 @@ namespace cachebust::pg {
  * so that they can be read back instead of covered by the fallback.
  */
 bool
-Worker::start_journal(const PreviousRun &p, std::string &why_not)
+Worker::start_journal(const PreviousRun &p, bool gap_recorded, std::string &why_not)
 {
 	if (!journal_active()) {
 		why_not = "cachebust.journal is off";
 		pg_call([] {
 			/* A slot left by a run with the journal would keep WAL for ever. */
 			journal_slot_drop();
+			/* (The fallback, run or not needed, covers what a gap stood for.) */
+			worker_state_clear_journal_gap();
 			/* Standbys: from here on, this primary's commits are not in the journal. */
 			if (XLogIsNeeded())
 				(void) journal_write_progress(0);
@@ -38,36 +40,76 @@ Worker::start_journal(const PreviousRun &p, std::string &why_not)
 		return false;
 	}
 	JournalSlot before, slot;
-	pg_call([&] {
-		before = journal_slot_position();
-		slot = journal_slot_ensure();
-	});
+	pg_call([&] { before = journal_slot_position(); });
 	/* Promoted: the slot follows the old primary's progress records (standby_follower.hpp). */
 	bool trusted = following_.followed ? following_.replayable : p.handled || p.journal;
-	bool replayable = before.exists && !before.invalidated && before.restart_lsn != 0 && trusted;
+	bool replayable = before.exists && !before.invalidated && before.restart_lsn != 0 && trusted && !gap_recorded;
 	why_not = !before.exists ? "the WAL journal's slot did not exist yet"
 			  : before.invalidated ? "the WAL journal's slot was invalidated by max_slot_wal_keep_size: its WAL is gone"
+			  : gap_recorded ? "when the server stopped, the WAL journal's slot did not reach back to every undelivered "
+							   "commit (its WAL had been lost, or a fallback had not finished)"
 			  : !trusted && following_.followed
-				  ? "this server was promoted before it had replayed a progress record of its primary's journal"
+				  ? "this server was promoted without a replayable position from its primary's journal (no progress "
+					"record replayed yet, or the primary's journal had a gap)"
 			  : !trusted ? "the run before did not write the WAL journal"
 						 : "";
-	if (slot.invalidated) {
-		warn_slot_invalidated(slot, "max_slot_wal_keep_size was exceeded. Invalidations that WAL held are covered by "
-									"the fallback; the slot is created again.");
+	/* A slot made now starts after what the fallback has to cover: the gap is
+	 * recorded first, so that a crash before that fallback ran is not taken
+	 * for a replayable stop (start() clears it when nothing is to be covered). */
+	bool remake = before.exists && (before.invalidated || (!p.handled && !trusted));
+	if (!before.exists || before.restart_lsn == 0 || remake)
+		pg_call([&] { worker_state_record_journal_gap(p.timeline); });
+	pg_call([&] { slot = journal_slot_ensure(); });
+	if (before.invalidated)
+		warn_slot_invalidated(before, "max_slot_wal_keep_size was exceeded. Invalidations that WAL held are covered by "
+									  "the fallback; the slot is created again.");
+	/* (Not invalidated: kept by a run without the journal, or by one before it; its position says nothing.) */
+	if (remake)
 		pg_call([&] { slot = journal_slot_recreate(); });
-	} else if (before.exists && !before.invalidated && !p.handled && !trusted) {
-		/* Kept by a run without the journal, or by one before it: its position says nothing. */
-		pg_call([&] { slot = journal_slot_recreate(); });
-	}
 	slot_usable_ = slot.exists && !slot.invalidated;
 	slot_restart_lsn_ = replayable ? before.restart_lsn : slot.restart_lsn;
-	/* Standbys learn from here on where a replay would start if promoted. */
-	if (slot_usable_)
-		pg_call([&] {
-			progress_lsn_ = slot_restart_lsn_;
-			progress_end_ = journal_write_progress(progress_lsn_);
-		});
 	return replayable;
+}
+
+/* Opens the journal gap, or widens it: recorded on disk before it returns. */
+void
+Worker::open_journal_gap(uint64 upto_seq, uint64 restart_lsn)
+{
+	bool was_open = gap_.is_open();
+	if (!was_open) {
+		uint32 timeline = shared_queue->timeline; /* (0 on a standby; this worker writes it) */
+		pg_call([&] { worker_state_record_journal_gap(timeline); });
+	}
+	gap_.open(upto_seq, restart_lsn);
+	if (!was_open)
+		write_progress();
+}
+
+/* The gap closes once what it stood for is delivered or covered. */
+void
+Worker::close_journal_gap_if_covered()
+{
+	if (!gap_.is_open() || !gap_.covered(dispatcher_.held(), !dispatcher_.uncovered().empty(), delivered_bound()))
+		return;
+	pg_call([] { worker_state_clear_journal_gap(); });
+	gap_.close();
+	log(LogLine{LogLevel::Log, "cachebust journal: its slot reaches back to every undelivered commit again",
+				"A restart from here on replays from WAL instead of running the fallback."});
+	write_progress();
+}
+
+/* Tells the standbys where a replay would start if they were promoted:
+ * nowhere (0) while the journal has a gap. */
+void
+Worker::write_progress()
+{
+	if (standby_ || !slot_usable_)
+		return;
+	uint64 lsn = gap_.is_open() ? 0 : slot_restart_lsn_;
+	pg_call([&] {
+		progress_lsn_ = lsn;
+		progress_end_ = journal_write_progress(lsn);
+	});
 }
 
 /*
@@ -103,6 +145,8 @@ Worker::read_journal()
 
 	if (status == JournalReadStatus::wal_missing || status == JournalReadStatus::failed) {
 		dispatcher_.journal_lost(reader_->error());
+		/* The slot may move past what the fallback now covers. */
+		open_journal_gap(dispatcher_.drained_upto(), 0);
 		reader_.reset();
 	} else if (backlog.read_done() || !backlog.active()) {
 		reader_.reset(); /* (the next backlog starts where it needs to) */
@@ -169,7 +213,10 @@ Worker::advance_slot(bool now)
 									"only that WAL held is covered by the fallback; the slot is created again.");
 		reader_.reset();
 		dispatcher_.journal_lost("the slot was invalidated by max_slot_wal_keep_size");
+		/* What is held now is in no WAL the new slot keeps: recorded before it is made. */
+		open_journal_gap(dispatcher_.drained_upto(), 0);
 		pg_call([&] { slot = journal_slot_recreate(); });
+		gap_.open(0, slot.restart_lsn);
 	}
 	slot_usable_ = slot.exists && !slot.invalidated;
 	slot_restart_lsn_ = slot.restart_lsn;
@@ -177,11 +224,8 @@ Worker::advance_slot(bool now)
 
 	/* Said to the standbys when the slot moved for WAL other than our own
 	 * last record: an idle server writes nothing. */
-	if (!standby_ && slot_usable_ && slot.restart_lsn > progress_lsn_ && insert_before_drain_ > progress_end_)
-		pg_call([&] {
-			progress_lsn_ = slot.restart_lsn;
-			progress_end_ = journal_write_progress(progress_lsn_);
-		});
+	if (!gap_.is_open() && slot.restart_lsn > progress_lsn_ && insert_before_drain_ > progress_end_)
+		write_progress();
 }
 
 /* The slot says its WAL was removed (max_slot_wal_keep_size). */

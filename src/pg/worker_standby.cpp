@@ -66,6 +66,7 @@ Worker::read_replayed()
 					"The fallback covers this server's key prefixes in its Redis; it goes on from the replay position.",
 					"Keep max_slot_wal_keep_size large enough for the longest Redis outage, or -1."});
 		uint64 from = 0;
+		open_journal_gap(dispatcher_.drained_upto(), 0); /* (before the slot is made again) */
 		pg_call([&] { from = journal_slot_recreate().restart_lsn; });
 		cover_lost_standby_wal();
 		replayed_ = std::make_unique<JournalReader>(from);
@@ -83,6 +84,8 @@ Worker::cover_lost_standby_wal()
 	pg_call([&] { seq = queue_reserve_seq(); });
 	dispatcher_.add_drained(std::string(), seq, monotonic_us());
 	dispatcher_.fallback_for_all_registered(seq, seq, "the WAL this standby had to deliver is gone");
+	/* Until it ran, a restart of this standby must run it again. */
+	open_journal_gap(seq, 0);
 }
 
 /* The first turn of a standby that delivers what it replays: from its slot on. */
@@ -99,8 +102,16 @@ Worker::start_standby()
 						"\" on this standby was invalidated: the WAL it kept was removed",
 					"The fallback covers this server's key prefixes in its Redis.",
 					"Raise max_slot_wal_keep_size (or set it to -1)."});
+		open_journal_gap(p.drained, 0); /* (before the slot is made again) */
 		pg_call([&] { slot = journal_slot_recreate(); });
 		cover_lost_standby_wal();
+	} else if (worker_state_journal_gap_recorded(0)) {
+		/* A fallback of an earlier run of this standby had not run. */
+		log(LogLine{LogLevel::Log, "cachebust worker: a fallback of this standby's previous run had not finished; "
+								   "it runs again"});
+		cover_lost_standby_wal();
+	} else {
+		pg_call([] { worker_state_clear_journal_gap(); });
 	}
 	slot_usable_ = slot.exists && !slot.invalidated;
 	slot_restart_lsn_ = slot.restart_lsn;
@@ -137,12 +148,11 @@ Worker::promoted()
 		shared_queue->state_recorded = true;
 		shared_queue->previous_run_handled = true;
 		LWLockRelease(shared_queue->lock);
-		progress_lsn_ = slot_restart_lsn_;
-		progress_end_ = journal_write_progress(progress_lsn_);
 		/* Its Redis had materialized keys removed rather than recomputed: warm them. */
 		refresh_load_databases();
 		refresh_warm_all();
 	});
+	write_progress();
 	log(LogLine{LogLevel::Log, "cachebust worker: this server was promoted; it goes on delivering as a primary"});
 }
 

@@ -30,6 +30,8 @@ static const char *const kPrefixFile = "pg_cachebust/prefixes";
 /* Present while runs write every batch to the WAL journal: a replay after a
  * crash can trust WAL only if the crashed run wrote it. */
 static const char *const kJournalFile = "pg_cachebust/journal";
+/* See worker_state.hpp: "gap <timeline>". */
+static const char *const kJournalGapFile = "pg_cachebust/journal_gap";
 /* Where 0.1.0 kept its files, at the top of the data directory. */
 static const char *const kOldStateFile = "pg_cachebust.state";
 static const char *const kOldPrefixFile = "pg_cachebust.prefixes";
@@ -421,6 +423,47 @@ worker_state_save_standby_sends(const std::vector<StandbySends::Entry> &entries)
 		}
 	}
 	return save_batches("standby", contents);
+}
+
+/* ---- the journal gap ---- */
+
+void
+worker_state_record_journal_gap(uint32 timeline)
+{
+	char contents[32];
+	snprintf(contents, sizeof(contents), "gap %u\n", timeline);
+	/* Before the slot is made again: without the file a crash would replay from the new slot. */
+	if (!write_file_durably(kJournalGapFile, contents, strlen(contents), WARNING))
+		ereport(ERROR, (errcode_for_file_access(),
+						errmsg("cachebust worker cannot record in \"%s\" that its journal has a gap", kJournalGapFile)));
+}
+
+bool
+worker_state_journal_gap_recorded(uint32 timeline)
+{
+	struct stat st;
+	if (stat(kJournalGapFile, &st) != 0)
+		return errno != ENOENT; /* (cannot tell: as if recorded) */
+	std::string contents;
+	/* A damaged file counts: falling back is the safe side. */
+	if (!read_file(kJournalGapFile, contents))
+		return true;
+	unsigned recorded = 0;
+	char end = '\0';
+	if (sscanf(contents.c_str(), "gap %u%c", &recorded, &end) != 2 || end != '\n')
+		return true;
+	return recorded == timeline;
+}
+
+void
+worker_state_clear_journal_gap()
+{
+	if (unlink(kJournalGapFile) != 0) {
+		if (errno != ENOENT)
+			ereport(WARNING, (errcode_for_file_access(), errmsg("could not remove cachebust file \"%s\": %m", kJournalGapFile)));
+		return;
+	}
+	(void) fsync_fname_ext(kDirectory, true, false, WARNING);
 }
 
 } // namespace cachebust::pg

@@ -6,8 +6,9 @@
  * Files live in PGDATA/pg_cachebust/ (as pg_stat_statements keeps
  * pg_stat/): `state` ("running" or "clean <timeline>"),
  * `prefixes` (prefix_registry.cpp), `resend` (redeletes not yet due; the
- * name predates the word) and
- * `standby` (second sends waiting for the standbys).
+ * name predates the word), `standby` (second sends waiting for the
+ * standbys), `journal` (runs write the WAL journal) and `journal_gap`
+ * (below).
  *
  * The postmaster reads `state` when it sets up shared memory, keeps what it
  * said there for the worker, and durably writes "running" before any
@@ -61,6 +62,18 @@ bool worker_state_save_redeletes(const std::vector<RedeleteSchedule::Entry> &ent
  * each keeps the LSN the standbys must replay. */
 bool worker_state_load_standby_sends(std::vector<StandbySends::Entry> &out);
 bool worker_state_save_standby_sends(const std::vector<StandbySends::Entry> &entries);
+
+/*
+ * The journal gap (file `journal_gap`): present while the journal's slot
+ * does not reach back to every commit that is not delivered yet — its WAL
+ * was lost and the slot made again, or a fallback stands in for a replay
+ * and has not run. A restart then must not replay from the slot: it runs
+ * the fallback. It names the timeline it was written on (0 on a standby);
+ * one written on another timeline (a base backup's copy) does not count.
+ */
+void worker_state_record_journal_gap(uint32 timeline); /* ERROR if it cannot */
+bool worker_state_journal_gap_recorded(uint32 timeline); /* (guards its PostgreSQL calls) */
+void worker_state_clear_journal_gap();
 
 /* Path of a file of ours, e.g. "pg_cachebust/prefixes". */
 std::string worker_state_path(const char *name);

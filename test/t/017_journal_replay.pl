@@ -363,7 +363,11 @@ if (scenario('f'))
 	replayed('f', $offset);
 }
 
-# ---- g. the slot's WAL removed (max_slot_wal_keep_size): the one case that falls back
+# ---- g. the slot's WAL removed (max_slot_wal_keep_size): the one case that falls back.
+# The worker sees it, makes the slot again and owes a fallback; the server
+# stops before that fallback ran (twice: once before it started, once
+# while it waited for Redis). Each restart must run it, not replay from the
+# new slot, which does not reach back to the lost commits.
 if (scenario('g'))
 {
 	watched_table('kv_g', 20000);
@@ -374,6 +378,7 @@ if (scenario('g'))
 	redis_down();
 	commit_in_steps('kv_g', 1, 10, 10);
 	# WAL past the slot, then a checkpoint: it invalidates the slot holding the undelivered commits.
+	my $offset = -s $node->logfile;
 	my $status = '';
 	for (1 .. 5)
 	{
@@ -383,7 +388,23 @@ if (scenario('g'))
 		last if $status eq 'lost';
 	}
 	is($status, 'lost', 'g: the slot cachebust lost its WAL');
-	my $offset = -s $node->logfile;
+	$node->wait_for_log(qr/journal slot "cachebust" was invalidated/, $offset);
+	ok(wait_until(sub { sql(q{SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'cachebust'}) ne 'lost' }, 60),
+		'g: the worker made the slot again');
+	ok(-e $node->data_dir . '/pg_cachebust/journal_gap', 'g: and recorded the gap first');
+
+	# Stopped before the fallback could run (Redis is down).
+	$offset = -s $node->logfile;
+	$node->stop('immediate');
+	$node->start;
+	ok(wait_until(sub { log_since($offset) =~ /cachebust fallback \(prefix\) started/ }, 60),
+		'g: the restart runs the fallback, not a replay from the new slot');
+	my ($reason) = log_since($offset) =~ /cachebust fallback \(prefix\) started: ([^\n]*)/;
+	like($reason // '', qr/did not reach back/, 'g: because the new slot does not reach back to the lost commits');
+	ok(log_since($offset) !~ /journal replay started/, 'g: and replays nothing');
+
+	# Stopped again while that fallback waits for Redis: the next start runs it again.
+	$offset = -s $node->logfile;
 	$node->stop('immediate');
 	$node->start;
 	redis_up();
@@ -391,10 +412,25 @@ if (scenario('g'))
 	ok(wait_until(sub { count_existing(keys_of('kv_g', 1 .. 100)) == 0 }, 60), 'g: the lost commits are covered');
 	ok(wait_until(sub { count_existing(keys_of('kv_g', 101 .. 20000)) == 0 }, 60),
 		'g: by the prefix fallback (untouched keys under the prefix removed too)');
-	my ($reason) = log_since($offset) =~ /cachebust fallback \(prefix\) started: ([^\n]*)/;
+	($reason) = log_since($offset) =~ /cachebust fallback \(prefix\) started: ([^\n]*)/;
 	like($reason // '', qr/WAL|slot/i, 'g: the log says the fallback ran because the WAL was lost');
 	ok(settled(), 'g: barrier() true after the fallback');
+	$node->wait_for_log(qr/slot reaches back to every undelivered commit again/, $offset);
+	ok(!-e $node->data_dir . '/pg_cachebust/journal_gap', 'g: once it ran, the gap is closed');
 	reload_settings($node, 'ALTER SYSTEM RESET max_slot_wal_keep_size');
+
+	# And replay is back: an immediate stop with undelivered commits is replayed.
+	fill(keys_of('kv_g', 1 .. 100), keys_of('kv_g', 1001 .. 1100));
+	redis_down();
+	commit_in_steps('kv_g', 1, 10, 10);
+	$offset = -s $node->logfile;
+	$node->stop('immediate');
+	$node->start;
+	redis_up();
+	ok(wait_until(sub { count_existing(keys_of('kv_g', 1 .. 100)) == 0 }, 90),
+		'g: commits left undelivered by the next immediate stop are delivered');
+	ok(log_since($offset) =~ /LOG:  cachebust journal replay started/, 'g: by a replay from WAL');
+	is(count_existing(keys_of('kv_g', 1001 .. 1100)), 100, 'g: with no fallback (untouched keys survive)');
 }
 
 # ---- h. cachebust.journal = off: an immediate stop still falls back (0.2.0 behaviour)

@@ -92,5 +92,60 @@ $standby->safe_psql('postgres', q{UPDATE kv SET v = v + 1 WHERE id = 1500});
 is($standby->safe_psql('postgres', 'SELECT cachebust.wait_for_delivery(5000)'), 't', 'a new commit is delivered');
 is($redis->exists_key('app:kv:1500'), 0, 'by the promoted server');
 
-$standby->stop;
+# ---- a gap in the journal: the new primary's slot loses its WAL
+# (max_slot_wal_keep_size) while Redis is down and is made again. Until the
+# fallback for what that WAL held has run, the new slot's position is no
+# place to replay from: a standby promoted in between must fall back.
+my $primary2 = $standby;
+$primary2->safe_psql('postgres', 'CREATE EXTENSION pg_walinspect; CREATE TABLE filler (x text)');
+$primary2->backup('base2');
+my $standby2 = PostgreSQL::Test::Cluster->new('standby2');
+$standby2->init_from_backup($primary2, 'base2', has_streaming => 1);
+# (The backup's postgresql.auto.conf names the Redis: overridden there.)
+$standby2->append_conf('postgresql.auto.conf', "cachebust.redis_url = ''\n");
+$standby2->start;
+$primary2->wait_for_catchup($standby2, 'replay');
+$primary2->safe_psql('postgres', q{ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'});
+$primary2->reload;
+$redis->cmd('MSET', map { ("app:kv:$_", 'cached') } 1 .. 2000);
+$redis->cmd('SAVE');
+$redis->stop('KILL');
+$primary2->safe_psql('postgres', q{UPDATE kv SET v = v + 1 WHERE id BETWEEN 1 AND 100});
+
+my $offset = -s $primary2->logfile;
+my $status = '';
+for (1 .. 5)
+{
+	$primary2->safe_psql('postgres',
+		q{INSERT INTO filler SELECT repeat('x', 100) FROM generate_series(1, 1000); SELECT pg_switch_wal()});
+	$primary2->safe_psql('postgres', q{INSERT INTO filler VALUES ('y'); CHECKPOINT});
+	$status = $primary2->safe_psql('postgres',
+		q{SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'cachebust'});
+	last if $status eq 'lost';
+}
+is($status, 'lost', "the new primary's slot lost its WAL");
+# (WAL from the checkpoint that invalidated the slot on is still there.)
+my $from = $primary2->safe_psql('postgres', 'SELECT redo_lsn FROM pg_control_checkpoint()');
+$primary2->wait_for_log(qr/journal slot "cachebust" was invalidated/, $offset);
+# The worker writes a progress record once the slot is made again (this
+# build: "nothing replayable"; before it: the new slot's position).
+ok(wait_until(sub {
+	$primary2->safe_psql('postgres', qq{SELECT count(*) FROM pg_get_wal_records_info('$from', pg_current_wal_flush_lsn())
+	                                    WHERE description LIKE '%prefix "cachebust.progress"%'}) > 0;
+}, 60), 'a progress record follows');
+$primary2->wait_for_catchup($standby2, 'replay');
+$primary2->stop('immediate');
+
+$standby2->promote;
+$standby2->safe_psql('postgres', "ALTER SYSTEM SET cachebust.redis_url = '" . $redis->url . "'");
+$standby2->reload;
+$redis->start;
+unlink("$redis->{dir}/dump.rdb");
+ok(wait_until(sub { $standby2->safe_psql('postgres', 'SELECT cachebust.barrier(1000)') eq 't' }, 60),
+	'the server promoted in the gap delivered everything');
+is(count_existing(map { "app:kv:$_" } 1 .. 100), 0, 'the commits whose WAL was lost are covered');
+ok($standby2->safe_psql('postgres', 'SELECT fallbacks FROM cachebust.stats') >= 1, 'by the fallback');
+ok($standby2->log_contains('cachebust fallback \(prefix\) started'), 'the log says the fallback ran');
+
+$standby2->stop;
 done_testing();

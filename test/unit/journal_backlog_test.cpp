@@ -33,6 +33,42 @@ TEST(LsnHorizon, KeepsTheOldestFirstMessageOfWhatIsNotDelivered)
 	EXPECT_EQ(h.oldest(), 0u);
 }
 
+TEST(JournalGap, ClosesOnlyOnceItsCommitsAndTheWalBeforeTheNewSlotAreDelivered)
+{
+	JournalGap gap;
+	EXPECT_FALSE(gap.is_open());
+	EXPECT_TRUE(gap.covered(SeqSet(1, 5), false, 0)) << "no gap: nothing to wait for";
+
+	/* The slot lost its WAL while commits up to 10 were held; made again at LSN 5000. */
+	gap.open(10, 0);
+	gap.open(0, 5000);
+	EXPECT_TRUE(gap.is_open());
+	EXPECT_FALSE(gap.covered(SeqSet(7, 12), false, 9000)) << "commit 7 is still held";
+	EXPECT_FALSE(gap.covered(SeqSet(10), false, 9000)) << "the last commit of the gap is still held";
+	EXPECT_FALSE(gap.covered(SeqSet(11, 12), false, 4000)) << "something committed before the new slot is not delivered";
+	EXPECT_FALSE(gap.covered(SeqSet(11, 12), false, 0)) << "not known now";
+	EXPECT_FALSE(gap.covered(SeqSet(), true, 9000)) << "an uncovered commit is lost to a replay too";
+	EXPECT_TRUE(gap.covered(SeqSet(11, 12), false, 5000));
+	EXPECT_TRUE(gap.covered(SeqSet(), false, 5000));
+
+	/* Widened, never narrowed. */
+	gap.open(20, 3000);
+	EXPECT_FALSE(gap.covered(SeqSet(15), false, 5000));
+	EXPECT_FALSE(gap.covered(SeqSet(), false, 4000)) << "the later slot position stays";
+	gap.close();
+	EXPECT_FALSE(gap.is_open());
+}
+
+TEST(JournalGap, TheFallbackForThePreviousRunHoldsItOpen)
+{
+	/* At start, not replayable: seq 0 stands for the previous run until its fallback ran. */
+	JournalGap gap;
+	gap.open(kReplaySeq, 0);
+	EXPECT_FALSE(gap.covered(SeqSet(kReplaySeq), false, 100));
+	EXPECT_FALSE(gap.covered(SeqSet(kReplaySeq, 3), false, 100));
+	EXPECT_TRUE(gap.covered(SeqSet(1, 3), false, 0)) << "no slot position to wait for";
+}
+
 TEST(LsnHorizon, StaysBoundedAndNeverReleasesTooEarly)
 {
 	LsnHorizon h;

@@ -96,4 +96,23 @@ lsn_text(uint64_t lsn)
 	return buf;
 }
 
+void
+JournalGap::open(uint64_t upto_seq, uint64_t restart_lsn)
+{
+	open_ = true;
+	upto_seq_ = std::max(upto_seq_, upto_seq);
+	restart_lsn_ = std::max(restart_lsn_, restart_lsn);
+}
+
+bool
+JournalGap::covered(const SeqSet &held, bool any_uncovered, uint64_t delivered_bound) const
+{
+	if (!open_)
+		return true;
+	/* (Seq 0 stands for the previous run's commits: held while its fallback runs.) */
+	if ((!held.empty() && held.min() <= upto_seq_) || any_uncovered)
+		return false;
+	return restart_lsn_ == 0 || (delivered_bound != 0 && delivered_bound >= restart_lsn_);
+}
+
 } // namespace cachebust

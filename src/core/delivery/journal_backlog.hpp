@@ -22,6 +22,13 @@
  *                delivered under kReplaySeq; the waiting commits count as
  *                delivered once the reader has passed `to` and nothing under
  *                kReplaySeq is held any more.
+ *   JournalGap   open while the slot does not reach back to every commit
+ *                not yet delivered: its WAL was lost and the slot made
+ *                again, or a fallback stands in for a replay and has not
+ *                run. A restart must then fall back (the worker records the
+ *                gap on disk before it opens). It closes once no commit up
+ *                to upto_seq is held, none is uncovered, and everything
+ *                committed before restart_lsn is delivered.
  *
  * LSNs are uint64_t, 0 meaning none.
  */
@@ -107,6 +114,24 @@ class JournalBacklog
 	bool restart_needed_ = false;
 	SeqSet seqs_;
 	std::string why_;
+};
+
+class JournalGap
+{
+  public:
+	bool is_open() const { return open_; }
+	/* Opens it, or widens it to more commits and a later slot position. */
+	void open(uint64_t upto_seq, uint64_t restart_lsn);
+	/* Whether what it stands for is delivered or covered: held is the
+	 * dispatcher's, delivered_bound the LSN before which every commit is
+	 * delivered (0: not known now). */
+	bool covered(const SeqSet &held, bool any_uncovered, uint64_t delivered_bound) const;
+	void close() { *this = JournalGap{}; }
+
+  private:
+	bool open_ = false;
+	uint64_t upto_seq_ = 0;
+	uint64_t restart_lsn_ = 0;
 };
 
 /* "16/B374D848", as PostgreSQL prints an LSN. */
