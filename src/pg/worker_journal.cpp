@@ -216,7 +216,7 @@ Worker::advance_slot(bool now)
 		/* What is held now is in no WAL the new slot keeps: recorded before it is made. */
 		open_journal_gap(dispatcher_.drained_upto(), 0);
 		pg_call([&] { slot = journal_slot_recreate(); });
-		gap_.open(0, slot.restart_lsn);
+		open_journal_gap(0, slot.restart_lsn); /* (widens it) */
 	}
 	slot_usable_ = slot.exists && !slot.invalidated;
 	slot_restart_lsn_ = slot.restart_lsn;

@@ -80,6 +80,19 @@ write_file_durably(const char *path, const char *contents, size_t len, int eleve
 	return fsync_fname_ext(kDirectory, true, false, elevel) == 0;
 }
 
+/* Removes a file of ours, if it is there, and makes that durable;
+ * failures are logged at elevel. No C++ allocation: the postmaster calls this. */
+static void
+remove_file_durably(const char *path, int elevel)
+{
+	if (unlink(path) != 0) {
+		if (errno != ENOENT)
+			ereport(elevel, (errcode_for_file_access(), errmsg("could not remove cachebust file \"%s\": %m", path)));
+		return;
+	}
+	(void) fsync_fname_ext(kDirectory, true, false, elevel);
+}
+
 /* The whole file, or false if it does not exist (or cannot be read). */
 static bool
 read_file(const std::string &path, std::string &contents)
@@ -250,11 +263,8 @@ record_journal_setting()
 	bool present = stat(kJournalFile, &st) == 0;
 	if (journal_active() && !present)
 		(void) write_file_durably(kJournalFile, "on\n", 3, WARNING);
-	else if (!journal_active() && present) {
-		if (unlink(kJournalFile) != 0)
-			ereport(WARNING, (errcode_for_file_access(), errmsg("could not remove cachebust file \"%s\": %m", kJournalFile)));
-		(void) fsync_fname_ext(kDirectory, true, false, WARNING);
-	}
+	else if (!journal_active() && present)
+		remove_file_durably(kJournalFile, WARNING);
 }
 
 void
@@ -458,12 +468,7 @@ worker_state_journal_gap_recorded(uint32 timeline)
 void
 worker_state_clear_journal_gap()
 {
-	if (unlink(kJournalGapFile) != 0) {
-		if (errno != ENOENT)
-			ereport(WARNING, (errcode_for_file_access(), errmsg("could not remove cachebust file \"%s\": %m", kJournalGapFile)));
-		return;
-	}
-	(void) fsync_fname_ext(kDirectory, true, false, WARNING);
+	remove_file_durably(kJournalGapFile, WARNING);
 }
 
 } // namespace cachebust::pg
