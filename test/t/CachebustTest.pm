@@ -15,7 +15,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-our @EXPORT = qw(start_redis start_sentinel start_cluster make_tls_certs cachebust_node wait_until wait_all_delivered reload_settings stat_value worker_pid);
+our @EXPORT = qw(start_redis start_sentinel start_cluster make_tls_certs cachebust_node wait_until wait_all_delivered reload_settings stat_value worker_pid
+  invalidate_journal_slot);
 
 # ---- Redis -------------------------------------------------------------
 
@@ -154,6 +155,24 @@ sub reload_settings
 	my $offset = -s $node->logfile;
 	$node->safe_psql('postgres', join('', map { "$_;\n" } @statements) . 'SELECT pg_reload_conf();');
 	$node->wait_for_log(qr/cachebust worker reloaded its settings/, $offset);
+}
+
+# Writes WAL past the journal's slot and checkpoints until the checkpointer
+# invalidates it (max_slot_wal_keep_size must be small); true once it has.
+# Waits for the checkpointer's LOG line, not for wal_status = 'lost': the
+# worker may already have made the slot again. $filler: a table (x text).
+sub invalidate_journal_slot
+{
+	my ($node, $filler) = @_;
+	my $offset = -s $node->logfile;
+	for (1 .. 5)
+	{
+		$node->safe_psql('postgres',
+			qq{INSERT INTO $filler SELECT repeat('x', 100) FROM generate_series(1, 1000); SELECT pg_switch_wal()});
+		$node->safe_psql('postgres', qq{INSERT INTO $filler VALUES ('y'); CHECKPOINT});
+		return 1 if $node->log_contains('invalidating slot "cachebust"', $offset);
+	}
+	return 0;
 }
 
 # One column of cachebust.stats.
